@@ -1,0 +1,5 @@
+namespace Nfm.FSharp
+
+/// Placeholder replaced below.
+module Native =
+    let x = 1
