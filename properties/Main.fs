@@ -1,3 +1,4 @@
 module Main
+
 [<EntryPoint>]
-let main _ = 0
+let main argv = Nfm.Testing.Runner.run argv

@@ -1,0 +1,26 @@
+/// Shared entry point of the test and property runners: runs every [<Tests>] value in the assembly
+/// and ends with the line "N passed, N failed" that CI reads; exits non-zero on any failure.
+module Nfm.Testing.Runner
+
+open Expecto
+open Expecto.Impl
+
+let run (argv: string[]) =
+    let mutable counts = (0, 0)
+    let printer =
+        { defaultConfig.printer with
+            summary = fun config summary ->
+                async {
+                    do! defaultConfig.printer.summary config summary
+                    counts <- (summary.passed.Length, summary.failed.Length + summary.errored.Length) }
+    }
+    let rc = runTestsInAssemblyWithCLIArgs [ CLIArguments.Printer printer; CLIArguments.Sequenced; CLIArguments.No_Spinner; CLIArguments.Colours 0 ] argv
+    let passed, failed = counts
+    // Alone on its own line: CI reads it.
+    // Alone on its own line, written past Expecto's console writer: CI reads it.
+    System.Console.Out.Flush()
+    use stdout = System.Console.OpenStandardOutput()
+    let line = System.Text.Encoding.UTF8.GetBytes(sprintf "\n%d passed, %d failed\n" passed failed)
+    stdout.Write(line, 0, line.Length)
+    stdout.Flush()
+    if rc <> 0 || failed > 0 then 1 else 0
