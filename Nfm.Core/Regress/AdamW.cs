@@ -1,0 +1,83 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Nfm.Regress;
+
+/// <summary>
+/// AdamW with decoupled weight decay. Written here (not TorchSharp's) so that its state is plain named tensors:
+/// checkpoints store and restore it exactly, which exact resume needs.
+/// </summary>
+public sealed class AdamW
+{
+    private readonly (string Name, Parameter P)[] parameters;
+    private readonly Dictionary<string, Tensor> m = new(), v = new();
+    private readonly double beta1, beta2, eps, weightDecay;
+
+    /// <summary>Number of updates applied so far (bias correction uses it).</summary>
+    public long Steps { get; private set; }
+
+    /// <summary>Optimises the given named parameters.</summary>
+    public AdamW(IEnumerable<(string Name, Parameter P)> parameters, double beta1 = 0.9, double beta2 = 0.999,
+        double eps = 1e-8, double weightDecay = 0.0)
+    {
+        this.parameters = parameters.Where(p => p.P.requires_grad).ToArray();
+        (this.beta1, this.beta2, this.eps, this.weightDecay) = (beta1, beta2, eps, weightDecay);
+        foreach (var (name, p) in this.parameters)
+        {
+            m[name] = zeros_like(p).DetachFromDisposeScope();
+            v[name] = zeros_like(p).DetachFromDisposeScope();
+        }
+    }
+
+    /// <summary>Clears every parameter's gradient.</summary>
+    public void ZeroGrad()
+    {
+        foreach (var (_, p) in parameters) p.grad?.zero_();
+    }
+
+    /// <summary>One update with learning rate <paramref name="lr"/> from the parameters' current gradients.</summary>
+    public void Step(double lr)
+    {
+        Steps++;
+        double bc1 = 1 - Math.Pow(beta1, Steps), bc2 = 1 - Math.Pow(beta2, Steps);
+        using var _ = no_grad();
+        using var scope = NewDisposeScope();
+        foreach (var (name, p) in parameters)
+        {
+            var g = p.grad;
+            if (g is null) continue;
+            if (weightDecay > 0) p.mul_(1 - lr * weightDecay);
+            m[name].mul_(beta1).add_(g, alpha: 1 - beta1);
+            v[name].mul_(beta2).addcmul_(g, g, value: 1 - beta2);
+            var denom = (v[name] / bc2).sqrt_().add_(eps);
+            p.addcdiv_(m[name], denom, value: -lr / bc1);
+        }
+    }
+
+    /// <summary>The state as named tensors: "step", "m.NAME", "v.NAME".</summary>
+    public IEnumerable<(string Name, Tensor Value)> State()
+    {
+        yield return ("step", tensor(Steps));
+        foreach (var (name, _) in parameters)
+        {
+            yield return ("m." + name, m[name]);
+            yield return ("v." + name, v[name]);
+        }
+    }
+
+    /// <summary>Restores a state written by <see cref="State"/>; throws naming the first missing or mis-shaped tensor.</summary>
+    public void LoadState(IReadOnlyDictionary<string, Tensor> state)
+    {
+        if (!state.TryGetValue("step", out var s)) throw new InvalidDataException("optimizer state lacks 'step'");
+        Steps = s.item<long>();
+        using var _ = no_grad();
+        foreach (var (name, p) in parameters)
+            foreach (var (prefix, dict) in new[] { ("m.", m), ("v.", v) })
+            {
+                if (!state.TryGetValue(prefix + name, out var t)) throw new InvalidDataException($"optimizer state lacks '{prefix + name}'");
+                if (!t.shape.SequenceEqual(p.shape)) throw new InvalidDataException($"optimizer state '{prefix + name}' has shape [{string.Join(", ", t.shape)}], expected [{string.Join(", ", p.shape)}]");
+                dict[name].copy_(t);
+            }
+    }
+}

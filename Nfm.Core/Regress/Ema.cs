@@ -1,0 +1,64 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Nfm.Regress;
+
+/// <summary>Exponential moving average of a module's parameters, kept as named tensors (sampling uses them).</summary>
+public sealed class Ema
+{
+    private readonly Dictionary<string, Tensor> shadow = new();
+
+    /// <summary>Decay per update; 0 means the average is the current weights.</summary>
+    public double Decay { get; }
+
+    /// <summary>Starts the average at the module's current parameters.</summary>
+    public Ema(nn.Module module, double decay)
+    {
+        Decay = decay;
+        using var _ = no_grad();
+        foreach (var (name, p) in module.named_parameters())
+            shadow[name] = p.detach().clone().DetachFromDisposeScope();
+    }
+
+    /// <summary>ema = decay * ema + (1 - decay) * current.</summary>
+    public void Update(nn.Module module)
+    {
+        using var _ = no_grad();
+        foreach (var (name, p) in module.named_parameters())
+            shadow[name].mul_(Decay).add_(p.detach(), alpha: 1 - Decay);
+    }
+
+    /// <summary>The averaged tensors by parameter name.</summary>
+    public IReadOnlyDictionary<string, Tensor> Weights => shadow;
+
+    /// <summary>Copies the averaged weights into <paramref name="module"/> (a separate instance used for sampling).</summary>
+    public void CopyTo(nn.Module module) => Parameters.Copy(shadow, module);
+
+    /// <summary>Overwrites the average from saved tensors.</summary>
+    public void Load(IReadOnlyDictionary<string, Tensor> weights)
+    {
+        using var _ = no_grad();
+        foreach (var (name, t) in shadow)
+        {
+            if (!weights.TryGetValue(name, out var w)) throw new InvalidDataException($"EMA state lacks '{name}'");
+            t.copy_(w);
+        }
+    }
+}
+
+/// <summary>Copying named tensors into a module's parameters, with shape checks.</summary>
+public static class Parameters
+{
+    /// <summary>Copies each named tensor into the parameter or buffer of the same name; throws naming a missing or mis-shaped one.</summary>
+    public static void Copy(IReadOnlyDictionary<string, Tensor> source, nn.Module module)
+    {
+        using var _ = no_grad();
+        foreach (var (name, p) in module.named_parameters().Select(x => (x.name, (Tensor)x.parameter)).Concat(module.named_buffers()))
+        {
+            if (!source.TryGetValue(name, out var t)) throw new InvalidDataException($"weights lack tensor '{name}'");
+            if (!t.shape.SequenceEqual(p.shape))
+                throw new InvalidDataException($"tensor '{name}' has shape [{string.Join(", ", t.shape)}], expected [{string.Join(", ", p.shape)}]");
+            p.copy_(t);
+        }
+    }
+}

@@ -1,0 +1,42 @@
+using Nfm.Descriptions;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Nfm.Regress;
+
+/// <summary>A point on the path: x_t, its target velocity u_t = dx_t/dt, the endpoints and the times.</summary>
+public sealed record PathSample(Tensor Xt, Tensor Ut, Tensor X0, Tensor X1, Tensor T);
+
+/// <summary>The linear probability path x_t = (1 - t) x0 + t x1, u_t = x1 - x0 (t = 0 noise, t = 1 data).</summary>
+public static class ProbabilityPath
+{
+    /// <summary>Interpolates each row at its own time t [N].</summary>
+    public static PathSample Sample(Tensor x0, Tensor x1, Tensor t)
+    {
+        if (!x0.shape.SequenceEqual(x1.shape))
+            throw new ArgumentException($"x0 and x1 must have the same shape, got [{string.Join(", ", x0.shape)}] and [{string.Join(", ", x1.shape)}]");
+        if (t.dim() != 1 || t.shape[0] != x1.shape[0])
+            throw new ArgumentException($"t must have shape [{x1.shape[0]}], got [{string.Join(", ", t.shape)}]");
+        var shape = new long[x1.dim()];
+        shape[0] = x1.shape[0];
+        for (int i = 1; i < shape.Length; i++) shape[i] = 1;
+        using var tb = t.to(x1.dtype).reshape(shape);
+        var xt = x0 + tb * (x1 - x0);
+        return new PathSample(xt, x1 - x0, x0, x1, t);
+    }
+
+    /// <summary>Draws N training times from the path's time distribution, with the given generator.</summary>
+    public static Tensor SampleTimes(PathSpec spec, long n, Generator generator, Device device, ScalarType dtype = ScalarType.Float32)
+    {
+        switch (spec.Sampling)
+        {
+            case TimeSampling.Uniform:
+                return rand(n, dtype: dtype, device: device, generator: generator);
+            case TimeSampling.LogitNormal:
+                using (var z = randn(n, dtype: dtype, device: device, generator: generator))
+                    return sigmoid(z * spec.LogitStd + spec.LogitMean);
+            default:
+                throw new ArgumentException($"unknown time sampling {spec.Sampling}");
+        }
+    }
+}

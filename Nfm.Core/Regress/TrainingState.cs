@@ -1,0 +1,65 @@
+using Nfm.Descriptions;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Nfm.Regress;
+
+/// <summary>
+/// Everything a training run carries from one step to the next. The record is immutable; the module, optimiser,
+/// EMA and generator it points to are the mutable TorchSharp objects that a step updates in place.
+/// </summary>
+public sealed record TrainingState(nn.Module Model, AdamW Optimizer, Ema? Ema, TrainingSpec Spec, Generator Generator,
+    long Step = 0, int BadStepsInARow = 0, int SkippedSteps = 0)
+{
+    /// <summary>A fresh state: AdamW over the model's parameters, EMA when the spec asks for it, generator seeded from the spec.</summary>
+    public static TrainingState Start(nn.Module model, TrainingSpec spec, Device device)
+    {
+        spec.Validate();
+        var named = model.named_parameters().Select(p => (p.name, p.parameter));
+        var opt = new AdamW(named, spec.Beta1, spec.Beta2, weightDecay: spec.WeightDecay);
+        var ema = spec.EmaDecay > 0 ? new Ema(model, spec.EmaDecay) : null;
+        var gen = new Generator((ulong)spec.Seed, device);
+        return new TrainingState(model, opt, ema, spec, gen);
+    }
+}
+
+/// <summary>The result of one training step: the next state, the loss, and whether the update was skipped.</summary>
+public sealed record StepOutcome(TrainingState State, double Loss, double GradNorm, bool Skipped);
+
+/// <summary>Raised when training meets more non-finite losses or gradients in a row than the spec allows.</summary>
+public sealed class NonFiniteTrainingException(string message) : Exception(message);
+
+/// <summary>The optimisation half of a training step, shared by every trainer: backward, clip, guard, update, EMA.</summary>
+public static class Optimisation
+{
+    /// <summary>
+    /// Backpropagates <paramref name="loss"/>, clips the global gradient norm, and applies AdamW at the scheduled
+    /// learning rate, then updates the EMA. A non-finite loss or gradient skips the update (reported in the outcome);
+    /// after <see cref="TrainingSpec.MaxBadSteps"/> in a row it throws <see cref="NonFiniteTrainingException"/>.
+    /// </summary>
+    public static StepOutcome Apply(TrainingState s, Tensor loss)
+    {
+        s.Optimizer.ZeroGrad();
+        double l = loss.detach().cpu().to(ScalarType.Float64).item<double>();
+        double norm = double.NaN;
+        if (double.IsFinite(l))
+        {
+            loss.backward();
+            var ps = s.Model.parameters().Where(p => p.requires_grad).ToArray();
+            double clip = s.Spec.GradClip > 0 ? s.Spec.GradClip : double.PositiveInfinity;
+            norm = nn.utils.clip_grad_norm_(ps, clip);
+        }
+        if (!double.IsFinite(l) || !double.IsFinite(norm))
+        {
+            s.Optimizer.ZeroGrad();
+            int bad = s.BadStepsInARow + 1;
+            if (bad >= s.Spec.MaxBadSteps)
+                throw new NonFiniteTrainingException(
+                    $"training stopped at step {s.Step}: {bad} non-finite losses or gradients in a row (last loss {l}, gradient norm {norm})");
+            return new StepOutcome(s with { Step = s.Step + 1, BadStepsInARow = bad, SkippedSteps = s.SkippedSteps + 1 }, l, norm, true);
+        }
+        s.Optimizer.Step(LearningRate.At(s.Spec, s.Step));
+        s.Ema?.Update(s.Model);
+        return new StepOutcome(s with { Step = s.Step + 1, BadStepsInARow = 0 }, l, norm, false);
+    }
+}
