@@ -1,0 +1,34 @@
+/// A progress bar on stderr: redrawn in place on a terminal, a line every tenth of the work otherwise (logs, CI).
+module Nfm.Cli.Progress
+
+open System
+open System.Diagnostics
+
+type Bar(label: string, total: int64) =
+    let watch = Stopwatch.StartNew()
+    let interactive = not Console.IsErrorRedirected
+    let mutable lastDraw = -1.0
+    let mutable lastDecile = -1L
+
+    member _.Update(current: int64, info: string) =
+        let secs = watch.Elapsed.TotalSeconds
+        let rate = if secs > 0.0 then float current / secs else 0.0
+        let eta = if rate > 0.0 then float (total - current) / rate else 0.0
+        let frac = if total > 0L then float current / float total else 1.0
+        let line () =
+            let width = 24
+            let filled = int (frac * float width) |> min width
+            sprintf "%s [%s%s] %d/%d %s %.1f it/s ETA %.0fs" label (String('#', filled)) (String('.', width - filled))
+                current total info rate eta
+        if interactive then
+            if secs - lastDraw >= 0.1 || current = total then
+                lastDraw <- secs
+                eprintf "\r%s   " (line ())
+                if current = total then eprintfn ""
+        else
+            let decile = if total > 0L then current * 10L / total else 10L
+            if decile <> lastDecile then
+                lastDecile <- decile
+                eprintfn "%s" (line ())
+
+    member _.Elapsed = watch.Elapsed
