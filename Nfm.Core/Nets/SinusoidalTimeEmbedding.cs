@@ -12,7 +12,7 @@ public static class SinusoidalTimeEmbedding
     /// <summary>Features [N, features] for times [N] (features even).</summary>
     public static Tensor Embed(Tensor t, int features)
     {
-        if (t.dim() != 1) throw new ArgumentException($"t must have shape [N], got [{string.Join(", ", t.shape)}]");
+        if (t.dim() != 1) throw new ArgumentException($"t must have shape [N], got {Shapes.Show(t)}");
         if (features < 2 || features % 2 != 0) throw new ArgumentException($"features must be even and >= 2, got {features}");
         int half = features / 2;
         using var k = arange(half, dtype: t.dtype, device: t.device);

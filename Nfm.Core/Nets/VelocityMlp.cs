@@ -53,8 +53,8 @@ public sealed class VelocityMlp : Module<Tensor, Tensor, Tensor?, Tensor>
     {
         long n = x.shape[0];
         if (x.numel() != n * spec.Dim)
-            throw new ArgumentException($"x must have shape [N, {string.Join(", ", spec.InputShape)}], got [{string.Join(", ", x.shape)}]");
-        if (t.dim() != 1 || t.shape[0] != n) throw new ArgumentException($"t must have shape [{n}], got [{string.Join(", ", t.shape)}]");
+            throw new ArgumentException($"x must have shape [N, {string.Join(", ", spec.InputShape)}], got {Shapes.Show(x)}");
+        if (t.dim() != 1 || t.shape[0] != n) throw new ArgumentException($"t must have shape [{n}], got {Shapes.Show(t)}");
         using var flat = x.reshape(n, spec.Dim);
         using var tf = SinusoidalTimeEmbedding.Embed(t.to(x.dtype), spec.TimeFeatures);
         Tensor input;

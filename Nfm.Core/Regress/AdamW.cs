@@ -76,7 +76,7 @@ public sealed class AdamW
             foreach (var (prefix, dict) in new[] { ("m.", m), ("v.", v) })
             {
                 if (!state.TryGetValue(prefix + name, out var t)) throw new InvalidDataException($"optimizer state lacks '{prefix + name}'");
-                if (!t.shape.SequenceEqual(p.shape)) throw new InvalidDataException($"optimizer state '{prefix + name}' has shape [{string.Join(", ", t.shape)}], expected [{string.Join(", ", p.shape)}]");
+                if (!t.shape.SequenceEqual(p.shape)) throw new InvalidDataException($"optimizer state '{prefix + name}' has shape {Shapes.Show(t)}, expected {Shapes.Show(p)}");
                 dict[name].copy_(t);
             }
     }

@@ -57,7 +57,7 @@ public static class Parameters
         {
             if (!source.TryGetValue(name, out var t)) throw new InvalidDataException($"weights lack tensor '{name}'");
             if (!t.shape.SequenceEqual(p.shape))
-                throw new InvalidDataException($"tensor '{name}' has shape [{string.Join(", ", t.shape)}], expected [{string.Join(", ", p.shape)}]");
+                throw new InvalidDataException($"tensor '{name}' has shape {Shapes.Show(t)}, expected {Shapes.Show(p)}");
             p.copy_(t);
         }
     }

@@ -14,13 +14,10 @@ public static class ProbabilityPath
     public static PathSample Sample(Tensor x0, Tensor x1, Tensor t)
     {
         if (!x0.shape.SequenceEqual(x1.shape))
-            throw new ArgumentException($"x0 and x1 must have the same shape, got [{string.Join(", ", x0.shape)}] and [{string.Join(", ", x1.shape)}]");
+            throw new ArgumentException($"x0 and x1 must have the same shape, got {Shapes.Show(x0)} and {Shapes.Show(x1)}");
         if (t.dim() != 1 || t.shape[0] != x1.shape[0])
-            throw new ArgumentException($"t must have shape [{x1.shape[0]}], got [{string.Join(", ", t.shape)}]");
-        var shape = new long[x1.dim()];
-        shape[0] = x1.shape[0];
-        for (int i = 1; i < shape.Length; i++) shape[i] = 1;
-        using var tb = t.to(x1.dtype).reshape(shape);
+            throw new ArgumentException($"t must have shape [{x1.shape[0]}], got {Shapes.Show(t)}");
+        using var tb = t.to(x1.dtype).reshape(Shapes.RowShape(x1));
         var xt = x0 + tb * (x1 - x0);
         return new PathSample(xt, x1 - x0, x0, x1, t);
     }

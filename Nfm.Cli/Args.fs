@@ -1,0 +1,164 @@
+/// The command-line surface (../shared CLI.md): names and options users script against stay stable.
+module Nfm.Cli.Args
+
+open Argu
+
+type DemoArgs =
+    | Out of dir: string
+    | Steps of int
+    | Seed of int
+    | Json of file: string
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Out _ -> "folder for results.json and the PNG plots (default: demo-out)."
+            | Steps _ -> "training steps per student (default: the demo budget)."
+            | Seed _ -> "random seed (default 0)."
+            | Json _ -> "also write the results JSON to this file."
+
+type CompareArgs =
+    | [<Mandatory>] Data of spec: string
+    | [<Mandatory>] Out of dir: string
+    | Budget of string
+    | Labels of file: string
+    | Seed of int
+    | Grid of string
+    | Eta of float
+    | Json of file: string
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Data _ -> "data: a built-in 2-D set (checkerboard, moons, 8gaussians, 2spirals, rings), mnist:DIR or FILE.npy."
+            | Out _ -> "output folder (results.json, results.md, quality.png, sample grids)."
+            | Budget _ -> "quick | standard | N (teacher steps; students get the same scale)."
+            | Labels _ -> "int64 labels .npy for FILE.npy data."
+            | Seed _ -> "random seed (default 0)."
+            | Grid _ -> "time grid for sampling: quadratic (default) or uniform."
+            | Eta _ -> "NFM coupling noise eta (default: the teacher's training sigma)."
+            | Json _ -> "also write the results JSON to this file."
+
+type StudentTrainArgs =
+    | [<Mandatory>] Data of spec: string
+    | [<Mandatory>] Coupling of string
+    | [<Mandatory>] Out of file: string
+    | Labels of file: string
+    | Steps of int
+    | Batch of int
+    | Seed of int
+    | Save_Every of int
+    | Resume
+    | Lr of float
+    | Warmup of int
+    | Width of int
+    | Depth of int
+    | Time_Sampling of string
+    | Ema of float
+    | Conditional
+    | N of int
+    | Device of string
+    | Json of file: string
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Data _ -> "training data: checkerboard|moons|8gaussians|2spirals|rings, mnist:DIR or FILE.npy."
+            | Coupling _ -> "independent | ot | sinkhorn:EPS | teacher:PAIRS | teacher:T.ckpt | reflow:S.ckpt."
+            | Out _ -> "student checkpoint to write (.ckpt)."
+            | Labels _ -> "int64 labels .npy for FILE.npy data."
+            | Steps _ -> "training steps (default 2000)."
+            | Batch _ -> "batch size (default 256)."
+            | Seed _ -> "random seed (default 0)."
+            | Save_Every _ -> "steps between checkpoints (default 0 = only at the end)."
+            | Resume -> "continue from the checkpoint at --out."
+            | Lr _ -> "peak learning rate (default 1e-3)."
+            | Warmup _ -> "linear warm-up steps (default 0)."
+            | Width _ -> "hidden width (default 256)."
+            | Depth _ -> "hidden layers (default 3)."
+            | Time_Sampling _ -> "uniform (default) or logit-normal[:MEAN:STD]."
+            | Ema _ -> "EMA decay of the weights used for sampling (default 0.999; 0 = off)."
+            | Conditional -> "class-conditional student (needs labels); label dropout 0.1."
+            | N _ -> "rows to draw from a built-in 2-D set (default 20000)."
+            | Device _ -> "cpu (default) or cuda."
+            | Json _ -> "write the training figures (final loss, steps/s) to this JSON file."
+
+type StudentSampleArgs =
+    | [<Mandatory>] Student of file: string
+    | [<Mandatory>] Count of int
+    | [<Mandatory>] Out of file: string
+    | Nfe of int
+    | Solver of string
+    | Grid of string
+    | Cfg of float
+    | Label of int
+    | Rtol of float
+    | Atol of float
+    | Seed of int
+    | Png of file: string
+    | Json of file: string
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Student _ -> "student checkpoint (.ckpt)."
+            | Count _ -> "number of samples."
+            | Out _ -> "samples .npy to write."
+            | Nfe _ -> "solver steps (default 4); dopri5 ignores it."
+            | Solver _ -> "euler | midpoint | heun | rk4 | dopri5 (default euler)."
+            | Grid _ -> "uniform | quadratic (default quadratic: small steps near the data end)."
+            | Cfg _ -> "classifier-free guidance weight for conditional students (default 0)."
+            | Label _ -> "class to sample for conditional students (default: cycle through classes)."
+            | Rtol _ -> "dopri5 relative tolerance (default 1e-5)."
+            | Atol _ -> "dopri5 absolute tolerance (default 1e-5)."
+            | Seed _ -> "random seed of the noise (default 0)."
+            | Png _ -> "also write a PNG (scatter for 2-D, grid for images)."
+            | Json _ -> "write NFE and timing to this JSON file."
+
+type StudentArgs =
+    | [<CliPrefix(CliPrefix.None)>] Train of ParseResults<StudentTrainArgs>
+    | [<CliPrefix(CliPrefix.None)>] Sample of ParseResults<StudentSampleArgs>
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Train _ -> "train a flow-matching student on a coupling."
+            | Sample _ -> "sample a student by integrating its ODE from noise."
+
+type EvalArgs =
+    | [<Mandatory>] Samples of file: string
+    | [<Mandatory>] Reference of spec: string
+    | Metric of string
+    | Max_N of int
+    | Seed of int
+    | Json of file: string
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Samples _ -> "samples .npy."
+            | Reference _ -> "reference data: a built-in set, mnist:DIR or FILE.npy."
+            | Metric _ -> "w2 (default) | mmd."
+            | Max_N _ -> "use at most this many points of each set (default 2000)."
+            | Seed _ -> "seed for drawing built-in reference sets and subsets (default 0)."
+            | Json _ -> "write the figure to this JSON file."
+
+type BenchArgs =
+    | [<MainCommand; ExactlyOnce; Last>] Name of string
+    | Json of file: string
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Name _ -> "ot | train-2d | matmul | all."
+            | Json _ -> "JSON file for the figures (default bench-NAME.json)."
+
+type NfmArgs =
+    | [<CliPrefix(CliPrefix.None)>] Demo of ParseResults<DemoArgs>
+    | [<CliPrefix(CliPrefix.None)>] Compare of ParseResults<CompareArgs>
+    | [<CliPrefix(CliPrefix.None)>] Student of ParseResults<StudentArgs>
+    | [<CliPrefix(CliPrefix.None)>] Eval of ParseResults<EvalArgs>
+    | [<CliPrefix(CliPrefix.None)>] Bench of ParseResults<BenchArgs>
+    | Verbose
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Demo _ -> "the whole method on a built-in 2-D set, in a few minutes."
+            | Compare _ -> "students on independent / OT / NFM couplings with equal budgets; quality against steps."
+            | Student _ -> "train or sample a flow-matching student."
+            | Eval _ -> "quality of samples against reference data (w2, mmd)."
+            | Bench _ -> "benchmarks: print figures and write JSON."
+            | Verbose -> "print stack traces on errors."
