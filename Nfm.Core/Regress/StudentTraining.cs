@@ -25,21 +25,12 @@ public sealed record Student(StudentSpec Spec, VelocityMlp Net, TrainingState St
         return net;
     }
 
-    /// <summary>The checkpoint value: weights, optimiser, EMA, RNG state and the step.</summary>
+    /// <summary>The checkpoint value: description, weights, optimiser, EMA, RNG state and the step.</summary>
     public Checkpoint ToCheckpoint(IReadOnlyDictionary<string, string>? extraMeta = null)
     {
-        var tensors = new Dictionary<string, Tensor>();
-        foreach (var (n, p) in Net.named_parameters()) tensors["model." + n] = p;
-        if (State.Ema is not null) foreach (var (n, t) in State.Ema.Weights) tensors["ema." + n] = t;
-        foreach (var (n, t) in State.Optimizer.State()) tensors["opt." + n] = t;
-        tensors["rng.state"] = State.Generator.get_state();
-        var meta = new Dictionary<string, string>
-        {
-            ["step"] = State.Step.ToString(),
-            ["skippedSteps"] = State.SkippedSteps.ToString(),
-        };
+        var meta = State.ToMeta();
         if (extraMeta is not null) foreach (var (k, v) in extraMeta) meta[k] = v;
-        return new Checkpoint(Kind, JsonNode.Parse(Json.Write(Spec))!, meta, tensors);
+        return new Checkpoint(Kind, JsonNode.Parse(Json.Write(Spec))!, meta, State.ToTensors());
     }
 
     /// <summary>Writes the checkpoint atomically.</summary>
@@ -68,27 +59,13 @@ public sealed record Student(StudentSpec Spec, VelocityMlp Net, TrainingState St
     public static Student FromCheckpoint(StudentSpec spec, Checkpoint c)
     {
         var s = Create(spec);
-        Parameters.Copy(c.WithPrefix("model."), s.Net);
-        if (s.State.Ema is not null) s.State.Ema.Load(c.WithPrefix("ema."));
-        s.State.Optimizer.LoadState(c.WithPrefix("opt."));
-        s.State.Generator.set_state(c.Tensors["rng.state"]);
-        var state = s.State with
-        {
-            Step = long.Parse(c.Meta["step"]),
-            SkippedSteps = int.Parse(c.Meta.GetValueOrDefault("skippedSteps", "0")),
-        };
-        return s with { State = state };
+        return s with { State = s.State.Restore(c) };
     }
 }
 
-/// <summary>What the training loop reports after each step.</summary>
-public readonly record struct TrainingProgress(long Step, long TotalSteps, double Loss, bool Skipped);
-
 /// <summary>
-/// The student training loop: draw a batch of data rows, couple them with noise, regress, repeat; checkpoints every
-/// <see cref="TrainingSpec.SaveEvery"/> steps and at the end; stops early and saves when cancelled.
-/// All randomness (batches, noise, times, label dropout) comes from the state's generator, whose state is checkpointed,
-/// so an interrupted-and-resumed run follows the same sequence as an uninterrupted one.
+/// Student training: draw a batch of data rows, couple them with noise, regress (on <see cref="TrainingLoop"/>).
+/// Batches, noise, times and label dropout all come from the state's generator.
 /// </summary>
 public static class StudentTraining
 {
@@ -103,26 +80,17 @@ public static class StudentTraining
         var device = spec.Device.ToDevice();
         using var dev = data.to(device);
         using var devLabels = labels?.to(device);
-        var state = student.State;
         long nullClass = spec.Net.Classes;
         double dropout = spec.Net.Classes > 0 ? spec.LabelDropout : 0.0;
-        student.Net.train();
-        while (state.Step < spec.Training.Steps && !cancel.IsCancellationRequested)
+        var net = student.Net;
+        Tensor LossOfStep(TrainingState s)
         {
-            using (var scope = NewDisposeScope())
-            {
-                var idx = randint(0, n, new long[] { spec.Training.Batch }, dtype: int64, device: device, generator: state.Generator);
-                var batch = new Batch(dev.index_select(0, idx), devLabels?.index_select(0, idx));
-                var pairs = coupling(batch, state.Generator);
-                var outcome = FlowMatching.TrainStep(state, pairs, spec.Path, dropout, nullClass);
-                state = outcome.State;
-                progress?.Invoke(new TrainingProgress(state.Step, spec.Training.Steps, outcome.Loss, outcome.Skipped));
-            }
-            student = student with { State = state };
-            if (checkpointPath is not null && spec.Training.SaveEvery > 0 && state.Step % spec.Training.SaveEvery == 0 && state.Step < spec.Training.Steps)
-                student.Save(checkpointPath);
+            var idx = TrainingLoop.BatchIndices(s, n, device);
+            var pairs = coupling(new Batch(dev.index_select(0, idx), devLabels?.index_select(0, idx)), s.Generator);
+            return FlowMatching.Loss(net, pairs, spec.Path, s.Generator, dropout, nullClass);
         }
-        if (checkpointPath is not null) student.Save(checkpointPath);
-        return student;
+        Action<TrainingState>? save = checkpointPath is null ? null : s => (student with { State = s }).Save(checkpointPath);
+        var final = TrainingLoop.Run(student.State, LossOfStep, save, progress, cancel);
+        return student with { State = final };
     }
 }

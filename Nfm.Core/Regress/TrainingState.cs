@@ -21,6 +21,40 @@ public sealed record TrainingState(nn.Module Model, AdamW Optimizer, Ema? Ema, T
         var gen = new Generator((ulong)spec.Seed, device);
         return new TrainingState(model, opt, ema, spec, gen);
     }
+
+    /// <summary>The resumable state as named tensors: "model.*", "ema.*", "opt.*" and "rng.state".</summary>
+    public Dictionary<string, Tensor> ToTensors()
+    {
+        var tensors = new Dictionary<string, Tensor>();
+        foreach (var (n, p) in Model.named_parameters()) tensors["model." + n] = p;
+        foreach (var (n, b) in Model.named_buffers()) tensors["model." + n] = b;
+        if (Ema is not null) foreach (var (n, t) in Ema.Weights) tensors["ema." + n] = t;
+        foreach (var (n, t) in Optimizer.State()) tensors["opt." + n] = t;
+        tensors["rng.state"] = Generator.get_state();
+        return tensors;
+    }
+
+    /// <summary>Step counters as checkpoint metadata.</summary>
+    public Dictionary<string, string> ToMeta() => new()
+    {
+        ["step"] = Step.ToString(),
+        ["skippedSteps"] = SkippedSteps.ToString(),
+    };
+
+    /// <summary>This state with weights, EMA, optimiser, RNG and counters restored from a checkpoint's tensors and metadata.</summary>
+    public TrainingState Restore(Checkpoints.Checkpoint c)
+    {
+        Parameters.Copy(c.WithPrefix("model."), Model);
+        Ema?.Load(c.WithPrefix("ema."));
+        Optimizer.LoadState(c.WithPrefix("opt."));
+        if (!c.Tensors.TryGetValue("rng.state", out var rng)) throw new InvalidDataException("checkpoint lacks the RNG state 'rng.state'");
+        Generator.set_state(rng);
+        return this with
+        {
+            Step = long.Parse(c.Meta["step"]),
+            SkippedSteps = int.Parse(c.Meta.GetValueOrDefault("skippedSteps", "0")),
+        };
+    }
 }
 
 /// <summary>The result of one training step: the next state, the loss, and whether the update was skipped.</summary>

@@ -1,0 +1,43 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Nfm.Regress;
+
+/// <summary>What a training loop reports after each step.</summary>
+public readonly record struct TrainingProgress(long Step, long TotalSteps, double Loss, bool Skipped);
+
+/// <summary>
+/// The loop every trainer shares: from the state's step to the spec's step count, each step inside its own dispose
+/// scope computes a loss (the trainer's part, drawing all randomness from the state's generator) and applies
+/// <see cref="Optimisation.Apply"/>; it saves every <c>SaveEvery</c> steps and at the end, and stops early (saving)
+/// when cancelled. Because the generator's state is checkpointed, a resumed run draws the same sequence.
+/// </summary>
+public static class TrainingLoop
+{
+    /// <summary>Runs the loop and returns the final state.</summary>
+    public static TrainingState Run(TrainingState state, Func<TrainingState, Tensor> lossOfStep, Action<TrainingState>? save = null,
+        Action<TrainingProgress>? progress = null, CancellationToken cancel = default)
+    {
+        state.Model.train();
+        var spec = state.Spec;
+        while (state.Step < spec.Steps && !cancel.IsCancellationRequested)
+        {
+            using (var scope = NewDisposeScope())
+            {
+                var loss = lossOfStep(state);
+                var outcome = Optimisation.Apply(state, loss);
+                state = outcome.State;
+                progress?.Invoke(new TrainingProgress(state.Step, spec.Steps, outcome.Loss, outcome.Skipped));
+            }
+            if (save is not null && spec.SaveEvery > 0 && state.Step % spec.SaveEvery == 0 && state.Step < spec.Steps)
+                save(state);
+        }
+        save?.Invoke(state);
+        state.Model.eval();
+        return state;
+    }
+
+    /// <summary>A batch of row indices in [0, n), drawn with replacement from the state's generator.</summary>
+    public static Tensor BatchIndices(TrainingState state, long n, Device device) =>
+        randint(0, n, new long[] { state.Spec.Batch }, dtype: int64, device: device, generator: state.Generator);
+}
