@@ -1,0 +1,11 @@
+namespace Nfm.Data;
+
+/// <summary>Which part of a data set with a fixed split (MNIST) to load.</summary>
+public enum DataSplit
+{
+    /// <summary>The training part.</summary>
+    Train,
+
+    /// <summary>The held-out test part.</summary>
+    Test,
+}

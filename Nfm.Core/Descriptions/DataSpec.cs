@@ -1,0 +1,46 @@
+using Nfm.Data;
+
+namespace Nfm.Descriptions;
+
+/// <summary>
+/// Which data a run uses: <see cref="Source"/> is a built-in 2-D name, <c>mnist:DIR</c> or <c>FILE.npy</c>;
+/// <see cref="N"/> is the number of points drawn from a built-in set (0: <see cref="DataSource.DefaultToyCount"/>)
+/// or the first N rows of a file (0: all); <see cref="Seed"/> drives built-in sets; <see cref="Split"/> picks
+/// MNIST's train or test files; <see cref="Labels"/> is an optional int64 .npy of labels for .npy data.
+/// </summary>
+public sealed record DataSpec(string Source, long N = 0, long Seed = 0, DataSplit Split = DataSplit.Train, string? Labels = null)
+{
+    /// <summary>Largest N accepted (a guard against typos, not a memory check).</summary>
+    public const long MaxN = 1_000_000_000;
+
+    /// <summary>Check every field; throws <see cref="ArgumentException"/> naming the field and what it allows.</summary>
+    public void Validate()
+    {
+        DataSourceKind kind;
+        try { kind = DataSource.KindOf(Source); }
+        catch (ArgumentException e) { throw new ArgumentException($"Source: {e.Message}", nameof(Source), e); }
+        if (N is < 0 or > MaxN)
+            throw new ArgumentException($"N must be in [0, {MaxN}] (0: default / all rows), got {N}", nameof(N));
+        if (Seed < 0)
+            throw new ArgumentException($"Seed must be >= 0, got {Seed}", nameof(Seed));
+        if (!Enum.IsDefined(Split))
+            throw new ArgumentException($"Split must be train or test, got {(int)Split}", nameof(Split));
+        if (Labels is not null && kind != DataSourceKind.Npy)
+            throw new ArgumentException($"Labels (a .npy file) only go with FILE.npy data, not with '{Source}'", nameof(Labels));
+        if (Labels is not null && !Labels.EndsWith(".npy", StringComparison.OrdinalIgnoreCase))
+            throw new ArgumentException($"Labels must be a .npy file, got '{Labels}'", nameof(Labels));
+    }
+
+    /// <summary>This description as JSON (the project's convention, <see cref="Json"/>).</summary>
+    public string ToJson() => Json.Write(this);
+
+    /// <summary>Read and validate a description from JSON.</summary>
+    /// <exception cref="InvalidDataException">malformed JSON.</exception>
+    /// <exception cref="ArgumentException">a field out of range.</exception>
+    public static DataSpec FromJson(string json)
+    {
+        var spec = Json.Read<DataSpec>(json);
+        spec.Validate();
+        return spec;
+    }
+}
