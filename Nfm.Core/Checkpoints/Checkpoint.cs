@@ -15,8 +15,7 @@ namespace Nfm.Checkpoints;
 /// Layout: the 8 bytes <c>NFMCKPT1</c>, a little-endian int32 header length, the UTF-8 JSON header
 /// (<c>format</c>, <c>kind</c>, <c>description</c>, <c>meta</c>, and per tensor its name, dtype, shape and byte count),
 /// the tensors' raw little-endian bytes in header order, then the SHA-256 of everything before it.
-/// Saving writes a temporary file beside the target and renames it into place, so a crash at any moment
-/// leaves the previous checkpoint intact.
+/// Saving goes through <see cref="Data.AtomicFile"/>, so a crash at any moment leaves the previous checkpoint intact.
 /// </remarks>
 public sealed record Checkpoint(string Kind, JsonNode Description, IReadOnlyDictionary<string, string> Meta,
     IReadOnlyDictionary<string, Tensor> Tensors)
@@ -36,9 +35,6 @@ public sealed record Checkpoint(string Kind, JsonNode Description, IReadOnlyDict
     /// <summary>Writes the checkpoint atomically (temporary file, then rename).</summary>
     public static void Save(string path, Checkpoint c)
     {
-        var full = Path.GetFullPath(path);
-        var dir = Path.GetDirectoryName(full)!;
-        if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"{path}: folder '{dir}' does not exist");
         var entries = new JsonArray();
         var blobs = new List<byte[]>();
         foreach (var (name, t) in c.Tensors)
@@ -63,27 +59,16 @@ public sealed record Checkpoint(string Kind, JsonNode Description, IReadOnlyDict
             ["tensors"] = entries,
         };
         var headerBytes = Encoding.UTF8.GetBytes(header.ToJsonString());
-        var tmp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
-        try
+        Data.AtomicFile.Write(path, fs =>
         {
-            using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write))
-            using (var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256))
-            {
-                void Put(byte[] b) { fs.Write(b); sha.AppendData(b); }
-                Put(Magic);
-                Put(BitConverter.GetBytes(headerBytes.Length));
-                Put(headerBytes);
-                foreach (var b in blobs) Put(b);
-                fs.Write(sha.GetHashAndReset());
-                fs.Flush(true);
-            }
-            File.Move(tmp, full, overwrite: true);
-        }
-        catch
-        {
-            try { File.Delete(tmp); } catch { /* the temporary file may not exist */ }
-            throw;
-        }
+            using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+            void Put(byte[] b) { fs.Write(b); sha.AppendData(b); }
+            Put(Magic);
+            Put(BitConverter.GetBytes(headerBytes.Length));
+            Put(headerBytes);
+            foreach (var b in blobs) Put(b);
+            fs.Write(sha.GetHashAndReset());
+        });
     }
 
     /// <summary>
