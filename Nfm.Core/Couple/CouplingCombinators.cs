@@ -73,4 +73,17 @@ public static class CouplingCombinators
         return new CoupledBatch(x0, batch.X1, batch.Labels);
     };
 
+
+    /// <summary>
+    /// Re-pairs <paramref name="c"/>'s noise with the data by exact OT inside the batch (squared Euclidean cost):
+    /// the noise rows are the same multiset, permuted to minimise the summed cost.
+    /// </summary>
+    public static Coupling OtWithin(Coupling c) => (batch, g) =>
+    {
+        var inner = c(batch, g);
+        using var scope = NewDisposeScope();
+        var perm = Assignment.Solve(inner.X1, inner.X0).Permutation;
+        var idx = tensor(Array.ConvertAll(perm, p => (long)p), device: inner.X0.device);
+        return inner with { X0 = inner.X0.index_select(0, idx).MoveToOuterDisposeScope() };
+    };
 }

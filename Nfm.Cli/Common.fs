@@ -1,0 +1,86 @@
+/// What every command shares: option checks, JSON output, Ctrl-C handling, data loading and the error frame.
+module Nfm.Cli.Common
+
+open System
+open System.IO
+open System.Text.Json
+open System.Text.Json.Nodes
+open System.Threading
+
+/// A user's mistake: reported as one line on stderr with a non-zero exit.
+exception UserError of string
+
+let fail msg = raise (UserError msg)
+
+/// An option that must be > 0.
+let positive (name: string) (v: int) = if v <= 0 then fail (sprintf "--%s must be a positive integer, got %d" name v) else v
+
+/// An option that must be >= 0.
+let nonNegative (name: string) (v: float) =
+    if not (v >= 0.0) || Double.IsInfinity v then fail (sprintf "--%s must be a finite number >= 0, got %g" name v) else v
+
+/// A file given as input must exist.
+let existing (what: string) (path: string) =
+    if not (File.Exists path) then fail (sprintf "%s '%s' not found" what path) else path
+
+/// The folder of an output path must exist (nothing is created silently in a mistyped place).
+let outputPath (path: string) =
+    let dir = Path.GetDirectoryName(Path.GetFullPath path)
+    if not (Directory.Exists dir) then fail (sprintf "cannot write '%s': folder '%s' does not exist" path dir) else path
+
+/// Creates an output folder (its parent must exist).
+let outputFolder (dir: string) =
+    let full = Path.GetFullPath dir
+    let parent = Path.GetDirectoryName full
+    if not (Directory.Exists parent) then fail (sprintf "cannot create '%s': folder '%s' does not exist" dir parent)
+    Directory.CreateDirectory full |> ignore
+    full
+
+/// Writes a JSON value (atomically).
+let writeJson (path: string) (node: JsonNode) =
+    let text = node.ToJsonString(JsonSerializerOptions(WriteIndented = true))
+    Nfm.Data.AtomicFile.WriteAllBytes(outputPath path, ReadOnlyMemory(Text.Encoding.UTF8.GetBytes(text + "\n")))
+
+/// A JSON object from name/value pairs.
+let jobj (pairs: (string * JsonNode) list) =
+    let o = JsonObject()
+    for (k, v) in pairs do o[k] <- v
+    o
+
+let jnum (v: float) : JsonNode = if Double.IsFinite v then JsonValue.Create v else JsonValue.Create(string v)
+let jint (v: int64) : JsonNode = JsonValue.Create v
+let jstr (v: string) : JsonNode = JsonValue.Create v
+let jarr (items: JsonNode seq) : JsonNode = JsonArray(Seq.toArray items)
+
+/// Cancelled by the first Ctrl-C (long commands stop after saving what they can); a second one exits at once.
+let cancellation =
+    let cts = new CancellationTokenSource()
+    Console.CancelKeyPress.Add(fun e ->
+        if not cts.IsCancellationRequested then
+            e.Cancel <- true
+            eprintfn "\ninterrupted: stopping after the current step and saving what is done (Ctrl-C again to abort)"
+            cts.Cancel())
+    cts.Token
+
+/// Runs a command body, turning every expected failure into one line on stderr and exit code 1
+/// (2 for command-line usage); stack traces only with --verbose.
+let guard (verbose: bool) (body: unit -> int) =
+    let report (msg: string) (e: exn) code =
+        eprintfn "nfm: error: %s" (msg.Replace("\n", " "))
+        if verbose then eprintfn "%O" e
+        code
+    try body ()
+    with
+    | UserError msg as e -> report msg e 1
+    | :? Argu.ArguParseException as e -> eprintfn "%s" e.Message; 2
+    | :? ArgumentException as e -> report e.Message e 1
+    | :? FileNotFoundException as e -> report e.Message e 1
+    | :? DirectoryNotFoundException as e -> report e.Message e 1
+    | :? InvalidDataException as e -> report e.Message e 1
+    | :? UnauthorizedAccessException as e -> report e.Message e 1
+    | :? IOException as e -> report e.Message e 1
+    | :? FormatException as e -> report e.Message e 1
+    | :? NotSupportedException as e -> report e.Message e 1
+    | :? Nfm.Regress.NonFiniteTrainingException as e -> report e.Message e 1
+    | :? OperationCanceledException as e -> report "interrupted" e 130
+    | e -> report (sprintf "%s: %s" (e.GetType().Name) e.Message) e 1

@@ -1,0 +1,101 @@
+/// `nfm demo`, `nfm eval` and `nfm bench`.
+module Nfm.Cli.OtherCommands
+
+open System
+open System.IO
+open Argu
+open TorchSharp
+open Nfm.Cli.Args
+open Nfm.Cli.Common
+open Nfm.FSharp
+
+/// Draws at most m rows of x without replacement (seeded), or all rows when there are fewer.
+let subsample (m: int) (seed: int64) (x: torch.Tensor) =
+    let n = x.shape[0]
+    if n <= int64 m then x
+    else
+        use g = new torch.Generator(uint64 seed)
+        use idx = torch.randperm(n, generator = g).narrow(0L, 0L, int64 m)
+        x.index_select(0L, idx.``to``(x.device))
+
+let eval (args: ParseResults<EvalArgs>) =
+    let samplesPath = existing "samples file" (args.GetResult EvalArgs.Samples)
+    let metric = args.GetResult(EvalArgs.Metric, "w2").ToLowerInvariant()
+    if metric <> "w2" && metric <> "mmd" then fail (sprintf "unknown --metric '%s'; valid: w2, mmd" metric)
+    let maxN = positive "max-n" (args.GetResult(EvalArgs.Max_N, 2000))
+    let seed = int64 (args.GetResult(EvalArgs.Seed, 0))
+    let samples = Nfm.Data.Npy.ReadFloat32 samplesPath
+    Nfm.Data.DataSource.CheckFinite(samples, samplesPath)
+    let refSpec = args.GetResult EvalArgs.Reference
+    // A built-in reference set is drawn fresh (seed + 1 so that it is not the training draw of seed 0).
+    let reference = (Nfm.Data.DataSource.Load(refSpec, int64 maxN, seed + 1L, Nfm.Data.DataSplit.Test)).X
+    if samples.shape.[1..] <> reference.shape.[1..] then
+        fail (sprintf "samples have rows of shape %s, the reference has %s" (Nfm.Shapes.Show samples.shape.[1..]) (Nfm.Shapes.Show reference.shape.[1..]))
+    let m = min maxN (int (min samples.shape[0] reference.shape[0]))
+    let a = subsample m seed samples
+    let b = subsample m (seed + 7L) reference
+    let value = if metric = "w2" then Metrics.w2 a b else Metrics.mmd a b
+    printfn "%s = %.6f (n_samples %d, n_reference %d)" metric value m m
+    args.TryGetResult EvalArgs.Json
+    |> Option.iter (fun p ->
+        writeJson p (jobj [ "metric", jstr metric; "value", jnum value; "n_samples", jint (int64 m); "n_reference", jint (int64 m)
+                            "samples", jstr samplesPath; "reference", jstr refSpec ]))
+    0
+
+/// Student training throughput on 2-D data at batch 256 (MLP 256 x 3), steps per second.
+let trainTwoD () =
+    let data = Data.toy "checkerboard" 20000L 0L
+    let settings = { Student.settings with Steps = 300 }
+    let st = Nfm.Regress.Student.Create(Student.spec settings "independent" data)
+    let warm = { settings with Steps = 30 }
+    Nfm.Regress.StudentTraining.Run(Nfm.Regress.Student.Create(Student.spec warm "independent" data), data.X, null, Couple.independent) |> ignore
+    let watch = Diagnostics.Stopwatch.StartNew()
+    Nfm.Regress.StudentTraining.Run(st, data.X, null, Couple.independent) |> ignore
+    float settings.Steps / watch.Elapsed.TotalSeconds
+
+let bench (args: ParseResults<BenchArgs>) =
+    let name = args.GetResult BenchArgs.Name
+    let valid = [ "ot"; "train-2d"; "matmul"; "all" ]
+    if not (List.contains name valid) then fail (sprintf "unknown benchmark '%s'; valid: %s" name (String.concat ", " valid))
+    let out = outputPath (args.GetResult(BenchArgs.Json, sprintf "bench-%s.json" name))
+    let figures = Collections.Generic.List<string * Text.Json.Nodes.JsonNode>()
+    let add k v = figures.Add((k, v))
+    let run n = name = n || name = "all"
+    printfn "threads: %d" (torch.get_num_threads ())
+    add "threads" (jint (int64 (torch.get_num_threads ())))
+    if run "matmul" || run "train-2d" then
+        let g = Nfm.Bench.MatmulBenchmark.GflopsPerSecond()
+        printfn "matmul float32 1024^3: %.1f GFLOP/s" g
+        add "matmul_gflops" (jnum g)
+    if run "train-2d" then
+        let sps = trainTwoD ()
+        printfn "train-2d: %.1f student steps/s at batch 256 (MLP 256 x 3)" sps
+        add "train_2d_steps_per_second" (jnum sps)
+    if run "ot" then
+        let r = Nfm.Bench.OtBenchmark.Run()
+        let node = Text.Json.Nodes.JsonNode.Parse(Text.Json.JsonSerializer.Serialize(r, Nfm.Descriptions.Json.Options))
+        printfn "ot: %s" (node.ToJsonString())
+        add "ot" node
+    writeJson out (jobj (List.ofSeq figures))
+    printfn "wrote %s" out
+    0
+
+let demo (args: ParseResults<DemoArgs>) =
+    let outDir = outputFolder (args.GetResult(DemoArgs.Out, "demo-out"))
+    let seed = int64 (args.GetResult(DemoArgs.Seed, 0))
+    let steps = positive "steps" (args.GetResult(DemoArgs.Steps, 3000))
+    let dataName = "checkerboard"
+    let data = Data.toy dataName 20000L seed
+    let reference = (Data.toy dataName 2000L (seed + 1L)).X
+    let settings = { Student.settings with Steps = steps; Seed = seed }
+    let methods : Compare.Method list =
+        [ { Name = "independent"; CouplingText = "independent"; Coupling = Couple.independent }
+          { Name = "ot"; CouplingText = "ot"; Coupling = Couple.ot } ]
+    let students = Compare.trainStudents settings data outDir methods
+    let rows = Compare.evaluate students [ 1; 2; 4; 8; 32 ] Quadratic 2000 reference (seed + 2L) outDir
+    Plot.scatter (Path.Combine(outDir, "data.png")) (sprintf "%s: 2,000 held-out points" dataName) [ "data", reference ]
+    let md = Compare.writeResults outDir dataName "w2" rows [ "train_steps", jint (int64 steps); "seed", jint seed ]
+    printfn "\n%s" md
+    printfn "wrote %s" (Path.Combine(outDir, "results.json"))
+    args.TryGetResult DemoArgs.Json |> Option.iter (fun p -> File.Copy(Path.Combine(outDir, "results.json"), outputPath p, true))
+    0

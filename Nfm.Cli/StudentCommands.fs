@@ -1,0 +1,137 @@
+/// `nfm student train` and `nfm student sample`.
+module Nfm.Cli.StudentCommands
+
+open System
+open System.IO
+open Argu
+open TorchSharp
+open Nfm.Cli.Args
+open Nfm.Cli.Common
+open Nfm.Descriptions
+open Nfm.FSharp
+open Nfm.Regress
+open Nfm.Sampling
+
+/// The CLI's time-sampling spelling: uniform | logit-normal[:MEAN:STD].
+let parseTimes (s: string) =
+    match s.Trim().ToLowerInvariant().Split(':') with
+    | [| "uniform" |] -> UniformTimes
+    | [| "logit-normal" |] -> LogitNormal(0.0, 1.0)
+    | [| "logit-normal"; m; sd |] ->
+        match Double.TryParse m, Double.TryParse sd with
+        | (true, m), (true, sd) when sd > 0.0 -> LogitNormal(m, sd)
+        | _ -> fail (sprintf "--time-sampling '%s': expected logit-normal:MEAN:STD with STD > 0" s)
+    | _ -> fail (sprintf "unknown --time-sampling '%s'; valid: uniform, logit-normal[:MEAN:STD]" s)
+
+/// The coupling a CLI string names, for the kinds this build resolves from the data alone or from checkpoints.
+let resolveCoupling (text: string) : Nfm.Couple.Coupling =
+    let spec = CouplingSpec.Parse text
+    match spec.Kind with
+    | CouplingKind.Independent | CouplingKind.Ot | CouplingKind.Sinkhorn -> Nfm.Couple.Couplings.From spec
+    | CouplingKind.Reflow -> Nfm.Couple.ReflowCoupling.Create(Student.Load(existing "reflow student" spec.StudentPath))
+    | _ -> TeacherCouplings.resolve spec
+
+let train (args: ParseResults<StudentTrainArgs>) =
+    let out = outputPath (args.GetResult StudentTrainArgs.Out)
+    let steps = positive "steps" (args.GetResult(StudentTrainArgs.Steps, 2000))
+    let batch = positive "batch" (args.GetResult(StudentTrainArgs.Batch, 256))
+    let saveEvery = args.GetResult(StudentTrainArgs.Save_Every, 0)
+    if saveEvery < 0 then fail (sprintf "--save-every must be >= 0, got %d" saveEvery)
+    let n = positive "n" (args.GetResult(StudentTrainArgs.N, 20000))
+    let seed = args.GetResult(StudentTrainArgs.Seed, 0)
+    let couplingText = args.GetResult StudentTrainArgs.Coupling
+    let coupling = resolveCoupling couplingText
+    let dataSpec = args.GetResult StudentTrainArgs.Data
+    let data = Nfm.Data.DataSource.Load(dataSpec, int64 n, int64 seed, Nfm.Data.DataSplit.Train, args.TryGetResult StudentTrainArgs.Labels |> Option.toObj)
+    let settings =
+        { Student.settings with
+            Width = positive "width" (args.GetResult(StudentTrainArgs.Width, 256))
+            Depth = positive "depth" (args.GetResult(StudentTrainArgs.Depth, 3))
+            Steps = steps; Batch = batch; SaveEvery = saveEvery
+            LearningRate = args.GetResult(StudentTrainArgs.Lr, 1e-3)
+            Warmup = args.GetResult(StudentTrainArgs.Warmup, 0)
+            Ema = args.GetResult(StudentTrainArgs.Ema, 0.999)
+            Seed = int64 seed
+            Times = parseTimes (args.GetResult(StudentTrainArgs.Time_Sampling, "uniform"))
+            Device = args.GetResult(StudentTrainArgs.Device, "cpu")
+            Conditional = args.Contains StudentTrainArgs.Conditional }
+    let spec = (Student.spec settings couplingText data).Validate()
+    let student =
+        if args.Contains StudentTrainArgs.Resume && File.Exists out then
+            let c = Nfm.Checkpoints.Checkpoint.Load(out, Student.Kind)
+            let saved = c.DescriptionAs<StudentSpec>()
+            let same = Json.Write(saved with { Training = spec.Training }) = Json.Write(spec)
+            if not same then fail (sprintf "--resume: '%s' was trained with another configuration (network, path, coupling or data differ)" out)
+            let st = Student.FromCheckpoint(spec, c)
+            eprintfn "resuming %s at step %d of %d" out st.State.Step steps
+            st
+        elif File.Exists out then
+            fail (sprintf "'%s' exists; pass --resume to continue it, or choose another --out" out)
+        else Student.Create spec
+    let bar = Progress.Bar("student", int64 steps)
+    let mutable lastLoss = nan
+    let startStep = student.State.Step
+    let watch = Diagnostics.Stopwatch.StartNew()
+    let trained =
+        StudentTraining.Run(student, data.X, (if spec.Net.Classes > 0 then data.Labels else null), coupling, out,
+                            Action<_>(fun p ->
+                                lastLoss <- p.Loss
+                                bar.Update(p.Step, sprintf "loss %.4f" p.Loss)), cancellation)
+    let secs = watch.Elapsed.TotalSeconds
+    let done = trained.State.Step - startStep
+    printfn "student: %d steps in %.1fs (%.1f steps/s), final loss %.5f, skipped %d; saved %s"
+        done secs (float done / max secs 1e-9) lastLoss trained.State.SkippedSteps out
+    args.TryGetResult StudentTrainArgs.Json
+    |> Option.iter (fun path ->
+        writeJson path (jobj [ "checkpoint", jstr out; "steps", jint trained.State.Step; "final_loss", jnum lastLoss
+                               "steps_per_second", jnum (float done / max secs 1e-9); "skipped_steps", jint (int64 trained.State.SkippedSteps)
+                               "coupling", jstr couplingText; "data", jstr dataSpec ]))
+    if cancellation.IsCancellationRequested then 130 else 0
+
+/// Samples of a loaded student (EMA weights), with the solver and grid asked for; returns samples, NFE and seconds.
+let sampleStudent (student: Student) (count: int) (solver: Solver) (grid: Grid) (seed: int64) (cfg: float) (label: int option) =
+    let spec = student.Spec
+    let device = spec.Device.ToDevice()
+    let classes = int64 spec.Net.Classes
+    let labels =
+        if classes = 0L then
+            if label.IsSome then fail "--label given, but the student is not class-conditional"
+            null
+        else
+            match label with
+            | Some l when int64 l < 0L || int64 l >= classes -> fail (sprintf "--label must be in [0, %d), got %d" classes l)
+            | Some l -> torch.full(int64 count, int64 l, dtype = torch.int64, device = device)
+            | None -> torch.arange(int64 count, dtype = torch.int64, device = device).remainder(classes)
+    use g = new torch.Generator(uint64 seed, device)
+    let net = student.SamplingNet()
+    let watch = Diagnostics.Stopwatch.StartNew()
+    let r = StudentSampler.Sample(net, spec.Net.InputShape, int64 count, Spec.solver grid solver, g, device, labels, cfg, classes)
+    r.X, r.Nfe, watch.Elapsed.TotalSeconds
+
+/// Writes a PNG of samples: a scatter for 2-D points, a grid for images.
+let savePng (path: string) (title: string) (x: torch.Tensor) =
+    if x.dim() = 2L && x.shape[1] = 2L then Plot.scatter (outputPath path) title [ "samples", x ]
+    elif x.dim() = 4L then Plot.grid (outputPath path) 16 (x.narrow(0L, 0L, min x.shape[0] 256L))
+    else fail (sprintf "--png: can only draw 2-D points or images, samples have shape %s" (Nfm.Shapes.Show x))
+
+let sample (args: ParseResults<StudentSampleArgs>) =
+    let path = existing "student checkpoint" (args.GetResult StudentSampleArgs.Student)
+    let out = outputPath (args.GetResult StudentSampleArgs.Out)
+    let count = positive "count" (args.GetResult StudentSampleArgs.Count)
+    let solverName = args.GetResult(StudentSampleArgs.Solver, "euler")
+    let steps = args.GetResult(StudentSampleArgs.Nfe, 4)
+    if SolverMethods.Parse solverName <> SolverMethod.Dopri5 then positive "nfe" steps |> ignore
+    let solver = Spec.parseSolver solverName steps (args.GetResult(StudentSampleArgs.Rtol, 1e-5)) (args.GetResult(StudentSampleArgs.Atol, 1e-5))
+    let grid = Spec.parseGrid (args.GetResult(StudentSampleArgs.Grid, "quadratic"))
+    let cfg = args.GetResult(StudentSampleArgs.Cfg, 0.0)
+    let student = Student.Load path
+    let x, nfe, secs = sampleStudent student count solver grid (int64 (args.GetResult(StudentSampleArgs.Seed, 0))) cfg (args.TryGetResult StudentSampleArgs.Label)
+    Nfm.Data.Npy.Write(out, x)
+    printfn "sampled %d with %s (%s grid), NFE %d, %.3fs; wrote %s" count (Spec.solverName solver) (Spec.gridName grid) nfe secs out
+    args.TryGetResult StudentSampleArgs.Png |> Option.iter (fun p -> savePng p (sprintf "%s, NFE %d" (Path.GetFileName path) nfe) x)
+    args.TryGetResult StudentSampleArgs.Json
+    |> Option.iter (fun p ->
+        writeJson p (jobj [ "samples", jstr out; "count", jint (int64 count); "solver", jstr (Spec.solverName solver)
+                            "grid", jstr (Spec.gridName grid); "nfe", jint (int64 nfe); "seconds", jnum secs
+                            "seconds_per_1000", jnum (secs * 1000.0 / float count) ]))
+    0
