@@ -1,0 +1,81 @@
+using TorchSharp;
+using System.Diagnostics;
+using Nfm.Couple;
+using static TorchSharp.torch;
+
+namespace Nfm.Bench;
+
+/// <summary>One timed solver at one size: median and fastest wall time over the repeats, in milliseconds.</summary>
+public sealed record OtTiming(string Solver, int N, int Dim, int Repeats, double MedianMs, double MinMs);
+
+/// <summary>Figures of the OT benchmark: exact assignment at several sizes and Sinkhorn at one.</summary>
+public sealed record OtBenchmarkFigures(
+    IReadOnlyList<OtTiming> Assignment,
+    OtTiming Sinkhorn,
+    double SinkhornEpsilon,
+    int SinkhornIterations,
+    bool SinkhornConverged,
+    int TorchThreads);
+
+/// <summary>
+/// Times the coupling solvers on random Gaussian points in D = 2 (squared Euclidean cost, data against fresh noise,
+/// the shape of a minibatch OT coupling). Assignment times cover the solver alone, from a ready float64 cost matrix;
+/// the Sinkhorn time covers the plan (log-domain iterations to the default tolerance) from a ready cost tensor on the CPU.
+/// Each figure is the median of <c>repeats</c> runs after one warm-up run.
+/// </summary>
+public static class OtBenchmark
+{
+    /// <summary>Sizes timed for the exact assignment.</summary>
+    public static readonly int[] AssignmentSizes = [256, 512, 1024];
+
+    /// <summary>Size timed for Sinkhorn.</summary>
+    public const int SinkhornSize = 512;
+
+    /// <summary>Run the benchmark; <paramref name="seed"/> fixes the points.</summary>
+    public static OtBenchmarkFigures Run(int repeats = 7, long seed = 0, double sinkhornEpsilon = 0.05)
+    {
+        if (repeats < 1) throw new ArgumentException($"repeats must be >= 1, got {repeats}", nameof(repeats));
+        const int dim = 2;
+        using var generator = new Generator((ulong)seed);
+        var timings = new List<OtTiming>();
+        foreach (var n in AssignmentSizes)
+        {
+            double[] cost;
+            using (var scope = NewDisposeScope())
+            {
+                var d = SquaredDistances.Pairwise(Points(n, dim, generator), Points(n, dim, generator));
+                cost = d.cpu().data<double>().ToArray();
+            }
+            timings.Add(Time("assignment", n, dim, repeats, () => Couple.Assignment.Solve(cost, n)));
+        }
+
+        using var c = SquaredDistances.Pairwise(Points(SinkhornSize, dim, generator), Points(SinkhornSize, dim, generator));
+        var options = new SinkhornOptions(Epsilon: sinkhornEpsilon);
+        int iterations = 0;
+        bool converged = false;
+        var sinkhorn = Time("sinkhorn", SinkhornSize, dim, repeats, () =>
+        {
+            using var plan = Couple.Sinkhorn.Plan(c, options);
+            (iterations, converged) = (plan.Iterations, plan.Converged);
+        });
+        return new OtBenchmarkFigures(timings, sinkhorn, sinkhornEpsilon, iterations, converged, get_num_threads());
+    }
+
+    static Tensor Points(int n, int dim, Generator generator) =>
+        randn(n, dim, dtype: ScalarType.Float64, generator: generator);
+
+    static OtTiming Time(string solver, int n, int dim, int repeats, Action run)
+    {
+        run(); // warm-up: JIT and first-touch allocations
+        var ms = new double[repeats];
+        for (int r = 0; r < repeats; r++)
+        {
+            var sw = Stopwatch.StartNew();
+            run();
+            ms[r] = sw.Elapsed.TotalMilliseconds;
+        }
+        Array.Sort(ms);
+        double median = repeats % 2 == 1 ? ms[repeats / 2] : 0.5 * (ms[repeats / 2 - 1] + ms[repeats / 2]);
+        return new OtTiming(solver, n, dim, repeats, median, ms[0]);
+    }
+}

@@ -1,0 +1,198 @@
+using System.Numerics;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Nfm.Couple;
+
+/// <summary>An optimal pairing: row <c>i</c> goes to column <c>Permutation[i]</c>; <c>Cost</c> is the summed cost of those pairs.</summary>
+public sealed record AssignmentResult(int[] Permutation, double Cost);
+
+/// <summary>
+/// Exact linear assignment (minimum-cost perfect matching on a square cost matrix) by shortest augmenting
+/// paths with row and column potentials (the Jonker–Volgenant scheme, Dijkstra on reduced costs), O(n^3)
+/// in the worst case and far less on typical geometric costs. Costs are float64; any finite values work,
+/// including negative costs, ties and duplicate points.
+/// </summary>
+public static class Assignment
+{
+    /// <summary>Solve for a square <paramref name="n"/> x <paramref name="n"/> cost matrix stored row-major in <paramref name="cost"/>.</summary>
+    /// <exception cref="ArgumentException">The length is not n*n, n is negative, or a cost is NaN or infinite.</exception>
+    public static AssignmentResult Solve(ReadOnlySpan<double> cost, int n)
+    {
+        if (n < 0) throw new ArgumentException($"n must be >= 0, got {n}", nameof(n));
+        if (cost.Length != (long)n * n)
+            throw new ArgumentException($"cost must hold n*n = {(long)n * n} values (row-major), got {cost.Length}", nameof(cost));
+        for (int k = 0; k < cost.Length; k++)
+            if (!double.IsFinite(cost[k]))
+                throw new ArgumentException($"cost[{k / n}, {k % n}] is {cost[k]}; every cost must be finite", nameof(cost));
+        if (n == 0) return new AssignmentResult([], 0.0);
+
+        var colOfRow = new int[n];
+        var rowOfCol = new int[n];
+        Array.Fill(colOfRow, -1);
+        Array.Fill(rowOfCol, -1);
+        var u = new double[n];        // row potentials
+        var v = new double[n];        // column potentials
+        var vScan = new double[n];    // v, or -inf for columns already scanned in this search (their d becomes +inf)
+        var open = new double[n];     // tentative path length to each unscanned column; +inf once scanned
+        var freePenalty = new double[n]; // 0 for a free column, +inf for an assigned one
+        var dist = new double[n];     // final path length of each scanned column
+        var via = new double[n];      // row that last lowered open[j] (a row index held as a double, so it vectorises)
+        var scanned = new int[n];     // columns scanned in the current search, in order
+        var rowsSeen = new int[n];    // rows entered in the current search
+        Array.Fill(open, double.PositiveInfinity);
+        unsafe
+        {
+            fixed (double* c0 = cost, pu = u, pv = v, pvScan = vScan, popen = open, ppen = freePenalty, pdist = dist, pvia = via)
+            fixed (int* pcolOfRow = colOfRow, prowOfCol = rowOfCol, pscanned = scanned, pseen = rowsSeen)
+            {
+                var w = new Workspace(n, c0, pu, pv, pvScan, popen, ppen, pdist, pvia, pscanned, pseen, pcolOfRow, prowOfCol);
+                for (int start = 0; start < n; start++) Augment(start, in w);
+            }
+        }
+
+        double total = 0.0;
+        for (int i = 0; i < n; i++) total += cost[i * n + colOfRow[i]];
+        return new AssignmentResult(colOfRow, total);
+    }
+
+    /// <summary>The solver's arrays, pinned for the whole solve (no allocation per augmentation).</summary>
+    unsafe readonly struct Workspace(int n, double* cost, double* u, double* v, double* vScan, double* open,
+        double* freePenalty, double* dist, double* via, int* scanned, int* rowsSeen, int* colOfRow, int* rowOfCol)
+    {
+        public readonly int N = n;
+        public readonly double* Cost = cost, U = u, V = v, VScan = vScan, Open = open, FreePenalty = freePenalty, Dist = dist, Via = via;
+        public readonly int* Scanned = scanned, RowsSeen = rowsSeen, ColOfRow = colOfRow, RowOfCol = rowOfCol;
+    }
+
+    /// <summary>
+    /// Assign row <paramref name="start"/>: Dijkstra over the columns on reduced costs c[i, j] - u[i] - v[j] (all >= 0)
+    /// until a free column is reached, then update the potentials and flip the path. Every step sweeps all columns
+    /// with SIMD over contiguous arrays: scanned columns are neutralised by vScan = -inf instead of being skipped,
+    /// which is cheaper than gathering the unscanned ones. On ties a free column wins, so the search ends sooner
+    /// (this keeps degenerate inputs such as all-equal costs at O(n^2)).
+    /// </summary>
+    static unsafe void Augment(int start, in Workspace w)
+    {
+        int n = w.N, seen = 0, nScanned = 0, row = start, sink = -1;
+        int width = Vector<double>.Count, bulk = n - n % width;
+        double reach = 0.0;           // length of the shortest path found so far
+        var inf = new Vector<double>(double.PositiveInfinity);
+        while (sink < 0)
+        {
+            w.RowsSeen[seen++] = row;
+            double* costRow = w.Cost + (long)row * n;
+            double shift = reach - w.U[row];
+            var vShift = new Vector<double>(shift);
+            var vRow = new Vector<double>(row);
+            Vector<double> low = inf, lowFree = inf;
+            int j = 0;
+            for (; j < bulk; j += width)
+            {
+                var d = vShift + *(Vector<double>*)(costRow + j) - *(Vector<double>*)(w.VScan + j);
+                var o = *(Vector<double>*)(w.Open + j);
+                var lower = Vector.LessThan(d, o);
+                o = Vector.ConditionalSelect(lower, d, o);
+                *(Vector<double>*)(w.Open + j) = o;
+                *(Vector<double>*)(w.Via + j) = Vector.ConditionalSelect(lower, vRow, *(Vector<double>*)(w.Via + j));
+                low = Vector.Min(low, o);
+                lowFree = Vector.Min(lowFree, o + *(Vector<double>*)(w.FreePenalty + j));
+            }
+            double best = double.PositiveInfinity, bestFree = double.PositiveInfinity;
+            for (int k = 0; k < width; k++) { best = Math.Min(best, low[k]); bestFree = Math.Min(bestFree, lowFree[k]); }
+            for (; j < n; j++)
+            {
+                double d = shift + costRow[j] - w.VScan[j];
+                if (d < w.Open[j]) { w.Open[j] = d; w.Via[j] = row; }
+                best = Math.Min(best, w.Open[j]);
+                bestFree = Math.Min(bestFree, w.Open[j] + w.FreePenalty[j]);
+            }
+
+            int col = bestFree == best ? FirstAt(w.Open, w.FreePenalty, best, n) : FirstAt(w.Open, null, best, n);
+            reach = best;
+            w.Dist[col] = best;
+            w.Open[col] = double.PositiveInfinity;
+            w.VScan[col] = double.NegativeInfinity;
+            w.Scanned[nScanned++] = col;
+            if (w.RowOfCol[col] < 0) sink = col;
+            else row = w.RowOfCol[col];
+        }
+
+        // Potentials keep every reduced cost >= 0 and the matched edges (and the new path) at exactly 0.
+        w.U[start] += reach;
+        for (int s = 1; s < seen; s++) { int r = w.RowsSeen[s]; w.U[r] += reach - w.Dist[w.ColOfRow[r]]; }
+        for (int k = 0; k < nScanned; k++)
+        {
+            int c = w.Scanned[k];
+            w.V[c] -= reach - w.Dist[c];
+            w.VScan[c] = w.V[c];
+        }
+        new Span<double>(w.Open, n).Fill(double.PositiveInfinity);
+
+        // Flip the path from the sink back to the start row.
+        w.FreePenalty[sink] = double.PositiveInfinity;
+        for (int c = sink; ;)
+        {
+            int r = (int)w.Via[c];
+            w.RowOfCol[c] = r;
+            (w.ColOfRow[r], c) = (c, w.ColOfRow[r]);
+            if (r == start) break;
+        }
+    }
+
+    /// <summary>First index k with a[k] + add[k] == value (add absent: a[k] == value); the value is known to occur.</summary>
+    static unsafe int FirstAt(double* a, double* add, double value, int n)
+    {
+        int width = Vector<double>.Count, k = 0;
+        var target = new Vector<double>(value);
+        for (; k <= n - width; k += width)
+        {
+            var x = *(Vector<double>*)(a + k);
+            if (add != null) x += *(Vector<double>*)(add + k);
+            if (Vector.EqualsAny(x, target)) break;
+        }
+        for (; k < n; k++)
+            if ((add == null ? a[k] : a[k] + add[k]) == value) return k;
+        throw new InvalidOperationException("assignment search lost its minimum (non-finite costs?)");
+    }
+
+    /// <summary>Solve for a square <paramref name="n"/> x <paramref name="n"/> cost matrix stored row-major in <paramref name="cost"/>.</summary>
+    public static AssignmentResult Solve(double[] cost, int n) => Solve(new ReadOnlySpan<double>(cost), n);
+
+    /// <summary>Solve for a square cost matrix given as a 2-D array.</summary>
+    public static AssignmentResult Solve(double[,] cost)
+    {
+        int n = cost.GetLength(0);
+        if (cost.GetLength(1) != n)
+            throw new ArgumentException($"cost must be square, got {n} x {cost.GetLength(1)}", nameof(cost));
+        var flat = new double[(long)n * n];
+        Buffer.BlockCopy(cost, 0, flat, 0, flat.Length * sizeof(double));
+        return Solve(flat, n);
+    }
+
+    /// <summary>
+    /// Solve for a square cost matrix tensor [n, n] (any floating dtype and device; solved in float64 on the CPU).
+    /// </summary>
+    public static AssignmentResult Solve(Tensor cost)
+    {
+        if (cost.dim() != 2 || cost.shape[0] != cost.shape[1])
+            throw new ArgumentException($"cost must have shape [n, n], got [{string.Join(", ", cost.shape)}]", nameof(cost));
+        using var scope = NewDisposeScope();
+        var flat = cost.detach().to(ScalarType.Float64).cpu().contiguous().data<double>().ToArray();
+        return Solve(flat, (int)cost.shape[0]);
+    }
+
+    /// <summary>
+    /// Pair the rows of <paramref name="rows"/> [N, ...] with the rows of <paramref name="columns"/> [N, ...]
+    /// so that the summed squared Euclidean distance (rows flattened, computed in float64) is least.
+    /// </summary>
+    public static AssignmentResult Solve(Tensor rows, Tensor columns)
+    {
+        if (rows.dim() < 1 || columns.dim() < 1 || rows.shape[0] != columns.shape[0])
+            throw new ArgumentException(
+                $"rows and columns must hold the same number of points, got [{string.Join(", ", rows.shape)}] and [{string.Join(", ", columns.shape)}]",
+                nameof(columns));
+        using var scope = NewDisposeScope();
+        return Solve(SquaredDistances.Pairwise(rows, columns));
+    }
+}

@@ -1,0 +1,181 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Nfm.Couple;
+
+/// <summary>How a Sinkhorn plan becomes one-to-one pairs.</summary>
+public enum SinkhornPairing
+{
+    /// <summary>The permutation that collects the most plan mass (see <see cref="Sinkhorn.Round"/>); deterministic.</summary>
+    Round,
+    /// <summary>A random permutation drawn from the plan without replacement (see <see cref="Sinkhorn.Sample"/>).</summary>
+    Sample,
+}
+
+/// <summary>
+/// Settings of entropic optimal transport.
+/// <para><c>Epsilon</c> is relative: the entropic regulariser is <c>Epsilon * mean(cost)</c>, so one value means the
+/// same softness for 2-D points and for images (whose squared distances are thousands of times larger).
+/// Small values approach exact OT (and need more iterations); large values approach the independent pairing.</para>
+/// <para>Iterations stop when the plan's row sums are within <c>Tolerance</c> of the uniform marginal (L1 distance,
+/// the column sums are exact after every iteration) or after <c>MaxIterations</c>.</para>
+/// </summary>
+public sealed record SinkhornOptions(double Epsilon = 0.05, int MaxIterations = 2000, double Tolerance = 1e-6)
+{
+    /// <summary>Throws <see cref="ArgumentException"/> naming the field and its allowed range.</summary>
+    public SinkhornOptions Validate()
+    {
+        if (!(Epsilon > 0) || !double.IsFinite(Epsilon))
+            throw new ArgumentException($"Epsilon must be finite and > 0, got {Epsilon}", nameof(Epsilon));
+        if (MaxIterations < 1)
+            throw new ArgumentException($"MaxIterations must be >= 1, got {MaxIterations}", nameof(MaxIterations));
+        if (!(Tolerance > 0) || !double.IsFinite(Tolerance))
+            throw new ArgumentException($"Tolerance must be finite and > 0, got {Tolerance}", nameof(Tolerance));
+        return this;
+    }
+}
+
+/// <summary>
+/// An entropic transport plan with uniform marginals, kept as its logarithm [N, M] in float64 (the plan itself
+/// underflows for small epsilon). <c>Converged</c> is false when <c>MaxIterations</c> ran out first; the plan is
+/// still a valid coupling of the column marginal, only its row sums are off by <c>MarginalError</c> (L1).
+/// Owns <c>LogPlan</c>: dispose it.
+/// </summary>
+public sealed record SinkhornPlan(Tensor LogPlan, int Iterations, double MarginalError, bool Converged) : IDisposable
+{
+    /// <summary>The plan itself, exp(LogPlan); it sums to 1.</summary>
+    public Tensor Plan() => LogPlan.exp();
+
+    /// <summary>Frees the plan tensor.</summary>
+    public void Dispose() => LogPlan.Dispose();
+}
+
+/// <summary>
+/// Entropic optimal transport between two uniformly weighted point sets, solved by Sinkhorn iterations in the log
+/// domain (log-sum-exp updates of the dual potentials, stable for any epsilon), and two ways to turn its plan into
+/// one-to-one pairs: <see cref="Round"/> and <see cref="Sample"/>. Both return a permutation, so no pair is ever
+/// duplicated or dropped (unlike sampling the plan with replacement).
+/// </summary>
+public static class Sinkhorn
+{
+    // Reading the marginal error back costs a device sync; on a GPU that is worth doing only now and then.
+    const int CheckEvery = 10;
+
+    /// <summary>The plan for a cost matrix [N, M] (any floating dtype and device; computed in float64 on that device).</summary>
+    /// <exception cref="ArgumentException">The cost is not 2-D, is empty, or holds a NaN or infinity.</exception>
+    public static SinkhornPlan Plan(Tensor cost, SinkhornOptions options)
+    {
+        options.Validate();
+        if (cost.dim() != 2 || cost.shape[0] < 1 || cost.shape[1] < 1)
+            throw new ArgumentException($"cost must have shape [N, M] with N, M >= 1, got [{SquaredDistances.Shape(cost)}]", nameof(cost));
+        using var scope = NewDisposeScope();
+        var c = cost.detach().to(ScalarType.Float64);
+        if (!c.isfinite().all().item<bool>())
+            throw new ArgumentException("cost must be finite everywhere", nameof(cost));
+        long n = c.shape[0], m = c.shape[1];
+        double meanCost = c.mean().item<double>();
+        double eps = options.Epsilon * (meanCost > 0 ? meanCost : 1.0);
+        var logK = c / -eps;
+        double logA = -Math.Log(n), logB = -Math.Log(m);
+        var f = zeros(n, dtype: ScalarType.Float64, device: c.device);
+        var g = zeros(m, dtype: ScalarType.Float64, device: c.device);
+        double error = double.PositiveInfinity;
+        int it = 0;
+        for (; it < options.MaxIterations; it++)
+        {
+            using var step = NewDisposeScope();
+            var rowLse = (logK + g.unsqueeze(0)).logsumexp(1);
+            if (it % CheckEvery == 0)
+            {
+                // Row sums of the current plan are exp(f + rowLse); columns are exact after the g update.
+                error = ((f + rowLse).exp() - Math.Exp(logA)).abs().sum().item<double>();
+                if (error <= options.Tolerance) break;
+            }
+            var fNew = logA - rowLse;
+            var gNew = logB - (logK + fNew.unsqueeze(1)).logsumexp(0);
+            f.Dispose(); g.Dispose();
+            f = fNew.MoveToOuterDisposeScope();
+            g = gNew.MoveToOuterDisposeScope();
+        }
+        var logPlan = logK + f.unsqueeze(1) + g.unsqueeze(0);
+        if (it == options.MaxIterations)
+            error = (logPlan.logsumexp(1).exp() - Math.Exp(logA)).abs().sum().item<double>();
+        return new SinkhornPlan(logPlan.MoveToOuterDisposeScope(), it, error, error <= options.Tolerance);
+    }
+
+    /// <summary>The plan for a square cost matrix n x n stored row-major (computed on the CPU).</summary>
+    public static SinkhornPlan Plan(double[] cost, int n, SinkhornOptions options)
+    {
+        if (n < 1 || cost.Length != (long)n * n)
+            throw new ArgumentException($"cost must hold n*n values with n >= 1, got {cost.Length} values for n = {n}", nameof(cost));
+        using var c = tensor(cost, [n, n], ScalarType.Float64);
+        return Plan(c, options);
+    }
+
+    /// <summary>
+    /// Rounding: the permutation that collects the most plan mass, max over pi of sum_i P[i, pi(i)], found exactly by
+    /// assignment on the cost -P (scaled by n^2 for conditioning). Deterministic. It follows the plan's soft matches,
+    /// not the raw costs: maximising the product prod_i P[i, pi(i)] instead would be the same as exact OT,
+    /// since log P = (f_i + g_j - C_ij) / eps and the potentials add the same constant to every permutation.
+    /// </summary>
+    public static int[] Round(SinkhornPlan plan)
+    {
+        var (n, p) = Square(plan);
+        double scale = (double)n * n;
+        for (int k = 0; k < p.Length; k++) p[k] = -scale * Math.Exp(p[k]);
+        return Assignment.Solve(p, n).Permutation;
+    }
+
+    /// <summary>
+    /// Sampling without replacement: rows are visited in a random order; each draws one still-free column with
+    /// probability proportional to its plan row restricted to the free columns. The result is a permutation (every
+    /// row and column used exactly once). When the plan is close to a permutation this returns it; when it is close
+    /// to uniform this returns a uniformly random permutation. Randomness comes from <paramref name="generator"/>
+    /// (a random order and n uniforms drawn on its device).
+    /// </summary>
+    public static int[] Sample(SinkhornPlan plan, Generator generator)
+    {
+        var (n, logP) = Square(plan);
+        int[] order;
+        double[] uniforms;
+        using (var scope = NewDisposeScope())
+        {
+            order = randperm(n, dtype: ScalarType.Int32, device: generator.device, generator: generator).cpu().data<int>().ToArray();
+            uniforms = rand(n, dtype: ScalarType.Float64, device: generator.device, generator: generator).cpu().data<double>().ToArray();
+        }
+        var free = new int[n];
+        for (int j = 0; j < n; j++) free[j] = j;
+        var weight = new double[n];
+        var perm = new int[n];
+        int live = n;
+        for (int k = 0; k < n; k++)
+        {
+            int i = order[k], row = i * n;
+            // Weights relative to the row's largest free entry: at least one weight is 1, so nothing underflows to all zeros.
+            double top = double.NegativeInfinity;
+            for (int q = 0; q < live; q++) top = Math.Max(top, logP[row + free[q]]);
+            double total = 0.0;
+            for (int q = 0; q < live; q++) { weight[q] = Math.Exp(logP[row + free[q]] - top); total += weight[q]; }
+            double target = uniforms[k] * total;
+            int pick = live - 1;
+            for (int q = 0; q < live; q++)
+            {
+                target -= weight[q];
+                if (target < 0) { pick = q; break; }
+            }
+            perm[i] = free[pick];
+            free[pick] = free[--live];
+        }
+        return perm;
+    }
+
+    /// <summary>The (log) plan as a flat CPU array, checked square.</summary>
+    static (int n, double[] logPlan) Square(SinkhornPlan plan)
+    {
+        var lp = plan.LogPlan;
+        if (lp.dim() != 2 || lp.shape[0] != lp.shape[1])
+            throw new ArgumentException($"pairing needs a square plan [n, n], got [{SquaredDistances.Shape(lp)}]", nameof(plan));
+        using var scope = NewDisposeScope();
+        return ((int)lp.shape[0], lp.to(ScalarType.Float64).cpu().contiguous().data<double>().ToArray());
+    }
+}
