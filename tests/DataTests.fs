@@ -133,6 +133,15 @@ let npyTests =
                     Expect.isTrue (same (back) (t)) $"values {dtype} {shape}"
         }
 
+        test "a transposed (non-contiguous) tensor is written in C order" {
+            use dir = new TempDir()
+            let t = torch.arange(6L, dtype = ScalarType.Float32).reshape(2L, 3L).t()
+            Npy.Write(dir.File "t.npy", t)
+            let back = Npy.Read(dir.File "t.npy")
+            Expect.equal back.shape [| 3L; 2L |] "shape"
+            Expect.equal (values back) [| 0.0; 3.0; 1.0; 4.0; 2.0; 5.0 |] "row-major values of the transpose"
+        }
+
         test "the header is NumPy's layout: magic, version 1.0, dict padded to 64 bytes" {
             use dir = new TempDir()
             Npy.Write(dir.File "h.npy", torch.tensor([| 1.0f; 2.0f; 3.0f; 4.0f; 5.0f; 6.0f |]).reshape(2L, 3L))
@@ -544,6 +553,20 @@ let sourceTests =
             writeFakeMnist dir.Path "test" 10 10 false
             let d = DataSource.Load(DataSpec($"mnist:{dir.Path}", N = 5L, Split = DataSplit.Test))
             Expect.equal d.X.shape [| 5L; 1L; 28L; 28L |] "first 5 test images"
+        }
+    ]
+
+[<Tests>]
+let datasetTests =
+    testList "data.dataset" [
+        test "labels must be int64 [N]" {
+            let x = torch.zeros(4L, 2L)
+            expectError<ArgumentException> [ "int64"; "Int32" ] (fun () -> Dataset(x, torch.zeros([| 4L |], dtype = ScalarType.Int32), "d"))
+            expectError<ArgumentException> [ "[4]"; "[3]" ] (fun () -> Dataset(x, torch.zeros([| 3L |], dtype = ScalarType.Int64), "d"))
+            let d = Dataset(x, torch.tensor([| 0L; 2L; 1L; 2L |]), "d")
+            Expect.equal (d.Count, d.RowShape, d.ClassCount) (4L, [| 2L |], 3L) "count, row shape, classes"
+            Expect.equal (d.Take(2L).Count) 2L "take"
+            expectError<ArgumentOutOfRangeException> [ "n must be in [0, 4]" ] (fun () -> d.Take(5L))
         }
     ]
 

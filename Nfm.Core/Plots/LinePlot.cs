@@ -43,19 +43,18 @@ public static class LinePlot
             for (int k = 0; k < series.Count; k++)
             {
                 var s = series[k];
-                using var line = new SKPaint { Color = colors[k], IsAntialias = true, IsStroke = true, StrokeWidth = 2 };
+                using var line = new SKPaint { Color = colors[k], IsAntialias = true, IsStroke = true, StrokeWidth = 2, StrokeCap = SKStrokeCap.Round };
                 using var dot = new SKPaint { Color = colors[k], IsAntialias = true };
-                using var path = new SKPath();
-                bool open = false, markers = s.Xs.Length <= MaxMarkedPoints;
+                bool markers = s.Xs.Length <= MaxMarkedPoints;
+                SKPoint? previous = null;
                 for (int i = 0; i < s.Xs.Length; i++)
                 {
-                    if (!Usable(s.Xs[i], s.Ys[i])) { open = false; continue; }
+                    if (!Usable(s.Xs[i], s.Ys[i])) { previous = null; continue; }
                     var p = new SKPoint(frame.PixelX(s.Xs[i]), frame.PixelY(s.Ys[i]));
-                    if (open) path.LineTo(p); else path.MoveTo(p);
-                    open = true;
+                    if (previous is SKPoint q) canvas.DrawLine(q, p, line);
                     if (markers) canvas.DrawCircle(p, 3.5f, dot);
+                    previous = p;
                 }
-                canvas.DrawPath(path, line);
             }
         });
         frame.Legend([.. series.Select((s, i) => (s.Name, colors[i]))], lines: true);
