@@ -68,8 +68,8 @@ public static class DataSource
                                string? labels = null, ScalarType dtype = ScalarType.Float32)
     {
         var kind = KindOf(spec);
-        if (n < 0) throw new ArgumentOutOfRangeException(nameof(n), n, "n must be >= 0 (0: the default / all rows)");
-        if (seed < 0) throw new ArgumentOutOfRangeException(nameof(seed), seed, "seed must be >= 0");
+        if (n < 0) throw new ArgumentOutOfRangeException(nameof(n), $"n must be >= 0 (0: the default / all rows), got {n}");
+        if (seed < 0) throw new ArgumentOutOfRangeException(nameof(seed), $"seed must be >= 0, got {seed}");
         if (labels is not null && kind != DataSourceKind.Npy)
             throw new ArgumentException($"a labels file only goes with FILE.npy data, not with '{spec}'", nameof(labels));
         if (dtype is not (ScalarType.Float32 or ScalarType.Float64))
@@ -106,7 +106,7 @@ public static class DataSource
     static Dataset TakeFirst(Dataset data, long n, string source)
     {
         if (n == 0) return data;
-        if (n > data.Count) throw new ArgumentOutOfRangeException(nameof(n), n, $"asked for {n} rows, {source} has {data.Count}");
+        if (n > data.Count) throw new ArgumentOutOfRangeException(nameof(n), $"asked for {n} rows, {source} has {data.Count}");
         return data.Take(n);
     }
 

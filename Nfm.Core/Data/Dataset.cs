@@ -21,7 +21,7 @@ public sealed record Dataset
                 throw new ArgumentException($"labels must be int64, got {labels.dtype}", nameof(labels));
             if (labels.dim() != 1 || labels.shape[0] != x.shape[0])
                 throw new ArgumentException($"labels must have shape [{x.shape[0]}] to match x, got [{string.Join(", ", labels.shape)}]", nameof(labels));
-            if (labels.device != x.device)
+            if (labels.device_type != x.device_type || labels.device_index != x.device_index)
                 throw new ArgumentException($"labels are on {labels.device}, x on {x.device}", nameof(labels));
         }
         X = x;
@@ -51,7 +51,7 @@ public sealed record Dataset
     /// <exception cref="ArgumentOutOfRangeException">n is negative or larger than <see cref="Count"/>.</exception>
     public Dataset Take(long n)
     {
-        if (n < 0 || n > Count) throw new ArgumentOutOfRangeException(nameof(n), n, $"n must be in [0, {Count}] for {Name}");
+        if (n < 0 || n > Count) throw new ArgumentOutOfRangeException(nameof(n), $"n must be in [0, {Count}] for {Name}, got {n}");
         return new Dataset(X.narrow(0, 0, n), Labels?.narrow(0, 0, n), Name);
     }
 }

@@ -32,7 +32,7 @@ public static class Toy2D
     /// <summary>Sample with a fresh CPU generator seeded with <paramref name="seed"/>.</summary>
     public static Dataset Sample(string name, long n, long seed, ScalarType dtype = ScalarType.Float32)
     {
-        if (seed < 0) throw new ArgumentOutOfRangeException(nameof(seed), seed, "seed must be >= 0");
+        if (seed < 0) throw new ArgumentOutOfRangeException(nameof(seed), $"seed must be >= 0, got {seed}");
         using var generator = new Generator((ulong)seed, torch.CPU);
         return Sample(name, n, generator, dtype);
     }
@@ -136,7 +136,7 @@ public static class Toy2D
 
     static void CheckCount(long n)
     {
-        if (n < 1) throw new ArgumentOutOfRangeException(nameof(n), n, "n (number of points) must be >= 1");
+        if (n < 1) throw new ArgumentOutOfRangeException(nameof(n), $"n (number of points) must be >= 1, got {n}");
     }
 
     static void CheckDType(ScalarType dtype)

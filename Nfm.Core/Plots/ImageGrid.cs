@@ -20,9 +20,9 @@ public static class ImageGrid
         ArgumentNullException.ThrowIfNull(images);
         if (images.dim() != 4 || images.shape[1] is not (1 or 3) || images.shape[0] < 1 || images.shape[2] < 1 || images.shape[3] < 1)
             throw new ArgumentException($"images must have shape [N >= 1, C = 1 or 3, H, W], got [{string.Join(", ", images.shape)}]", nameof(images));
-        if (columns < 1) throw new ArgumentOutOfRangeException(nameof(columns), columns, "columns must be >= 1");
-        if (scale is < 1 or > 64) throw new ArgumentOutOfRangeException(nameof(scale), scale, "scale must be in [1, 64]");
-        if (padding is < 0 or > 64) throw new ArgumentOutOfRangeException(nameof(padding), padding, "padding must be in [0, 64]");
+        if (columns < 1) throw new ArgumentOutOfRangeException(nameof(columns), $"columns must be >= 1, got {columns}");
+        if (scale is < 1 or > 64) throw new ArgumentOutOfRangeException(nameof(scale), $"scale must be in [1, 64], got {scale}");
+        if (padding is < 0 or > 64) throw new ArgumentOutOfRangeException(nameof(padding), $"padding must be in [0, 64], got {padding}");
 
         int n = (int)images.shape[0], c = (int)images.shape[1], h = (int)images.shape[2], w = (int)images.shape[3];
         int cols = Math.Min(columns, n), rows = (n + cols - 1) / cols;

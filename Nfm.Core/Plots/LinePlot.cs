@@ -5,9 +5,12 @@ namespace Nfm.Plots;
 /// <summary>A named curve: points (Xs[i], Ys[i]) joined in order; the palette picks a colour when none is given.</summary>
 public sealed record LineSeries(string Name, double[] Xs, double[] Ys, SKColor? Color = null);
 
-/// <summary>Line charts as PNG (quality against steps, losses against time): markers at points, linear or log axes, a legend.</summary>
+/// <summary>Line charts as PNG (quality against steps, losses against time): markers at points (short series), linear or log axes, a legend.</summary>
 public static class LinePlot
 {
+    /// <summary>Series with more points than this are drawn as plain lines (markers would merge into a band).</summary>
+    public const int MaxMarkedPoints = 60;
+
     /// <summary>
     /// Draw <paramref name="series"/> and write a PNG of <paramref name="width"/> x <paramref name="height"/> pixels
     /// to <paramref name="path"/> (atomically). Axes fit the data (padded by 5%); <paramref name="logX"/> and
@@ -40,19 +43,18 @@ public static class LinePlot
             for (int k = 0; k < series.Count; k++)
             {
                 var s = series[k];
-                using var line = new SKPaint { Color = colors[k], IsAntialias = true, IsStroke = true, StrokeWidth = 2 };
+                using var line = new SKPaint { Color = colors[k], IsAntialias = true, IsStroke = true, StrokeWidth = 2, StrokeCap = SKStrokeCap.Round };
                 using var dot = new SKPaint { Color = colors[k], IsAntialias = true };
-                using var path = new SKPath();
-                bool open = false;
+                bool markers = s.Xs.Length <= MaxMarkedPoints;
+                SKPoint? previous = null;
                 for (int i = 0; i < s.Xs.Length; i++)
                 {
-                    if (!Usable(s.Xs[i], s.Ys[i])) { open = false; continue; }
+                    if (!Usable(s.Xs[i], s.Ys[i])) { previous = null; continue; }
                     var p = new SKPoint(frame.PixelX(s.Xs[i]), frame.PixelY(s.Ys[i]));
-                    if (open) path.LineTo(p); else path.MoveTo(p);
-                    open = true;
-                    canvas.DrawCircle(p, 3.5f, dot);
+                    if (previous is SKPoint q) canvas.DrawLine(q, p, line);
+                    if (markers) canvas.DrawCircle(p, 3.5f, dot);
+                    previous = p;
                 }
-                canvas.DrawPath(path, line);
             }
         });
         frame.Legend([.. series.Select((s, i) => (s.Name, colors[i]))], lines: true);

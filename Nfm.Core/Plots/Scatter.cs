@@ -42,7 +42,7 @@ public static class Scatter
     {
         ArgumentNullException.ThrowIfNull(series);
         if (series.Count == 0) throw new ArgumentException("scatter needs at least one series", nameof(series));
-        if (pointRadius <= 0) throw new ArgumentOutOfRangeException(nameof(pointRadius), pointRadius, "point radius must be > 0");
+        if (pointRadius <= 0) throw new ArgumentOutOfRangeException(nameof(pointRadius), $"point radius must be > 0, got {pointRadius}");
         Axis x, y;
         if (limits is not null)
         {
@@ -52,11 +52,7 @@ public static class Scatter
         }
         else (x, y) = SquareFit(series);
 
-        // A square data area: the canvas is as wide as the area plus the side margins.
-        var (left, right, top, bottom) = PlotFrame.Margins(title, "");
-        if (size < 100) throw new ArgumentOutOfRangeException(nameof(size), size, "size must be >= 100 pixels");
-        int width = (int)(size - top - bottom + left + right);
-        using var frame = new PlotFrame(width, size, x, y, title, "", "");
+        using var frame = new PlotFrame(CanvasWidth(size, title), size, x, y, title, "", "");
         frame.InArea(canvas =>
         {
             foreach (var s in series)
@@ -76,6 +72,15 @@ public static class Scatter
         });
         frame.Legend([.. series.Select(s => (s.Name, s.Color.WithAlpha(255)))], lines: false);
         frame.Save(path);
+    }
+
+    /// <summary>Width of the PNG that <see cref="Save"/> writes <paramref name="size"/> pixels high: the data area is square.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">size below 100.</exception>
+    public static int CanvasWidth(int size, string title = "")
+    {
+        if (size < 100) throw new ArgumentOutOfRangeException(nameof(size), $"size must be >= 100 pixels, got {size}");
+        var (left, right, top, bottom) = PlotFrame.Margins(title, "");
+        return (int)(size - top - bottom + left + right);
     }
 
     /// <summary>Equal spans on both axes (equal aspect), each centred on its data, holding every finite point plus 5%.</summary>
