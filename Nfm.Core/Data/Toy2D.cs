@@ -81,7 +81,7 @@ public static class Toy2D
 
     /// <summary>
     /// Eight Gaussians: component k ~ U{0..7} centred at 2.5 (cos(2πk/8), sin(2πk/8)), isotropic std 0.25.
-    /// Range about [-3.5, 3.5]^2; per-coordinate std ≈ 1.79. Label: the component index k.
+    /// Range about [-3.8, 3.8]^2 (six std from the centres); per-coordinate std ≈ 1.79. Label: the component index k.
     /// </summary>
     public static Dataset EightGaussians(long n, Generator generator, ScalarType dtype = ScalarType.Float32)
     {
