@@ -60,7 +60,9 @@ let train (args: ParseResults<StudentTrainArgs>) =
         if args.Contains StudentTrainArgs.Resume && File.Exists out then
             let c = Nfm.Checkpoints.Checkpoint.Load(out, Student.Kind)
             let saved = c.DescriptionAs<StudentSpec>()
-            let same = Json.Write(saved with { Training = spec.Training }) = Json.Write(spec)
+            let same =
+                Json.Write saved.Net = Json.Write spec.Net && Json.Write saved.Path = Json.Write spec.Path
+                && saved.Coupling = spec.Coupling && saved.Data = spec.Data
             if not same then fail (sprintf "--resume: '%s' was trained with another configuration (network, path, coupling or data differ)" out)
             let st = Student.FromCheckpoint(spec, c)
             eprintfn "resuming %s at step %d of %d" out st.State.Step steps
@@ -78,13 +80,13 @@ let train (args: ParseResults<StudentTrainArgs>) =
                                 lastLoss <- p.Loss
                                 bar.Update(p.Step, sprintf "loss %.4f" p.Loss)), cancellation)
     let secs = watch.Elapsed.TotalSeconds
-    let done = trained.State.Step - startStep
+    let ran = trained.State.Step - startStep
     printfn "student: %d steps in %.1fs (%.1f steps/s), final loss %.5f, skipped %d; saved %s"
-        done secs (float done / max secs 1e-9) lastLoss trained.State.SkippedSteps out
+        ran secs (float ran / max secs 1e-9) lastLoss trained.State.SkippedSteps out
     args.TryGetResult StudentTrainArgs.Json
     |> Option.iter (fun path ->
         writeJson path (jobj [ "checkpoint", jstr out; "steps", jint trained.State.Step; "final_loss", jnum lastLoss
-                               "steps_per_second", jnum (float done / max secs 1e-9); "skipped_steps", jint (int64 trained.State.SkippedSteps)
+                               "steps_per_second", jnum (float ran / max secs 1e-9); "skipped_steps", jint (int64 trained.State.SkippedSteps)
                                "coupling", jstr couplingText; "data", jstr dataSpec ]))
     if cancellation.IsCancellationRequested then 130 else 0
 
@@ -101,7 +103,7 @@ let sampleStudent (student: Student) (count: int) (solver: Solver) (grid: Grid) 
             match label with
             | Some l when int64 l < 0L || int64 l >= classes -> fail (sprintf "--label must be in [0, %d), got %d" classes l)
             | Some l -> torch.full(int64 count, int64 l, dtype = torch.int64, device = device)
-            | None -> torch.arange(int64 count, dtype = torch.int64, device = device).remainder(classes)
+            | None -> torch.arange(int64 count, dtype = torch.int64, device = device).remainder(TorchSharp.Scalar.op_Implicit classes)
     use g = new torch.Generator(uint64 seed, device)
     let net = student.SamplingNet()
     let watch = Diagnostics.Stopwatch.StartNew()
