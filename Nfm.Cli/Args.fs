@@ -138,7 +138,7 @@ type EvalArgs =
             | Json _ -> "write the figure to this JSON file."
 
 type BenchArgs =
-    | [<MainCommand; ExactlyOnce; Last>] Name of string
+    | [<MainCommand; ExactlyOnce>] Name of string
     | Json of file: string
     interface IArgParserTemplate with
         member a.Usage =
