@@ -11,6 +11,7 @@ namespace Nfm.Invert;
 /// </summary>
 public sealed class CausalSelfAttention : nn.Module<Tensor, Tensor, Tensor>
 {
+    // Field names are the state_dict names (TorchSharp registers fields by name), hence ml-tarflow's snake_case.
     readonly LayerNorm norm;
     readonly Linear qkv;
     readonly Linear proj;
@@ -27,9 +28,7 @@ public sealed class CausalSelfAttention : nn.Module<Tensor, Tensor, Tensor>
         norm = nn.LayerNorm(width, eps: 1e-5);
         qkv = nn.Linear(width, 3 * width);
         proj = nn.Linear(width, width);
-        register_module("norm", norm);
-        register_module("qkv", qkv);
-        register_module("proj", proj);
+        RegisterComponents();
     }
 
     /// <summary>Queries, keys and values [N, heads, T, head_dim] of a token sequence [N, T, C].</summary>

@@ -10,6 +10,7 @@ namespace Nfm.Invert;
 /// </summary>
 public sealed class FeedForward : nn.Module<Tensor, Tensor>
 {
+    // Field names are the state_dict names (TorchSharp registers fields by name), hence ml-tarflow's snake_case.
     readonly LayerNorm norm;
     readonly Sequential main;
 
@@ -21,8 +22,7 @@ public sealed class FeedForward : nn.Module<Tensor, Tensor>
             nn.Linear(width, width * expansion),
             nn.GELU(),
             nn.Linear(width * expansion, width));
-        register_module("norm", norm);
-        register_module("main", main);
+        RegisterComponents();
     }
 
     /// <inheritdoc />

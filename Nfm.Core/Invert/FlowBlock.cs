@@ -14,9 +14,13 @@ namespace Nfm.Invert;
 /// </summary>
 public sealed class FlowBlock : nn.Module<Tensor, Tensor?, (Tensor Z, Tensor LogDet)>
 {
-    readonly Linear projIn;
-    readonly ModuleList<TransformerLayer> layers;
-    readonly Linear projOut;
+    // Field names are the state_dict names (TorchSharp registers fields by name), hence ml-tarflow's snake_case.
+    readonly Linear proj_in;
+    readonly Parameter pos_embed;
+    readonly Parameter? class_embed;
+    readonly ModuleList<TransformerLayer> attn_blocks;
+    readonly Linear proj_out;
+    readonly Tensor attn_mask;
 
     /// <summary>Tokens T.</summary>
     public long Tokens { get; }
@@ -29,33 +33,31 @@ public sealed class FlowBlock : nn.Module<Tensor, Tensor?, (Tensor Z, Tensor Log
     /// <summary>Classes of the class embedding; 0 = unconditional.</summary>
     public int Classes { get; }
     /// <summary>Transformer layers in the block.</summary>
-    public int Layers => layers.Count;
+    public int Layers => attn_blocks.Count;
 
     /// <summary>A block with zero output projection (the identity map until trained).</summary>
     public FlowBlock(long tokens, long tokenDim, long width, int layerCount, long headDim, long expansion,
                      bool affine, int classes, bool reversed) : base(nameof(FlowBlock))
     {
         Tokens = tokens; TokenDim = tokenDim; Reversed = reversed; Affine = affine; Classes = classes;
-        projIn = nn.Linear(tokenDim, width);
-        layers = nn.ModuleList(Enumerable.Range(0, layerCount).Select(_ => new TransformerLayer(width, headDim, expansion)).ToArray());
-        projOut = nn.Linear(width, affine ? 2 * tokenDim : tokenDim);
-        register_module("proj_in", projIn);
-        register_parameter("pos_embed", nn.Parameter(zeros(tokens, width)));
-        if (classes > 0) register_parameter("class_embed", nn.Parameter(zeros(classes, 1, width)));
-        register_module("attn_blocks", layers);
-        register_module("proj_out", projOut);
-        register_buffer("attn_mask", ones(tokens, tokens).tril());
+        proj_in = nn.Linear(tokenDim, width);
+        pos_embed = nn.Parameter(zeros(tokens, width));
+        class_embed = classes > 0 ? nn.Parameter(zeros(classes, 1, width)) : null;
+        attn_blocks = nn.ModuleList(Enumerable.Range(0, layerCount).Select(_ => new TransformerLayer(width, headDim, expansion)).ToArray());
+        proj_out = nn.Linear(width, affine ? 2 * tokenDim : tokenDim);
+        attn_mask = ones(tokens, tokens).tril();
+        RegisterComponents();
         using (no_grad())
         {
-            projOut.weight!.zero_();
-            projOut.bias!.zero_();
+            proj_out.weight!.zero_();
+            proj_out.bias!.zero_();
         }
     }
 
     /// <summary>Position embedding [T, C] in the block's reading order (reversed along the tokens for a reversed block).</summary>
     Tensor PositionsInOrder()
     {
-        var pos = get_parameter("pos_embed")!;
+        var pos = get_parameter("pos_embed")!; // by name: .to(...) replaces parameters
         return Reversed ? pos.flip(0) : pos;
     }
 
@@ -90,11 +92,11 @@ public sealed class FlowBlock : nn.Module<Tensor, Tensor?, (Tensor Z, Tensor Log
     /// </summary>
     public (Tensor A, Tensor B) Shifts(Tensor tokens, Tensor? labels)
     {
-        var h = projIn.call(tokens) + PositionsInOrder();
+        var h = proj_in.call(tokens) + PositionsInOrder();
         if (ClassEmbedding(labels) is { } c) h = h + c;
         var mask = get_buffer("attn_mask")!;
-        foreach (var layer in layers) h = layer.call(h, mask);
-        var projected = projOut.call(h);
+        foreach (var layer in attn_blocks) h = layer.call(h, mask);
+        var projected = proj_out.call(h);
         var shifted = cat([zeros_like(projected.narrow(1, 0, 1)), projected.narrow(1, 0, Tokens - 1)], 1);
         return Split(shifted);
     }
@@ -107,10 +109,10 @@ public sealed class FlowBlock : nn.Module<Tensor, Tensor?, (Tensor Z, Tensor Log
     {
         if (cache.Length != position)
             throw new ArgumentException($"cache holds {cache.Length} tokens, expected {position}", nameof(cache));
-        var h = projIn.call(token) + PositionsInOrder().narrow(0, position, 1);
+        var h = proj_in.call(token) + PositionsInOrder().narrow(0, position, 1);
         if (ClassEmbedding(labels) is { } c) h = h + c;
-        for (int l = 0; l < layers.Count; l++) h = layers[l].Step(h, cache, l);
-        return Split(projOut.call(h));
+        for (int l = 0; l < attn_blocks.Count; l++) h = attn_blocks[l].Step(h, cache, l);
+        return Split(proj_out.call(h));
     }
 
     /// <summary>Data to noise in the block's order: z = (x - b) exp(-a); log|det| [N] = -sum of a (nats, all dims).</summary>
@@ -142,8 +144,8 @@ public sealed class FlowBlock : nn.Module<Tensor, Tensor?, (Tensor Z, Tensor Log
         var decoded = new List<Tensor> { z.narrow(1, 0, 1) };
         if (useCache)
         {
-            using var cond = new KeyValueCache(layers.Count);
-            using var uncond = new KeyValueCache(guidance is null ? 0 : layers.Count);
+            using var cond = new KeyValueCache(attn_blocks.Count);
+            using var uncond = new KeyValueCache(guidance is null ? 0 : attn_blocks.Count);
             for (long i = 0; i < Tokens - 1; i++)
             {
                 using var scope = NewDisposeScope();

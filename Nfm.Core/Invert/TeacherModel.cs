@@ -14,7 +14,9 @@ namespace Nfm.Invert;
 /// </summary>
 public sealed class TeacherModel : nn.Module<Tensor, Tensor?, (Tensor Z, Tensor LogDet)>
 {
+    // Field names are the state_dict names (TorchSharp registers fields by name).
     readonly ModuleList<FlowBlock> blocks;
+    readonly Tensor @var;
 
     /// <summary>The description this model was built from.</summary>
     public TeacherSpec Spec { get; }
@@ -37,8 +39,8 @@ public sealed class TeacherModel : nn.Module<Tensor, Tensor?, (Tensor Z, Tensor 
         blocks = nn.ModuleList(Enumerable.Range(0, spec.Blocks).Select(k => new FlowBlock(
             spec.Tokens, spec.TokenDim, spec.Width, spec.LayersPerBlock, spec.HeadDim, spec.Expansion,
             spec.Affine, spec.Classes, reversed: k % 2 == 1)).ToArray());
-        register_module("blocks", blocks);
-        register_buffer("var", ones(spec.Tokens, spec.TokenDim));
+        @var = ones(spec.Tokens, spec.TokenDim);
+        RegisterComponents();
         Initialise(generator);
     }
 
@@ -96,7 +98,7 @@ public sealed class TeacherModel : nn.Module<Tensor, Tensor?, (Tensor Z, Tensor 
         var v = PriorVariance;
         if (x.dtype != v.dtype)
             throw new ArgumentException($"{name} is {x.dtype} but the model is {v.dtype}; convert one of them", name);
-        if (x.device != v.device)
+        if (x.device_type != v.device_type || x.device_index != v.device_index)
             throw new ArgumentException($"{name} is on {x.device} but the model is on {v.device}", name);
     }
 
@@ -111,7 +113,7 @@ public sealed class TeacherModel : nn.Module<Tensor, Tensor?, (Tensor Z, Tensor 
             throw new ArgumentException("labels given to an unconditional model (Classes = 0)", name);
         if (labels.dtype != ScalarType.Int64 || labels.dim() != 1 || labels.shape[0] != rows)
             throw new ArgumentException($"expected {name} int64 [{rows}], got {labels.dtype} [{string.Join(", ", labels.shape)}]", name);
-        if (labels.device != PriorVariance.device)
+        if (labels.device_type != PriorVariance.device_type || labels.device_index != PriorVariance.device_index)
             throw new ArgumentException($"{name} is on {labels.device} but the model is on {PriorVariance.device}", name);
         if (rows > 0 && labels.max().item<long>() >= Spec.Classes)
             throw new ArgumentException($"{name} must be < Classes = {Spec.Classes} (negative = null label)", name);

@@ -9,6 +9,7 @@ namespace Nfm.Invert;
 /// </summary>
 public sealed class TransformerLayer : nn.Module<Tensor, Tensor, Tensor>
 {
+    // Field names are the state_dict names (TorchSharp registers fields by name), hence ml-tarflow's snake_case.
     readonly CausalSelfAttention attention;
     readonly FeedForward mlp;
 
@@ -17,8 +18,7 @@ public sealed class TransformerLayer : nn.Module<Tensor, Tensor, Tensor>
     {
         attention = new CausalSelfAttention(width, headDim);
         mlp = new FeedForward(width, expansion);
-        register_module("attention", attention);
-        register_module("mlp", mlp);
+        RegisterComponents();
     }
 
     /// <summary>Full pass over [N, T, C] with a causal mask [T, T].</summary>
