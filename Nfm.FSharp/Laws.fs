@@ -69,14 +69,17 @@ module Laws =
         use scope = torch.NewDisposeScope()
         let z, _ = flow.Encode x
         let err = relative (flow.Decode z) x
-        Prop.label (sprintf "decode(encode x) relative error %g > %g" err tol.RoundTrip) (err <= tol.RoundTrip)
+        let size = (toFloat z).abs().max().item<float>() |> float
+        Prop.label (sprintf "decode(encode x) relative error %g > %g (max |z| = %g)" err tol.RoundTrip size) (err <= tol.RoundTrip)
 
     /// encode (decode z) = z.
     let encodeInvertsDecode (tol: LawTolerances) (flow: FlowUnderTest) (z: torch.Tensor) : Property =
         use scope = torch.NewDisposeScope()
-        let back, _ = flow.Encode(flow.Decode z)
+        let x = flow.Decode z
+        let back, _ = flow.Encode x
         let err = relative back z
-        Prop.label (sprintf "encode(decode z) relative error %g > %g" err tol.RoundTrip) (err <= tol.RoundTrip)
+        let size = (toFloat x).abs().max().item<float>() |> float
+        Prop.label (sprintf "encode(decode z) relative error %g > %g (max |x| = %g)" err tol.RoundTrip size) (err <= tol.RoundTrip)
 
     /// The reported log|det| equals log|det| of the autograd Jacobian, row by row.
     let logDetMatchesAutograd (tol: LawTolerances) (flow: FlowUnderTest) (x: torch.Tensor) : Property =

@@ -112,6 +112,7 @@ public sealed class FlowBlock : nn.Module<Tensor, Tensor?, (Tensor Z, Tensor Log
         var h = proj_in.call(token) + PositionsInOrder().narrow(0, position, 1);
         if (ClassEmbedding(labels) is { } c) h = h + c;
         for (int l = 0; l < attn_blocks.Count; l++) h = attn_blocks[l].Step(h, cache, l);
+        cache.Advance();
         return Split(proj_out.call(h));
     }
 

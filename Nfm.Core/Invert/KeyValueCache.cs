@@ -20,8 +20,11 @@ public sealed class KeyValueCache : IDisposable
         values = Enumerable.Range(0, layers).Select(_ => new List<Tensor>()).ToArray();
     }
 
-    /// <summary>Tokens cached so far.</summary>
-    public int Length => keys.Length == 0 ? 0 : keys[0].Count;
+    /// <summary>Tokens run through the block so far (counted by <see cref="Advance"/>, so also without layers).</summary>
+    public int Length { get; private set; }
+
+    /// <summary>Marks the end of one token's step through every layer.</summary>
+    public void Advance() => Length++;
 
     /// <summary>
     /// Appends one token's key and value [N, heads, 1, head_dim] for <paramref name="layer"/> and returns all keys
