@@ -1,0 +1,275 @@
+/// Laws of the TarFlow teacher (Nfm.Invert) over generated tiny models with random non-zero weights
+/// (proj_out included: a zero proj_out makes every block the identity and hides bugs).
+module Nfm.Properties.TeacherProperties
+
+open System
+open Expecto
+open FsCheck
+open FsCheck.FSharp
+open TorchSharp
+open Nfm.Descriptions
+open Nfm.Invert
+open Nfm.FSharp
+
+/// Named tolerances (float64 unless said).
+module Tolerance =
+    /// Cached and uncached decoding, guidance 0 and plain decoding: same arithmetic up to summation order.
+    let sameDecoding = 1e-12
+    /// log p(x) against its formula, bits per dim against theirs.
+    let formula = 1e-12
+    /// Riemann sum of the density over a grid.
+    let mass = 1e-2
+    /// Denoising step against a five-point central finite-difference score (step 1e-3).
+    let score = 1e-6
+
+let private config = { FsCheckConfig.defaultConfig with maxTest = 200 }
+
+/// One generated teacher and the batch it is tested on; everything is drawn from Seed.
+type TeacherCase =
+    { Shape: int64 list
+      TokenSize: int
+      Heads: int
+      HeadDim: int
+      Blocks: int
+      Layers: int
+      Expansion: int
+      Classes: int
+      Affine: bool
+      /// Standard deviation of every weight times sqrt(fan-in), proj_out's excepted.
+      WeightScale: float
+      /// The same for proj_out: a and b grow like WeightScale * OutScale * |x| (the residual stream is not normalised),
+      /// and decoding compounds that over the tokens, so it stays small enough for exp(a) to stay finite.
+      OutScale: float
+      /// Prior variance drawn from [0.5, 1.5] instead of ones.
+      RandomVar: bool
+      Rows: int
+      Seed: int }
+    member c.Spec =
+        TeacherSpec(Array.ofList c.Shape, c.TokenSize, c.Heads * c.HeadDim, c.Blocks, c.Layers,
+                    HeadDim = c.HeadDim, Expansion = c.Expansion, Affine = c.Affine, Classes = c.Classes)
+    member c.Dimension = c.Shape |> List.fold (*) 1L |> int
+
+/// A materialised case: the model, a data batch and a noise batch as flat rows [N, D], the labels (or null).
+type Built =
+    { Model: TeacherModel
+      X: torch.Tensor
+      Z: torch.Tensor
+      Labels: torch.Tensor }
+    interface IDisposable with
+        member b.Dispose() = b.Model.Dispose()
+
+module Gens =
+    /// A vector [T d] in tokens of d, or an image [C, H, W] in patches of p; D <= maxD.
+    let layout (maxD: int) : Gen<int64 list * int> =
+        Gen.oneof [
+            gen {
+                let! t = Gen.choose (1, 6)
+                let! d = Gen.choose (1, 3)
+                return [ int64 (t * d) ], d }
+            gen {
+                let! c = Gen.choose (1, 2)
+                let! p = Gen.choose (1, 2)
+                let! gh = Gen.choose (1, 2)
+                let! gw = Gen.choose (1, 2)
+                return [ int64 c; int64 (gh * p); int64 (gw * p) ], p } ]
+        |> Gen.filter (fun (shape, _) -> List.fold (*) 1L shape <= int64 maxD)
+
+    /// A teacher case over a given layout generator.
+    let caseOver (layouts: Gen<int64 list * int>) (weightScale: Gen<float>) (outScale: Gen<float>) : Gen<TeacherCase> =
+        gen {
+            let! shape, tokenSize = layouts
+            let! heads = Gen.choose (1, 2)
+            let! headDim = Gen.elements [ 2; 4 ]
+            let! blocks = Gen.choose (1, 3)
+            let! layers = Gen.choose (0, 2)
+            let! expansion = Gen.choose (1, 2)
+            let! classes = Gen.elements [ 0; 0; 3 ]
+            let! affine = Gen.frequency [ 3, Gen.constant true; 1, Gen.constant false ]
+            let! scale = weightScale
+            let! out = outScale
+            let! randomVar = Gen.elements [ false; true ]
+            let! rows = Gen.choose (1, 3)
+            let! seed = Gen.choose (0, Int32.MaxValue)
+            return
+                { Shape = shape; TokenSize = tokenSize; Heads = heads; HeadDim = headDim; Blocks = blocks; Layers = layers
+                  Expansion = expansion; Classes = classes; Affine = affine; WeightScale = scale; OutScale = out; RandomVar = randomVar
+                  Rows = rows; Seed = seed } }
+
+    /// Small models with D <= 16 and weights of moderate size.
+    let cases = caseOver (layout 16) (Gen.elements [ 0.2; 0.35; 0.5 ]) (Gen.elements [ 0.1; 0.2; 0.3 ]) |> Arb.fromGen
+
+    /// Conditional cases only.
+    let conditional =
+        caseOver (layout 16) (Gen.elements [ 0.2; 0.35; 0.5 ]) (Gen.elements [ 0.1; 0.2; 0.3 ])
+        |> Gen.map (fun c -> { c with Classes = 3 })
+        |> Arb.fromGen
+
+    /// Small models with mild weights (smooth densities, for finite differences).
+    let mild = caseOver (layout 16) (Gen.elements [ 0.1; 0.2; 0.3 ]) (Gen.elements [ 0.1; 0.2; 0.3 ]) |> Arb.fromGen
+
+    /// Vector cases of dimension exactly D in D tokens of 1, with mild weights (the mass stays on the grid).
+    let densityCases (d: int) =
+        caseOver (Gen.constant ([ int64 d ], 1)) (Gen.elements [ 0.1; 0.2; 0.3 ]) (Gen.elements [ 0.1; 0.2; 0.3 ])
+        |> Gen.map (fun c -> { c with Blocks = min c.Blocks 2 })
+        |> Arb.fromGen
+
+/// Builds the model of a case in the given dtype with random non-zero weights, plus its batches.
+let build (dtype: torch.ScalarType) (c: TeacherCase) : Built =
+    let model = new TeacherModel(c.Spec)
+    model.``to``(dtype) |> ignore
+    use g = new torch.Generator(uint64 c.Seed)
+    using (torch.no_grad ()) (fun _ ->
+        for struct (name, p) in model.named_parameters () do
+            let fanIn = p.shape.[p.shape.Length - 1]
+            let scale = if name.Contains "proj_out." then c.OutScale else c.WeightScale
+            p.copy_ (torch.randn (p.shape, dtype = dtype, generator = g) * (scale / sqrt (float fanIn))) |> ignore
+        if c.RandomVar then
+            let v = model.PriorVariance
+            v.copy_ (torch.rand (v.shape, dtype = dtype, generator = g) + 0.5) |> ignore)
+    let n = int64 c.Rows
+    let x = torch.randn ([| n; int64 c.Dimension |], dtype = dtype, generator = g)
+    let z = torch.randn ([| n; int64 c.Dimension |], dtype = dtype, generator = g)
+    let labels =
+        if c.Classes = 0 then null
+        else torch.randint (-1L, int64 c.Classes, [| n |], dtype = torch.int64, generator = g)
+    { Model = model; X = x; Z = z; Labels = labels }
+
+/// Flat rows [N, D] to data [N, ...InputShape] of the model.
+let private unflatten (model: TeacherModel) (rows: torch.Tensor) =
+    rows.reshape (Array.append [| rows.shape.[0] |] model.Spec.InputShape)
+
+let private flatten (x: torch.Tensor) = x.reshape (x.shape.[0], -1L)
+
+/// The whole teacher as a flow over flat rows (labels must match the batch size).
+let modelFlow (b: Built) : FlowUnderTest =
+    { Encode = fun x -> let struct (z, ld) = Teacher.Encode(b.Model, unflatten b.Model x, b.Labels) in flatten z, ld
+      Decode = fun z -> Teacher.Decode(b.Model, unflatten b.Model z, b.Labels) |> flatten
+      Dimension = int b.Model.Spec.Dimension
+      TokenSize = None }
+
+/// Block k alone, over flat rows in that block's own reading order.
+let blockFlow (b: Built) (k: int) : FlowUnderTest =
+    let block = b.Model.Blocks.[k]
+    let tokens (x: torch.Tensor) = x.reshape (x.shape.[0], block.Tokens, block.TokenDim)
+    { Encode = fun x -> let struct (z, ld) = block.EncodeInOrder(tokens x, b.Labels) in flatten z, ld
+      Decode = fun z -> block.DecodeInOrder(tokens z, b.Labels) |> flatten
+      Dimension = int b.Model.Spec.Dimension
+      TokenSize = Some (int block.TokenDim) }
+
+let private relative (a: torch.Tensor) (e: torch.Tensor) = Laws.relativeError a e
+
+/// Runs a law on a freshly built float64 case, freeing every tensor afterwards.
+let private onCase (dtype: torch.ScalarType) (law: Built -> Property) (c: TeacherCase) : Property =
+    use scope = torch.NewDisposeScope()
+    use built = build dtype c
+    law built
+
+/// log N(z; 0, diag var) + log|det| written out here, apart from Teacher.PriorLogDensity.
+let private expectedLogLikelihood (b: Built) =
+    let struct (z, logdet) = Teacher.Encode(b.Model, unflatten b.Model b.X, b.Labels)
+    let tokens = b.Model.ToTokens z
+    let v = b.Model.PriorVariance
+    let d = float b.Model.Spec.Dimension
+    -0.5 * ((tokens * tokens / v).sum ([| 1L; 2L |]) + v.log().sum() + d * log (2.0 * Math.PI)) + logdet
+
+/// Riemann sum of exp(log p) over a uniform grid [-L, L]^D, D = 1 or 2, spacing h.
+let private mass (b: Built) (dimension: int) =
+    let half, h = 8.0, 0.2
+    let axis = torch.arange (-half + h / 2.0, half, h, dtype = torch.float64)
+    let grid =
+        if dimension = 1 then axis.unsqueeze 1
+        else
+            let mesh = torch.meshgrid ([| axis; axis |], indexing = "ij")
+            torch.stack ([| mesh.[0].flatten (); mesh.[1].flatten () |], 1)
+    let n = grid.shape.[0]
+    let labels = if isNull b.Labels then null else b.Labels.narrow(0, 0L, 1L).expand ([| n |])
+    let logp = Teacher.LogLikelihood(b.Model, grid, labels)
+    (logp.exp().sum().item<float> () |> float) * (h ** float dimension)
+
+[<Tests>]
+let tests =
+    // Tiny tensors: libtorch's intra-op threads only spin against each other (measured: the round-trip law took
+    // 40-75 s with the default threads on a loaded 2-core machine, 6-8 s with one). Process-wide; belongs in Runner.fs.
+    torch.set_num_threads 1
+    testList "teacher laws" [
+        testPropertyWithConfig config "decode(encode x) = x and encode(decode z) = z (float64)" <| fun () ->
+            Prop.forAll Gens.cases (onCase torch.float64 (fun b ->
+                Laws.decodeInvertsEncode Laws.float64Tolerances (modelFlow b) b.X
+                .&. Laws.encodeInvertsDecode Laws.float64Tolerances (modelFlow b) b.Z))
+
+        testPropertyWithConfig config "decode(encode x) = x and encode(decode z) = z (float32)" <| fun () ->
+            Prop.forAll Gens.cases (onCase torch.float32 (fun b ->
+                Laws.decodeInvertsEncode Laws.float32Tolerances (modelFlow b) b.X
+                .&. Laws.encodeInvertsDecode Laws.float32Tolerances (modelFlow b) b.Z))
+
+        testPropertyWithConfig config "reported log|det| equals the autograd Jacobian's" <| fun () ->
+            Prop.forAll Gens.cases (onCase torch.float64 (fun b ->
+                Laws.logDetMatchesAutograd Laws.float64Tolerances (modelFlow b) b.X))
+
+        testPropertyWithConfig config "inside a block z_t depends on x_s for s <= t only, token 0 passes through" <| fun () ->
+            Prop.forAll Gens.cases (onCase torch.float64 (fun b ->
+                let k = b.Model.Spec.Blocks - 1 - (int b.X.shape.[0] % b.Model.Spec.Blocks) // covers both reading orders
+                let flow = blockFlow b k
+                let z, _ = flow.Encode b.X
+                let d = b.Model.Spec.TokenDim
+                let first = relative (z.narrow (1, 0L, d)) (b.X.narrow (1, 0L, d))
+                Laws.autoregressive Laws.float64Tolerances (int d) flow b.X
+                .&. Prop.label (sprintf "token 0 changed by %g" first) (first = 0.0)))
+
+        testPropertyWithConfig config "log p(x) = log N(encode x; 0, var) + log|det|" <| fun () ->
+            Prop.forAll Gens.cases (onCase torch.float64 (fun b ->
+                let err = relative (Teacher.LogLikelihood(b.Model, unflatten b.Model b.X, b.Labels)) (expectedLogLikelihood b)
+                Prop.label (sprintf "error %g" err) (err <= Tolerance.formula)))
+
+        testPropertyWithConfig config "bits per dim = -log p(x) / (D ln 2) + 7" <| fun () ->
+            Prop.forAll Gens.cases (onCase torch.float64 (fun b ->
+                let x = unflatten b.Model b.X
+                let expected = -Teacher.LogLikelihood(b.Model, x, b.Labels) / (float b.Model.Spec.Dimension * log 2.0) + 7.0
+                let err = relative (Teacher.BitsPerDim(b.Model, x, b.Labels)) expected
+                Prop.label (sprintf "error %g" err) (err <= Tolerance.formula)))
+
+        testPropertyWithConfig config "the 1-D density integrates to 1" <| fun () ->
+            Prop.forAll (Gens.densityCases 1) (onCase torch.float64 (fun b ->
+                let m = mass b 1
+                Prop.label (sprintf "mass %g" m) (abs (m - 1.0) <= Tolerance.mass)))
+
+        testPropertyWithConfig config "the 2-D density integrates to 1" <| fun () ->
+            Prop.forAll (Gens.densityCases 2) (onCase torch.float64 (fun b ->
+                let m = mass b 2
+                Prop.label (sprintf "mass %g" m) (abs (m - 1.0) <= Tolerance.mass)))
+
+        testPropertyWithConfig config "cached decoding equals uncached decoding (with and without guidance)" <| fun () ->
+            Prop.forAll Gens.cases (onCase torch.float64 (fun b ->
+                let z = unflatten b.Model b.Z
+                let guidance = if b.Model.Spec.IsConditional then Nullable 1.5 else Nullable()
+                let plain = relative (Teacher.Decode(b.Model, z, b.Labels, useCache = false)) (Teacher.Decode(b.Model, z, b.Labels))
+                let guided =
+                    relative (Teacher.Decode(b.Model, z, b.Labels, guidance, false)) (Teacher.Decode(b.Model, z, b.Labels, guidance, true))
+                Prop.label (sprintf "plain %g, guided %g" plain guided) (plain <= Tolerance.sameDecoding && guided <= Tolerance.sameDecoding)))
+
+        testPropertyWithConfig config "guidance 0 equals plain conditional decoding; null labels ignore guidance" <| fun () ->
+            Prop.forAll Gens.conditional (onCase torch.float64 (fun b ->
+                let z = unflatten b.Model b.Z
+                let plain = Teacher.Decode(b.Model, z, b.Labels)
+                let zero = relative (Teacher.Decode(b.Model, z, b.Labels, guidance = 0.0)) plain
+                let nulls = torch.full_like (b.Labels, -1L)
+                let nullGuided = relative (Teacher.Decode(b.Model, z, nulls, guidance = 2.0)) (Teacher.Decode(b.Model, z, nulls))
+                Prop.label (sprintf "w = 0: %g, null labels: %g" zero nullGuided)
+                    (zero <= Tolerance.sameDecoding && nullGuided <= Tolerance.sameDecoding)))
+
+        testPropertyWithConfig config "denoising adds sigma^2 times the finite-difference score" <| fun () ->
+            Prop.forAll Gens.mild (onCase torch.float64 (fun b ->
+                let sigma, step = 0.3, 1e-3
+                let x = b.X
+                let n, d = x.shape.[0], x.shape.[1]
+                let eye = torch.eye (d, dtype = torch.float64) * step
+                // Rows n*d + j: x_n moved by sign * step along dimension j.
+                let shifted (sign: float) = (x.unsqueeze 1 + sign * eye.unsqueeze 0).reshape (n * d, d)
+                let labels = if isNull b.Labels then null else b.Labels.repeat_interleave (d)
+                let logp rows = Teacher.LogLikelihood(b.Model, unflatten b.Model rows, labels).reshape (n, d)
+                // Five-point central difference: error O(step^4) + O(eps / step).
+                let score = (8.0 * (logp (shifted 1.0) - logp (shifted -1.0)) - (logp (shifted 2.0) - logp (shifted -2.0))) / (12.0 * step)
+                let denoised = Teacher.Denoise(b.Model, unflatten b.Model x, sigma, b.Labels) |> flatten
+                let err = relative ((denoised - x) / (sigma * sigma)) score
+                Prop.label (sprintf "score error %g" err) (err <= Tolerance.score)))
+    ]

@@ -1,0 +1,138 @@
+module Nfm.Tests.TeacherTests
+
+open System
+open Expecto
+open TorchSharp
+open Nfm.Descriptions
+open Nfm.Invert
+
+/// A vector spec (D = 8 in 4 tokens of 2) with the given width, blocks, classes and affine flag.
+let private vector (width: int) (blocks: int) (classes: int) (affine: bool) =
+    TeacherSpec([| 8L |], 2, width, blocks, 2, HeadDim = 4, Classes = classes, Affine = affine)
+let private vectorSpec = vector 8 2 3 true
+let private imageSpec = TeacherSpec([| 3L; 8L; 4L |], 2, 8, 2, 1, HeadDim = 4)
+
+/// Expects an ArgumentException whose parameter name is the field.
+let private expectField (field: string) (f: unit -> obj) =
+    let e = Expect.throwsC (f >> ignore) id
+    match e with
+    | :? ArgumentException as a -> Expect.equal a.ParamName field $"parameter name in: {a.Message}"
+    | other -> failtestf "expected ArgumentException naming %s, got %O" field other
+
+let private shape (t: torch.Tensor) = t.shape |> List.ofArray
+
+[<Tests>]
+let tests =
+    testList "teacher" [
+        testList "spec" [
+            test "derived sizes of a vector spec" {
+                Expect.equal (vectorSpec.Tokens, vectorSpec.TokenDim, vectorSpec.Dimension, vectorSpec.Heads) (4L, 2L, 8L, 2) "T, d, D, heads"
+            }
+            test "derived sizes of an image spec" {
+                Expect.equal (imageSpec.Tokens, imageSpec.TokenDim, imageSpec.Dimension) (8L, 12L, 96L) "T = 4*2, d = 3*2*2, D = 3*8*4"
+            }
+            test "validation names the field" {
+                expectField "TokenSize" (fun () -> box (TeacherSpec([| 3L; 8L; 4L |], 3, 8, 2, 1, HeadDim = 4).Validate()))
+                expectField "TokenSize" (fun () -> box (TeacherSpec([| 8L |], 3, 8, 2, 1, HeadDim = 4).Validate()))
+                expectField "Width" (fun () -> box ((vector 6 2 0 true).Validate()))
+                expectField "Blocks" (fun () -> box ((vector 8 0 0 true).Validate()))
+                expectField "Classes" (fun () -> box ((vector 8 2 -1 true).Validate()))
+                expectField "InputShape" (fun () -> box (TeacherSpec([| 2L; 2L |], 1, 8, 2, 1, HeadDim = 4).Validate()))
+                expectField "NoiseSigma" (fun () -> box (TeacherSpec([| 8L |], 2, 8, 2, 1, HeadDim = 4, NoiseSigma = -1.0).Validate()))
+            }
+            test "JSON round trip keeps the spec" {
+                let back = Json.Read<TeacherSpec>(Json.Write imageSpec)
+                Expect.equal back imageSpec "same spec"
+            }
+        ]
+        testList "patches" [
+            test "patchify matches an unfold with stride p and round-trips" {
+                let x = torch.randn([| 2L; 3L; 8L; 4L |], generator = new torch.Generator(1UL))
+                let tokens = Patches.Patchify(x, 2L)
+                let unfolded = torch.nn.functional.unfold(x, 2L, stride = 2L).transpose(1, 2)
+                Expect.equal (shape tokens) [ 2L; 8L; 12L ] "[N, T, C p^2]"
+                Expect.isTrue (tokens.allclose(unfolded, 0.0, 0.0)) "same layout as unfold"
+                Expect.isTrue ((Patches.Unpatchify(tokens, 3L, 8L, 4L, 2L)).allclose(x, 0.0, 0.0)) "unpatchify inverts"
+            }
+            test "patchify rejects a patch that does not divide the image" {
+                Expect.throwsT<ArgumentException> (fun () -> Patches.Patchify(torch.zeros(1L, 1L, 5L, 4L), 2L) |> ignore) "5 % 2"
+            }
+        ]
+        testList "model" [
+            test "state_dict keys and shapes mirror ml-tarflow" {
+                use model = new TeacherModel(vectorSpec, new torch.Generator(0UL))
+                let sd = model.state_dict()
+                let expected =
+                    [ for k in 0 .. 1 do
+                        let b = $"blocks.{k}."
+                        yield b + "proj_in.weight", [ 8L; 2L ]
+                        yield b + "proj_in.bias", [ 8L ]
+                        yield b + "pos_embed", [ 4L; 8L ]
+                        yield b + "class_embed", [ 3L; 1L; 8L ]
+                        for l in 0 .. 1 do
+                            let a = $"{b}attn_blocks.{l}."
+                            yield a + "attention.norm.weight", [ 8L ]
+                            yield a + "attention.norm.bias", [ 8L ]
+                            yield a + "attention.qkv.weight", [ 24L; 8L ]
+                            yield a + "attention.qkv.bias", [ 24L ]
+                            yield a + "attention.proj.weight", [ 8L; 8L ]
+                            yield a + "attention.proj.bias", [ 8L ]
+                            yield a + "mlp.norm.weight", [ 8L ]
+                            yield a + "mlp.norm.bias", [ 8L ]
+                            yield a + "mlp.main.0.weight", [ 32L; 8L ]
+                            yield a + "mlp.main.0.bias", [ 32L ]
+                            yield a + "mlp.main.2.weight", [ 8L; 32L ]
+                            yield a + "mlp.main.2.bias", [ 8L ]
+                        yield b + "proj_out.weight", [ 4L; 8L ]
+                        yield b + "proj_out.bias", [ 4L ]
+                        yield b + "attn_mask", [ 4L; 4L ]
+                      yield "var", [ 4L; 2L ] ]
+                Expect.equal (sd.Keys |> Seq.sort |> List.ofSeq) (expected |> List.map fst |> List.sort) "keys"
+                for key, s in expected do Expect.equal (shape sd.[key]) s key
+            }
+            test "shift-only proj_out has d outputs" {
+                use model = new TeacherModel(vector 8 2 3 false)
+                Expect.equal (shape (model.state_dict().["blocks.0.proj_out.weight"])) [ 2L; 8L ] "[d, C]"
+            }
+            test "a new model is the identity map" {
+                use model = new TeacherModel(imageSpec, new torch.Generator(3UL))
+                let x = torch.randn([| 2L; 3L; 8L; 4L |], generator = new torch.Generator(4UL))
+                let struct (z, logdet) = Teacher.Encode(model, x)
+                Expect.isTrue (z.allclose(x, 0.0, 0.0)) "z = x"
+                Expect.equal (shape logdet) [ 2L ] "[N]"
+                Expect.equal (logdet.abs().max().item<float32>()) 0.0f "log|det| = 0"
+            }
+            test "shapes of encode, decode, sample, likelihood and loss" {
+                use model = new TeacherModel(vectorSpec, new torch.Generator(5UL))
+                let g = new torch.Generator(6UL)
+                let x = torch.randn([| 5L; 8L |], generator = g)
+                let labels = torch.tensor([| 0L; 1L; 2L; -1L; 1L |])
+                let struct (z, logdet) = Teacher.Encode(model, x, labels)
+                Expect.equal (shape z) [ 5L; 8L ] "z"
+                Expect.equal (shape logdet) [ 5L ] "logdet"
+                Expect.equal (shape (Teacher.Decode(model, z, labels))) [ 5L; 8L ] "decode"
+                Expect.equal (shape (Teacher.Sample(model, 3L, g, torch.tensor([| 0L; 1L; 2L |]), guidance = 1.0, denoise = true))) [ 3L; 8L ] "sample"
+                Expect.equal (shape (Teacher.LogLikelihood(model, x, labels))) [ 5L ] "log-likelihood"
+                Expect.equal (shape (Teacher.BitsPerDim(model, x, labels))) [ 5L ] "bits per dim"
+                Expect.equal (shape (Teacher.Loss(model, x, labels))) [] "scalar loss"
+            }
+            test "bad inputs are refused before libtorch sees them" {
+                use model = new TeacherModel(vectorSpec)
+                let x = torch.zeros(2L, 8L)
+                expectField "x" (fun () -> box (Teacher.Encode(model, torch.zeros(2L, 6L))))
+                expectField "x" (fun () -> box (Teacher.Encode(model, torch.zeros([| 2L; 8L |], dtype = torch.float64))))
+                expectField "labels" (fun () -> box (Teacher.Encode(model, x, torch.tensor([| 0L; 3L |]))))
+                expectField "labels" (fun () -> box (Teacher.Encode(model, x, torch.tensor([| 0L |]))))
+                use unconditional = new TeacherModel(vector 8 2 0 true)
+                expectField "labels" (fun () -> box (Teacher.Encode(unconditional, x, torch.tensor([| 0L; 1L |]))))
+                expectField "guidance" (fun () -> box (Teacher.Decode(unconditional, x, guidance = 1.0)))
+            }
+            test "label dropout drops about p of the labels to -1" {
+                let labels = torch.zeros([| 10000L |], dtype = torch.int64)
+                let dropped = Teacher.DropLabels(labels, new torch.Generator(7UL), 0.1)
+                let rate = dropped.lt((0L).ToScalar()).to_type(torch.float64).mean().item<float>()
+                Expect.isTrue (abs (rate - 0.1) < 0.015) $"rate {rate}"
+                Expect.isTrue (dropped.ge((-1L).ToScalar()).all().item<bool>()) "only -1 or the label"
+            }
+        ]
+    ]
