@@ -1,0 +1,132 @@
+using System.Security.Cryptography;
+using System.Text.Json.Nodes;
+using Nfm.Checkpoints;
+using Nfm.Descriptions;
+using Nfm.Regress;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Nfm.Invert;
+
+/// <summary>
+/// A teacher run, fully described: the model, its training (AdamW betas 0.9/0.95, cosine schedule with warm-up,
+/// clipping, optional EMA), the data source, the device and the label-dropout rate of conditional models.
+/// </summary>
+public sealed record TeacherRunSpec(TeacherSpec Model, TrainingSpec Training, string Data, DeviceSpec Device, double LabelDropout = 0.1)
+{
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid field.</summary>
+    public TeacherRunSpec Validate()
+    {
+        Model.Validate(); Training.Validate(); Device.Validate();
+        if (!(LabelDropout >= 0 && LabelDropout < 1)) throw new ArgumentException($"teacher.labelDropout must be in [0, 1), got {LabelDropout}");
+        return this;
+    }
+
+    /// <summary>Training defaults for a teacher: AdamW (0.9, 0.95), cosine decay, warm-up, clip 1, no weight decay.</summary>
+    public static TrainingSpec DefaultTraining(int steps, int batch, double lr, long seed) =>
+        new(steps, batch, lr, WarmupSteps: Math.Min(1000, Math.Max(1, steps / 20)), Cosine: true, Beta1: 0.9, Beta2: 0.95,
+            GradClip: 1.0, EmaDecay: 0.0, Seed: seed);
+}
+
+/// <summary>A teacher with its run description and, when it was trained here, the state to resume training.</summary>
+public sealed record TrainedTeacher(TeacherRunSpec Spec, TeacherModel Model, TrainingState State)
+{
+    /// <summary>Checkpoint kind written for teachers.</summary>
+    public const string Kind = "teacher";
+
+    /// <summary>A fresh teacher: weights initialised from the run's seed (output projections zero, as TarFlow).</summary>
+    public static TrainedTeacher Create(TeacherRunSpec spec)
+    {
+        spec.Validate();
+        var device = spec.Device.ToDevice();
+        var init = new Generator((ulong)spec.Training.Seed);
+        var model = new TeacherModel(spec.Model, init);
+        model.to(device);
+        return new TrainedTeacher(spec, model, TrainingState.Start(model, spec.Training, device));
+    }
+
+    /// <summary>The model to encode and decode with: EMA weights when the run kept them, else the trained ones.</summary>
+    public TeacherModel InferenceModel()
+    {
+        if (State.Ema is null) { Model.eval(); return Model; }
+        var m = new TeacherModel(Spec.Model);
+        m.to(Spec.Device.ToDevice());
+        State.Ema.CopyTo(m);
+        // Buffers (masks, prior variance) are not averaged: copy them as they are.
+        using (no_grad())
+            foreach (var (name, b) in Model.named_buffers()) m.get_buffer(name)!.copy_(b);
+        m.eval();
+        return m;
+    }
+
+    /// <summary>
+    /// The teacher's identity: SHA-256 (hex, first 16 characters) of its description and inference weights.
+    /// Pair files record it, so a student refuses pairs made by another teacher.
+    /// </summary>
+    public string Identity()
+    {
+        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        sha.AppendData(System.Text.Encoding.UTF8.GetBytes(Json.Write(Spec.Model)));
+        var m = InferenceModel();
+        foreach (var (name, p) in m.named_parameters())
+        {
+            sha.AppendData(System.Text.Encoding.UTF8.GetBytes(name));
+            using var c = p.detach().cpu().contiguous();
+            sha.AppendData(c.bytes);
+        }
+        return Convert.ToHexString(sha.GetHashAndReset())[..16].ToLowerInvariant();
+    }
+
+    /// <summary>Writes the checkpoint atomically (description, weights, optimiser, EMA, RNG, step).</summary>
+    public void Save(string path, IReadOnlyDictionary<string, string>? extraMeta = null)
+    {
+        var meta = State.ToMeta();
+        if (extraMeta is not null) foreach (var (k, v) in extraMeta) meta[k] = v;
+        Checkpoint.Save(path, new Checkpoint(Kind, JsonNode.Parse(Json.Write(Spec))!, meta, State.ToTensors()));
+    }
+
+    /// <summary>Loads a verified teacher checkpoint.</summary>
+    public static TrainedTeacher Load(string path) => FromCheckpoint(null, Checkpoint.Load(path, Kind));
+
+    /// <summary>Rebuilds a teacher from a checkpoint under its own or a (compatible, e.g. longer) spec.</summary>
+    public static TrainedTeacher FromCheckpoint(TeacherRunSpec? spec, Checkpoint c)
+    {
+        var saved = c.DescriptionAs<TeacherRunSpec>();
+        var t = Create(spec ?? saved);
+        return t with { State = t.State.Restore(c) };
+    }
+}
+
+/// <summary>
+/// Teacher training by maximum likelihood on noise-augmented data (on <see cref="TrainingLoop"/>): batches, noise and
+/// label dropout come from the state's generator, so a resumed run continues the same sequence.
+/// </summary>
+public static class TeacherTraining
+{
+    /// <summary>Trains from the teacher's current step to its spec's step count; <paramref name="everyStep"/> runs after each step (e.g. periodic evaluation).</summary>
+    public static TrainedTeacher Run(TrainedTeacher teacher, Tensor data, Tensor? labels, string? checkpointPath = null,
+        Action<TrainingProgress>? progress = null, CancellationToken cancel = default)
+    {
+        var spec = teacher.Spec;
+        long n = data.shape[0];
+        if (n == 0) throw new ArgumentException("the training data has no rows");
+        teacher.Model.CheckData(data.narrow(0, 0, 1), "data");
+        bool conditional = spec.Model.IsConditional;
+        if (conditional && labels is null) throw new ArgumentException("a class-conditional teacher needs labels with the data");
+        if (labels is not null) teacher.Model.CheckLabels(labels, n);
+        var device = spec.Device.ToDevice();
+        using var dev = data.to(device);
+        using var devLabels = conditional ? labels!.to(device) : null;
+        var model = teacher.Model;
+        Tensor LossOfStep(TrainingState s)
+        {
+            var idx = TrainingLoop.BatchIndices(s, n, device);
+            var x = Teacher.Augment(spec.Model, dev.index_select(0, idx), s.Generator);
+            var y = devLabels is null ? null : Teacher.DropLabels(devLabels.index_select(0, idx), s.Generator, spec.LabelDropout);
+            return Teacher.Loss(model, x, y);
+        }
+        Action<TrainingState>? save = checkpointPath is null ? null : s => (teacher with { State = s }).Save(checkpointPath);
+        var final = TrainingLoop.Run(teacher.State, LossOfStep, save, progress, cancel);
+        return teacher with { State = final };
+    }
+}
