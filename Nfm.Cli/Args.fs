@@ -146,10 +146,171 @@ type BenchArgs =
             | Name _ -> "ot | train-2d | matmul | all."
             | Json _ -> "JSON file for the figures (default bench-NAME.json)."
 
+type TeacherTrainArgs =
+    | [<Mandatory>] Data of spec: string
+    | [<Mandatory>] Out of file: string
+    | Labels of file: string
+    | Steps of int
+    | Batch of int
+    | Seed of int
+    | Save_Every of int
+    | Resume
+    | Lr of float
+    | Token_Size of int
+    | Width of int
+    | Blocks of int
+    | Layers of int
+    | Head_Dim of int
+    | Noise of float
+    | Shift_Only
+    | Conditional
+    | Ema of float
+    | Eval_Every of int
+    | N of int
+    | Device of string
+    | Json of file: string
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Data _ -> "training data: a built-in 2-D set, mnist:DIR or FILE.npy."
+            | Out _ -> "teacher checkpoint to write (.ckpt)."
+            | Labels _ -> "int64 labels .npy for FILE.npy data."
+            | Steps _ -> "training steps (default 2000)."
+            | Batch _ -> "batch size (default 256 for 2-D data, 64 for images)."
+            | Seed _ -> "random seed (default 0)."
+            | Save_Every _ -> "steps between checkpoints (default 500)."
+            | Resume -> "continue from the checkpoint at --out."
+            | Lr _ -> "peak learning rate, cosine decay after warm-up (default 1e-3)."
+            | Token_Size _ -> "values per token for vectors (default 1), patch size for images (default 4)."
+            | Width _ -> "transformer width (default 64 for 2-D, 128 for images)."
+            | Blocks _ -> "flow blocks K (default 8 for 2-D, 4 for images)."
+            | Layers _ -> "transformer layers per block (default 2 for 2-D, 4 for images)."
+            | Head_Dim _ -> "channels per attention head (default 32 for 2-D, 64 for images)."
+            | Noise _ -> "training noise sigma (default 0.05 for 2-D, 0.1 for images)."
+            | Shift_Only -> "volume-preserving shift-only steps instead of affine."
+            | Conditional -> "class-conditional teacher (needs labels); label dropout 0.1."
+            | Ema _ -> "EMA decay of the weights used for encoding and sampling (default 0 = off)."
+            | Eval_Every _ -> "steps between held-out NLL reports and sample grids (default 0 = only at the end)."
+            | N _ -> "rows to draw from a built-in 2-D set (default 20000)."
+            | Device _ -> "cpu (default) or cuda."
+            | Json _ -> "write the training figures to this JSON file."
+
+type TeacherEncodeArgs =
+    | [<Mandatory>] Teacher of file: string
+    | [<Mandatory>] Input of file: string
+    | [<Mandatory>] Out of file: string
+    | Labels of file: string
+    | Logdet of file: string
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Teacher _ -> "teacher checkpoint."
+            | Input _ -> "data .npy (same shape as the teacher's input)."
+            | Out _ -> "noise z .npy to write."
+            | Labels _ -> "int64 labels .npy for a conditional teacher."
+            | Logdet _ -> "also write the total log-determinant per sample (nats) to this .npy."
+
+type TeacherDecodeArgs =
+    | [<Mandatory>] Teacher of file: string
+    | [<Mandatory>] Input of file: string
+    | [<Mandatory>] Out of file: string
+    | Labels of file: string
+    | Guidance of float
+    | Denoise
+    | Uncached
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Teacher _ -> "teacher checkpoint."
+            | Input _ -> "noise z .npy."
+            | Out _ -> "data .npy to write."
+            | Labels _ -> "int64 labels .npy for a conditional teacher."
+            | Guidance _ -> "classifier-free guidance weight on a and b (conditional teachers)."
+            | Denoise -> "one denoising step with the teacher's training sigma."
+            | Uncached -> "decode without the key/value cache (slow; for checking)."
+
+type TeacherSampleArgs =
+    | [<Mandatory>] Teacher of file: string
+    | [<Mandatory>] Count of int
+    | [<Mandatory>] Out of file: string
+    | Png of file: string
+    | Denoise
+    | Label of int
+    | Guidance of float
+    | Seed of int
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Teacher _ -> "teacher checkpoint."
+            | Count _ -> "number of samples."
+            | Out _ -> "samples .npy to write."
+            | Png _ -> "also write a PNG (scatter for 2-D, grid for images)."
+            | Denoise -> "one denoising step with the teacher's training sigma."
+            | Label _ -> "class to sample (conditional teachers; default: cycle through classes)."
+            | Guidance _ -> "classifier-free guidance weight (conditional teachers)."
+            | Seed _ -> "random seed (default 0)."
+
+type TeacherNllArgs =
+    | [<Mandatory>] Teacher of file: string
+    | [<Mandatory>] Data of spec: string
+    | Labels of file: string
+    | N of int
+    | Seed of int
+    | Json of file: string
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Teacher _ -> "teacher checkpoint."
+            | Data _ -> "data: a built-in 2-D set, mnist:DIR (test split) or FILE.npy."
+            | Labels _ -> "int64 labels .npy for FILE.npy data."
+            | N _ -> "rows to draw from a built-in set (default 2000)."
+            | Seed _ -> "seed for built-in sets (default 1: not the training draw)."
+            | Json _ -> "write the figures to this JSON file."
+
+type TeacherArgs =
+    | [<CliPrefix(CliPrefix.None)>] Train of ParseResults<TeacherTrainArgs>
+    | [<CliPrefix(CliPrefix.None)>] Encode of ParseResults<TeacherEncodeArgs>
+    | [<CliPrefix(CliPrefix.None)>] Decode of ParseResults<TeacherDecodeArgs>
+    | [<CliPrefix(CliPrefix.None)>] Sample of ParseResults<TeacherSampleArgs>
+    | [<CliPrefix(CliPrefix.None)>] Nll of ParseResults<TeacherNllArgs>
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Train _ -> "train a TarFlow teacher by maximum likelihood."
+            | Encode _ -> "data to noise (one parallel pass), with log-determinants."
+            | Decode _ -> "noise to data (sequential, key/value cached)."
+            | Sample _ -> "sample the teacher."
+            | Nll _ -> "negative log-likelihood (and bits per dimension for images) on data."
+
+type CoupleArgs =
+    | [<Mandatory>] Teacher of file: string
+    | [<Mandatory>] Data of spec: string
+    | [<Mandatory>] Out of file: string
+    | Eta of float
+    | Shard of spec: string
+    | Draws of int
+    | Labels of file: string
+    | N of int
+    | Seed of int
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Teacher _ -> "teacher checkpoint."
+            | Data _ -> "the data to pair (as given to student train)."
+            | Out _ -> "pair file to write (for shards: one file per shard in one folder, e.g. pairs/part-0.pairs)."
+            | Eta _ -> "data noise eta before encoding (default: the teacher's training sigma; 0 = deterministic)."
+            | Shard _ -> "I/N: compute shard I of N (0-based); shards together equal one run."
+            | Draws _ -> "noise draws per data row (default 1)."
+            | Labels _ -> "int64 labels .npy for FILE.npy data."
+            | N _ -> "rows of a built-in 2-D set (default 20000, as student train)."
+            | Seed _ -> "seed of the data draw and the noise (default 0)."
+
 type NfmArgs =
     | [<CliPrefix(CliPrefix.None)>] Demo of ParseResults<DemoArgs>
     | [<CliPrefix(CliPrefix.None)>] Compare of ParseResults<CompareArgs>
     | [<CliPrefix(CliPrefix.None)>] Student of ParseResults<StudentArgs>
+    | [<CliPrefix(CliPrefix.None)>] Teacher of ParseResults<TeacherArgs>
+    | [<CliPrefix(CliPrefix.None)>] Couple of ParseResults<CoupleArgs>
     | [<CliPrefix(CliPrefix.None)>] Eval of ParseResults<EvalArgs>
     | [<CliPrefix(CliPrefix.None)>] Bench of ParseResults<BenchArgs>
     | Verbose
@@ -159,6 +320,9 @@ type NfmArgs =
             | Demo _ -> "the whole method on a built-in 2-D set, in a few minutes."
             | Compare _ -> "students on independent / OT / NFM couplings with equal budgets; quality against steps."
             | Student _ -> "train or sample a flow-matching student."
+            | Teacher _ -> "train, import, export, encode, decode, sample or score a TarFlow teacher."
+            | Couple _ -> "precompute NFM pairs (noise = teacher encoding of the data) for a data set."
             | Eval _ -> "quality of samples against reference data (w2, mmd)."
             | Bench _ -> "benchmarks: print figures and write JSON."
             | Verbose -> "print stack traces on errors."
+

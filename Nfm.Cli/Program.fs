@@ -15,8 +15,16 @@ let main argv =
         | Compare _ -> fail "compare: the teacher arrives with the NFM commands"
         | Student s ->
             match s.GetSubCommand() with
-            | Train a -> StudentCommands.train a
-            | Sample a -> StudentCommands.sample a
+            | StudentArgs.Train a -> StudentCommands.train a
+            | StudentArgs.Sample a -> StudentCommands.sample a
+        | Teacher t ->
+            match t.GetSubCommand() with
+            | TeacherArgs.Train a -> TeacherCommands.train a
+            | TeacherArgs.Encode a -> TeacherCommands.encode a
+            | TeacherArgs.Decode a -> TeacherCommands.decode a
+            | TeacherArgs.Sample a -> TeacherCommands.sample a
+            | TeacherArgs.Nll a -> TeacherCommands.nll a
+        | Couple a -> TeacherCommands.couple a
         | Eval a -> OtherCommands.eval a
         | Bench a -> OtherCommands.bench a
         | Verbose -> 0)

@@ -24,12 +24,12 @@ let parseTimes (s: string) =
     | _ -> fail (sprintf "unknown --time-sampling '%s'; valid: uniform, logit-normal[:MEAN:STD]" s)
 
 /// The coupling a CLI string names, for the kinds this build resolves from the data alone or from checkpoints.
-let resolveCoupling (text: string) : Nfm.Couple.Coupling =
+let resolveCoupling (text: string) (data: Nfm.Data.Dataset) : Nfm.Couple.Coupling =
     let spec = CouplingSpec.Parse text
     match spec.Kind with
     | CouplingKind.Independent | CouplingKind.Ot | CouplingKind.Sinkhorn -> Nfm.Couple.Couplings.From spec
     | CouplingKind.Reflow -> Nfm.Couple.ReflowCoupling.Create(Student.Load(existing "reflow student" spec.StudentPath))
-    | _ -> TeacherCouplings.resolve spec
+    | _ -> TeacherCouplings.resolve spec data
 
 let train (args: ParseResults<StudentTrainArgs>) =
     let out = outputPath (args.GetResult StudentTrainArgs.Out)
@@ -40,9 +40,9 @@ let train (args: ParseResults<StudentTrainArgs>) =
     let n = positive "n" (args.GetResult(StudentTrainArgs.N, 20000))
     let seed = args.GetResult(StudentTrainArgs.Seed, 0)
     let couplingText = args.GetResult StudentTrainArgs.Coupling
-    let coupling = resolveCoupling couplingText
     let dataSpec = args.GetResult StudentTrainArgs.Data
     let data = Nfm.Data.DataSource.Load(dataSpec, int64 n, int64 seed, Nfm.Data.DataSplit.Train, args.TryGetResult StudentTrainArgs.Labels |> Option.toObj)
+    let coupling = resolveCoupling couplingText data
     let settings =
         { Student.settings with
             Width = positive "width" (args.GetResult(StudentTrainArgs.Width, 256))

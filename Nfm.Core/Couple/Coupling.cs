@@ -3,8 +3,11 @@ using static TorchSharp.torch;
 
 namespace Nfm.Couple;
 
-/// <summary>A batch of data rows x1 [N, ...] with optional integer labels [N].</summary>
-public sealed record Batch(Tensor X1, Tensor? Labels = null)
+/// <summary>
+/// A batch of data rows x1 [N, ...] with optional integer labels [N] and, when drawn from a data set, the rows'
+/// indices in it [N] (precomputed pair files look their noise up by index).
+/// </summary>
+public sealed record Batch(Tensor X1, Tensor? Labels = null, Tensor? Indices = null)
 {
     /// <summary>Number of rows.</summary>
     public long Count => X1.shape[0];

@@ -23,9 +23,9 @@ public sealed record TeacherRunSpec(TeacherSpec Model, TrainingSpec Training, st
     }
 
     /// <summary>Training defaults for a teacher: AdamW (0.9, 0.95), cosine decay, warm-up, clip 1, no weight decay.</summary>
-    public static TrainingSpec DefaultTraining(int steps, int batch, double lr, long seed) =>
+    public static TrainingSpec DefaultTraining(int steps, int batch, double lr, long seed, int saveEvery = 500, double emaDecay = 0.0) =>
         new(steps, batch, lr, WarmupSteps: Math.Min(1000, Math.Max(1, steps / 20)), Cosine: true, Beta1: 0.9, Beta2: 0.95,
-            GradClip: 1.0, EmaDecay: 0.0, Seed: seed);
+            GradClip: 1.0, EmaDecay: emaDecay, Seed: seed, SaveEvery: saveEvery);
 }
 
 /// <summary>A teacher with its run description and, when it was trained here, the state to resume training.</summary>

@@ -86,7 +86,7 @@ public static class StudentTraining
         Tensor LossOfStep(TrainingState s)
         {
             var idx = TrainingLoop.BatchIndices(s, n, device);
-            var pairs = coupling(new Batch(dev.index_select(0, idx), devLabels?.index_select(0, idx)), s.Generator);
+            var pairs = coupling(new Batch(dev.index_select(0, idx), devLabels?.index_select(0, idx), idx), s.Generator);
             return FlowMatching.Loss(net, pairs, spec.Path, s.Generator, dropout, nullClass);
         }
         Action<TrainingState>? save = checkpointPath is null ? null : s => (student with { State = s }).Save(checkpointPath);
