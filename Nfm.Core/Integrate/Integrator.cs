@@ -12,7 +12,7 @@ public static class Integrator
     /// the caller's: wrap the call in torch.no_grad() for sampling. Intermediates are freed step by step; the
     /// start tensor is never freed, and the result (and trajectory) live in the caller's dispose scope.
     /// </summary>
-    /// <param name="v">Velocity field; must return a tensor of x's shape.</param>
+    /// <param name="v">Velocity field; must return a tensor of x's shape (another dtype is converted to x's).</param>
     /// <param name="x0">Start state [N, ...] (at least one dimension), any dtype and device.</param>
     /// <param name="spec">Solver description; validated here.</param>
     /// <param name="keepTrajectory">Also return the state at every visited time.</param>
@@ -37,7 +37,8 @@ public static class Integrator
                 throw new ArgumentException(
                     $"the velocity field must return x's shape [{string.Join(", ", expected)}]; got " +
                     (u is null ? "null" : $"[{string.Join(", ", u.shape)}]"), nameof(v));
-            return u;
+            // The state keeps x0's dtype even when a field computes in another precision.
+            return u.dtype == x.dtype ? u : u.to(x.dtype);
         }
 
         if (spec.Method == SolverMethod.Dopri5)
