@@ -3,9 +3,20 @@ namespace Nfm.Descriptions;
 /// <summary>Nonlinearity of a network's hidden layers.</summary>
 public enum Activation { Silu, Gelu, Relu, Tanh }
 
+/// <summary>Which network computes the velocity.</summary>
+public enum Architecture
+{
+    /// <summary>An MLP over the flattened sample (any shape; the default for vectors).</summary>
+    Mlp,
+    /// <summary>A small convolutional U-Net (images [C, H, W]).</summary>
+    UNet,
+}
+
 /// <summary>
-/// The velocity network v(x, t [, c]): an MLP over the flattened input with a sinusoidal time embedding
-/// (and a learned class embedding when <see cref="Classes"/> &gt; 0; index <c>Classes</c> is the null label).
+/// The velocity network v(x, t [, c]) with a sinusoidal time embedding (and a learned class embedding when
+/// <see cref="Classes"/> &gt; 0; index <c>Classes</c> is the null label). <see cref="Architecture"/> picks an MLP over the
+/// flattened input or a small U-Net for images (where <see cref="Width"/> is the base channel count and
+/// <see cref="Depth"/> the number of resolutions).
 /// </summary>
 /// <param name="InputShape">Shape of one sample without the batch axis: [D] or [C, H, W].</param>
 /// <param name="Width">Hidden width.</param>
@@ -14,7 +25,7 @@ public enum Activation { Silu, Gelu, Relu, Tanh }
 /// <param name="TimeFeatures">Size of the sinusoidal time embedding (even).</param>
 /// <param name="Classes">Number of classes for conditioning, 0 = unconditional.</param>
 public sealed record VelocityNetSpec(long[] InputShape, int Width = 256, int Depth = 3,
-    Activation Activation = Activation.Silu, int TimeFeatures = 32, int Classes = 0)
+    Activation Activation = Activation.Silu, int TimeFeatures = 32, int Classes = 0, Architecture Architecture = Architecture.Mlp)
 {
     /// <summary>Values per sample.</summary>
     public long Dim => InputShape.Aggregate(1L, (a, b) => a * b);
@@ -28,6 +39,8 @@ public sealed record VelocityNetSpec(long[] InputShape, int Width = 256, int Dep
         if (Depth < 1 || Depth > 64) throw new ArgumentException($"net.depth must be in [1, 64], got {Depth}");
         if (TimeFeatures < 2 || TimeFeatures % 2 != 0) throw new ArgumentException($"net.timeFeatures must be an even number >= 2, got {TimeFeatures}");
         if (Classes < 0) throw new ArgumentException($"net.classes must be >= 0, got {Classes}");
+        if (Architecture == Architecture.UNet && InputShape.Length != 3)
+            throw new ArgumentException($"net.architecture unet needs image rows [C, H, W], got [{string.Join(", ", InputShape)}]");
         return this;
     }
 }

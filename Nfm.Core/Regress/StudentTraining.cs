@@ -9,16 +9,16 @@ using static TorchSharp.torch;
 namespace Nfm.Regress;
 
 /// <summary>A trained (or training) student: its description, network, EMA and the state needed to resume.</summary>
-public sealed record Student(StudentSpec Spec, VelocityMlp Net, TrainingState State)
+public sealed record Student(StudentSpec Spec, nn.Module<Tensor, Tensor, Tensor?, Tensor> Net, TrainingState State)
 {
     /// <summary>Checkpoint kind written for students.</summary>
     public const string Kind = "student";
 
     /// <summary>A network carrying the EMA weights (or the raw weights when EMA is off), for sampling.</summary>
-    public VelocityMlp SamplingNet()
+    public nn.Module<Tensor, Tensor, Tensor?, Tensor> SamplingNet()
     {
-        if (State.Ema is null) return Net;
-        var net = new VelocityMlp(Spec.Net);
+        if (State.Ema is null) { Net.eval(); return Net; }
+        var net = VelocityNets.Create(Spec.Net);
         net.to(Spec.Device.ToDevice());
         State.Ema.CopyTo(net);
         net.eval();
@@ -42,7 +42,7 @@ public sealed record Student(StudentSpec Spec, VelocityMlp Net, TrainingState St
         spec.Validate();
         var device = spec.Device.ToDevice();
         torch.manual_seed(spec.Training.Seed);
-        var net = new VelocityMlp(spec.Net);
+        var net = VelocityNets.Create(spec.Net);
         net.to(device);
         return new Student(spec, net, TrainingState.Start(net, spec.Training, device));
     }

@@ -1,0 +1,17 @@
+using Nfm.Descriptions;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Nfm.Nets;
+
+/// <summary>Building the velocity network a description names.</summary>
+public static class VelocityNets
+{
+    /// <summary>A fresh network for <paramref name="spec"/>: forward(x [N, ...InputShape], t [N], labels [N] or null).</summary>
+    public static nn.Module<Tensor, Tensor, Tensor?, Tensor> Create(VelocityNetSpec spec) => spec.Validate().Architecture switch
+    {
+        Architecture.Mlp => new VelocityMlp(spec),
+        Architecture.UNet => new VelocityUNet(spec),
+        var a => throw new ArgumentException($"unknown architecture {a}"),
+    };
+}
