@@ -190,6 +190,7 @@ let assignment =
             Expect.throwsT<ArgumentException> (fun () -> Assignment.Solve(Array.zeroCreate 5, 2) |> ignore) "length"
             Expect.throwsT<ArgumentException> (fun () -> Assignment.Solve([| 0.0; nan; 1.0; 2.0 |], 2) |> ignore) "NaN"
             Expect.throwsT<ArgumentException> (fun () -> Assignment.Solve([| 0.0; infinity; 1.0; 2.0 |], 2) |> ignore) "infinity"
+            Expect.throwsT<ArgumentException> (fun () -> Assignment.Solve([| 0.0; 1e200; 1.0; 2.0 |], 2) |> ignore) "beyond MaxAbsCost"
         }
     ]
 
