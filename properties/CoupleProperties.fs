@@ -18,6 +18,8 @@ let noiseSigmas = 5.0
 let noiseRows = 4000L
 /// Sinkhorn stops at this L1 error of the row marginal; the law checks the returned error against it.
 let sinkhornTolerance = 1e-7
+/// Largest entry-wise difference between two converged plans (entries are about 1/n^2 <= 1).
+let planTolerance = 1e-8
 /// Iteration cap in the Sinkhorn laws: they hold converged or not, so a small cap keeps the suite fast.
 let sinkhornIterations = 60
 
@@ -188,18 +190,42 @@ let assignment =
             Expect.throwsT<ArgumentException> (fun () -> Assignment.Solve(Array.zeroCreate 5, 2) |> ignore) "length"
             Expect.throwsT<ArgumentException> (fun () -> Assignment.Solve([| 0.0; nan; 1.0; 2.0 |], 2) |> ignore) "NaN"
             Expect.throwsT<ArgumentException> (fun () -> Assignment.Solve([| 0.0; infinity; 1.0; 2.0 |], 2) |> ignore) "infinity"
+            Expect.throwsT<ArgumentException> (fun () -> Assignment.Solve([| 0.0; 1e200; 1.0; 2.0 |], 2) |> ignore) "beyond MaxAbsCost"
         }
     ]
+
+/// Reference: plain log-domain Sinkhorn on float arrays (log-sum-exp updates of both potentials), epsilon relative
+/// to the mean cost like Sinkhorn.Plan, until the row marginal is within tolerance (L1) or the cap. Returns the plan.
+let private logDomainPlan (cost: torch.Tensor) (epsilon: float) (tolerance: float) iterations =
+    let n, m = int cost.shape[0], int cost.shape[1]
+    let c = cost.contiguous().data<float>().ToArray()
+    let eps = epsilon * Array.average c
+    let logK = c |> Array.map (fun x -> -x / eps)
+    let f, g = Array.zeroCreate<float> n, Array.zeroCreate<float> m
+    let lse (xs: seq<float>) =
+        let xs = Array.ofSeq xs
+        let top = Array.max xs
+        top + log (Array.sumBy (fun x -> exp (x - top)) xs)
+    let rowLse i = lse (seq { for j in 0 .. m - 1 -> logK[i * m + j] + g[j] })
+    let mutable it = 0
+    let mutable error = infinity
+    while it < iterations && error > tolerance do
+        for i in 0 .. n - 1 do f[i] <- -log (float n) - rowLse i
+        for j in 0 .. m - 1 do g[j] <- -log (float m) - lse (seq { for i in 0 .. n - 1 -> logK[i * m + j] + f[i] })
+        error <- Seq.sum (seq { for i in 0 .. n - 1 -> abs (exp (f[i] + rowLse i) - 1.0 / float n) })
+        it <- it + 1
+    torch.tensor(Array.init (n * m) (fun k -> exp (logK[k] + f[k / m] + g[k % m]))).reshape(int64 n, int64 m)
 
 [<Tests>]
 let sinkhorn =
     testList "couple/sinkhorn" [
         testPropertyWithConfig config "the plan sums to 1, columns are uniform, and the reported row error is the plan's" <|
-            Prop.forAll (Arb.fromGen (Gen.zip3 (Gen.choose (1, 24)) (Gen.choose (1, 24)) Generators.seed)) (fun (n, m, seed) ->
+            Prop.forAll (Arb.fromGen (Gen.zip (Gen.zip3 (Gen.choose (1, 24)) (Gen.choose (1, 24)) Generators.seed) (Gen.elements [ 1e-3; 1e-2; 0.2; 10.0 ]))) (fun ((n, m, seed), eps) ->
                 use _ = torch.NewDisposeScope()
                 let a = gaussian [| int64 n; 3L |] torch.ScalarType.Float64 seed
                 let b = gaussian [| int64 m; 3L |] torch.ScalarType.Float64 (seed ^^^ 0x5bd1e995)
-                use plan = Sinkhorn.Plan(SquaredDistances.Pairwise(a, b), SinkhornOptions(0.2, sinkhornIterations, sinkhornTolerance))
+                use plan = Sinkhorn.Plan(SquaredDistances.Pairwise(a, b), SinkhornOptions(eps, sinkhornIterations, sinkhornTolerance))
+                Expect.isTrue (plan.LogPlan.isfinite().all().item<bool>()) "finite log plan"
                 let p = plan.Plan()
                 let rowErr = (p.sum(1L) - 1.0 / float n).abs().sum().item<float>()
                 let colErr = (p.sum(0L) - 1.0 / float m).abs().sum().item<float>()
@@ -207,6 +233,27 @@ let sinkhorn =
                 Expect.equal plan.Converged (rowErr <= sinkhornTolerance) "converged iff within tolerance"
                 Expect.isLessThanOrEqual colErr 1e-12 "column marginal"
                 Expect.floatClose Accuracy.high (p.sum().item<float>()) 1.0 "total mass")
+
+        testPropertyWithConfig config "converged plans agree with the plain log-domain iteration" <|
+            Prop.forAll (Arb.fromGen (Gen.zip3 (Gen.choose (1, 16)) (Gen.elements [ 0.2; 0.5; 2.0 ]) Generators.seed)) (fun (n, eps, seed) ->
+                use _ = torch.NewDisposeScope()
+                let c = SquaredDistances.Pairwise(gaussian [| int64 n; 2L |] torch.ScalarType.Float64 seed,
+                                                  gaussian [| int64 n; 2L |] torch.ScalarType.Float64 (seed + 1))
+                use plan = Sinkhorn.Plan(c, SinkhornOptions(eps, 3000, 1e-11))
+                // Nearly degenerate plans (two far-apart pairs) may not reach the tolerance; only converged ones are compared.
+                if plan.Converged then
+                    let diff = (plan.Plan() - logDomainPlan c eps 1e-11 3000).abs().max().item<float>()
+                    Expect.isLessThanOrEqual diff planTolerance "same plan")
+
+        test "with a tiny epsilon (absorbing scalings) the plan still agrees with the log-domain iteration" {
+            use _ = torch.NewDisposeScope()
+            let c = SquaredDistances.Pairwise(gaussian [| 48L; 2L |] torch.ScalarType.Float64 3,
+                                              gaussian [| 48L; 2L |] torch.ScalarType.Float64 4)
+            use plan = Sinkhorn.Plan(c, SinkhornOptions(0.01, 3000, 1e-9))
+            Expect.isTrue plan.Converged $"converged: error {plan.MarginalError} after {plan.Iterations}"
+            let diff = (plan.Plan() - logDomainPlan c 0.01 1e-9 3000).abs().max().item<float>()
+            Expect.isLessThanOrEqual diff planTolerance "same plan"
+        }
 
         test "well-conditioned plans converge" {
             use _ = torch.NewDisposeScope()

@@ -10,11 +10,16 @@ public sealed record AssignmentResult(int[] Permutation, double Cost);
 /// <summary>
 /// Exact linear assignment (minimum-cost perfect matching on a square cost matrix) by shortest augmenting
 /// paths with row and column potentials (the Jonker–Volgenant scheme, Dijkstra on reduced costs), O(n^3)
-/// in the worst case and far less on typical geometric costs. Costs are float64; any finite values work,
-/// including negative costs, ties and duplicate points.
+/// in the worst case and far less on typical geometric costs. Costs are float64; any finite values up to
+/// <see cref="MaxAbsCost"/> work, including negative costs, ties and duplicate points. Rows are assigned one at a
+/// time, each by a Dijkstra search that sweeps all columns with SIMD (see <c>Augment</c>); memory is a handful of
+/// length-n arrays besides the cost matrix, allocated once per solve.
 /// </summary>
 public static class Assignment
 {
+    /// <summary>Largest accepted |cost|: sums of potentials must stay far from overflow.</summary>
+    public const double MaxAbsCost = 1e150;
+
     /// <summary>Solve for a square <paramref name="n"/> x <paramref name="n"/> cost matrix stored row-major in <paramref name="cost"/>.</summary>
     /// <exception cref="ArgumentException">The length is not n*n, n is negative, or a cost is NaN or infinite.</exception>
     public static AssignmentResult Solve(ReadOnlySpan<double> cost, int n)
@@ -23,8 +28,8 @@ public static class Assignment
         if (cost.Length != (long)n * n)
             throw new ArgumentException($"cost must hold n*n = {(long)n * n} values (row-major), got {cost.Length}", nameof(cost));
         for (int k = 0; k < cost.Length; k++)
-            if (!double.IsFinite(cost[k]))
-                throw new ArgumentException($"cost[{k / n}, {k % n}] is {cost[k]}; every cost must be finite", nameof(cost));
+            if (!(Math.Abs(cost[k]) <= MaxAbsCost))
+                throw new ArgumentException($"cost[{k / n}, {k % n}] is {cost[k]}; every cost must be finite with |cost| <= {MaxAbsCost:g}", nameof(cost));
         if (n == 0) return new AssignmentResult([], 0.0);
 
         var colOfRow = new int[n];
@@ -35,19 +40,21 @@ public static class Assignment
         var v = new double[n];        // column potentials
         var vScan = new double[n];    // v, or -inf for columns already scanned in this search (their d becomes +inf)
         var open = new double[n];     // tentative path length to each unscanned column; +inf once scanned
-        var freePenalty = new double[n]; // 0 for a free column, +inf for an assigned one
         var dist = new double[n];     // final path length of each scanned column
         var via = new double[n];      // row that last lowered open[j] (a row index held as a double, so it vectorises)
         var scanned = new int[n];     // columns scanned in the current search, in order
         var rowsSeen = new int[n];    // rows entered in the current search
+        var free = new int[n];        // the free columns are free[0 .. n - start)
+        var freeAt = new int[n];      // position of a free column in free
+        for (int j = 0; j < n; j++) { free[j] = j; freeAt[j] = j; }
         Array.Fill(open, double.PositiveInfinity);
         unsafe
         {
-            fixed (double* c0 = cost, pu = u, pv = v, pvScan = vScan, popen = open, ppen = freePenalty, pdist = dist, pvia = via)
-            fixed (int* pcolOfRow = colOfRow, prowOfCol = rowOfCol, pscanned = scanned, pseen = rowsSeen)
+            fixed (double* c0 = cost, pu = u, pv = v, pvScan = vScan, popen = open, pdist = dist, pvia = via)
+            fixed (int* pcolOfRow = colOfRow, prowOfCol = rowOfCol, pscanned = scanned, pseen = rowsSeen, pfree = free, pfreeAt = freeAt)
             {
-                var w = new Workspace(n, c0, pu, pv, pvScan, popen, ppen, pdist, pvia, pscanned, pseen, pcolOfRow, prowOfCol);
-                for (int start = 0; start < n; start++) Augment(start, in w);
+                var w = new Workspace(n, c0, pu, pv, pvScan, popen, pdist, pvia, pscanned, pseen, pcolOfRow, prowOfCol, pfree, pfreeAt);
+                for (int start = 0; start < n; start++) Augment(start, n - start, in w);
             }
         }
 
@@ -58,11 +65,11 @@ public static class Assignment
 
     /// <summary>The solver's arrays, pinned for the whole solve (no allocation per augmentation).</summary>
     unsafe readonly struct Workspace(int n, double* cost, double* u, double* v, double* vScan, double* open,
-        double* freePenalty, double* dist, double* via, int* scanned, int* rowsSeen, int* colOfRow, int* rowOfCol)
+        double* dist, double* via, int* scanned, int* rowsSeen, int* colOfRow, int* rowOfCol, int* free, int* freeAt)
     {
         public readonly int N = n;
-        public readonly double* Cost = cost, U = u, V = v, VScan = vScan, Open = open, FreePenalty = freePenalty, Dist = dist, Via = via;
-        public readonly int* Scanned = scanned, RowsSeen = rowsSeen, ColOfRow = colOfRow, RowOfCol = rowOfCol;
+        public readonly double* Cost = cost, U = u, V = v, VScan = vScan, Open = open, Dist = dist, Via = via;
+        public readonly int* Scanned = scanned, RowsSeen = rowsSeen, ColOfRow = colOfRow, RowOfCol = rowOfCol, Free = free, FreeAt = freeAt;
     }
 
     /// <summary>
@@ -72,12 +79,11 @@ public static class Assignment
     /// which is cheaper than gathering the unscanned ones. On ties a free column wins, so the search ends sooner
     /// (this keeps degenerate inputs such as all-equal costs at O(n^2)).
     /// </summary>
-    static unsafe void Augment(int start, in Workspace w)
+    static unsafe void Augment(int start, int freeCount, in Workspace w)
     {
         int n = w.N, seen = 0, nScanned = 0, row = start, sink = -1;
         int width = Vector<double>.Count, bulk = n - n % width;
         double reach = 0.0;           // length of the shortest path found so far
-        var inf = new Vector<double>(double.PositiveInfinity);
         while (sink < 0)
         {
             w.RowsSeen[seen++] = row;
@@ -85,7 +91,7 @@ public static class Assignment
             double shift = reach - w.U[row];
             var vShift = new Vector<double>(shift);
             var vRow = new Vector<double>(row);
-            Vector<double> low = inf, lowFree = inf;
+            var low = new Vector<double>(double.PositiveInfinity);
             int j = 0;
             for (; j < bulk; j += width)
             {
@@ -96,19 +102,21 @@ public static class Assignment
                 *(Vector<double>*)(w.Open + j) = o;
                 *(Vector<double>*)(w.Via + j) = Vector.ConditionalSelect(lower, vRow, *(Vector<double>*)(w.Via + j));
                 low = Vector.Min(low, o);
-                lowFree = Vector.Min(lowFree, o + *(Vector<double>*)(w.FreePenalty + j));
             }
-            double best = double.PositiveInfinity, bestFree = double.PositiveInfinity;
-            for (int k = 0; k < width; k++) { best = Math.Min(best, low[k]); bestFree = Math.Min(bestFree, lowFree[k]); }
+            double best = double.PositiveInfinity;
+            for (int k = 0; k < width; k++) best = Math.Min(best, low[k]);
             for (; j < n; j++)
             {
                 double d = shift + costRow[j] - w.VScan[j];
                 if (d < w.Open[j]) { w.Open[j] = d; w.Via[j] = row; }
                 best = Math.Min(best, w.Open[j]);
-                bestFree = Math.Min(bestFree, w.Open[j] + w.FreePenalty[j]);
             }
 
-            int col = bestFree == best ? FirstAt(w.Open, w.FreePenalty, best, n) : FirstAt(w.Open, null, best, n);
+            // A free column at the minimum ends the search now; otherwise take the first column at the minimum.
+            int col = -1;
+            for (int k = 0; k < freeCount; k++)
+                if (w.Open[w.Free[k]] == best) { col = w.Free[k]; break; }
+            if (col < 0) col = FirstAt(w.Open, best, n);
             reach = best;
             w.Dist[col] = best;
             w.Open[col] = double.PositiveInfinity;
@@ -129,8 +137,10 @@ public static class Assignment
         }
         new Span<double>(w.Open, n).Fill(double.PositiveInfinity);
 
-        // Flip the path from the sink back to the start row.
-        w.FreePenalty[sink] = double.PositiveInfinity;
+        // The sink is no longer free; then flip the path from the sink back to the start row.
+        int last = w.Free[freeCount - 1], at = w.FreeAt[sink];
+        w.Free[at] = last;
+        w.FreeAt[last] = at;
         for (int c = sink; ;)
         {
             int r = (int)w.Via[c];
@@ -140,19 +150,15 @@ public static class Assignment
         }
     }
 
-    /// <summary>First index k with a[k] + add[k] == value (add absent: a[k] == value); the value is known to occur.</summary>
-    static unsafe int FirstAt(double* a, double* add, double value, int n)
+    /// <summary>First index k with a[k] == value; the value is known to occur.</summary>
+    static unsafe int FirstAt(double* a, double value, int n)
     {
         int width = Vector<double>.Count, k = 0;
         var target = new Vector<double>(value);
         for (; k <= n - width; k += width)
-        {
-            var x = *(Vector<double>*)(a + k);
-            if (add != null) x += *(Vector<double>*)(add + k);
-            if (Vector.EqualsAny(x, target)) break;
-        }
+            if (Vector.EqualsAny(*(Vector<double>*)(a + k), target)) break;
         for (; k < n; k++)
-            if ((add == null ? a[k] : a[k] + add[k]) == value) return k;
+            if (a[k] == value) return k;
         throw new InvalidOperationException("assignment search lost its minimum (non-finite costs?)");
     }
 
@@ -176,7 +182,7 @@ public static class Assignment
     public static AssignmentResult Solve(Tensor cost)
     {
         if (cost.dim() != 2 || cost.shape[0] != cost.shape[1])
-            throw new ArgumentException($"cost must have shape [n, n], got [{string.Join(", ", cost.shape)}]", nameof(cost));
+            throw new ArgumentException($"cost must have shape [n, n], got [{SquaredDistances.Shape(cost)}]", nameof(cost));
         using var scope = NewDisposeScope();
         var flat = cost.detach().to(ScalarType.Float64).cpu().contiguous().data<double>().ToArray();
         return Solve(flat, (int)cost.shape[0]);
@@ -190,7 +196,7 @@ public static class Assignment
     {
         if (rows.dim() < 1 || columns.dim() < 1 || rows.shape[0] != columns.shape[0])
             throw new ArgumentException(
-                $"rows and columns must hold the same number of points, got [{string.Join(", ", rows.shape)}] and [{string.Join(", ", columns.shape)}]",
+                $"rows and columns must hold the same number of points, got [{SquaredDistances.Shape(rows)}] and [{SquaredDistances.Shape(columns)}]",
                 nameof(columns));
         using var scope = NewDisposeScope();
         return Solve(SquaredDistances.Pairwise(rows, columns));

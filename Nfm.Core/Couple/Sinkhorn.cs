@@ -51,15 +51,23 @@ public sealed record SinkhornPlan(Tensor LogPlan, int Iterations, double Margina
 }
 
 /// <summary>
-/// Entropic optimal transport between two uniformly weighted point sets, solved by Sinkhorn iterations in the log
-/// domain (log-sum-exp updates of the dual potentials, stable for any epsilon), and two ways to turn its plan into
-/// one-to-one pairs: <see cref="Round"/> and <see cref="Sample"/>. Both return a permutation, so no pair is ever
-/// duplicated or dropped (unlike sampling the plan with replacement).
+/// Entropic optimal transport between two uniformly weighted point sets, and two ways to turn its plan into
+/// one-to-one pairs: <see cref="Round"/> and <see cref="Sinkhorn.Sample"/>. Both return a permutation, so no pair is
+/// ever duplicated or dropped (unlike sampling the plan with replacement).
+/// <para>The solver is Sinkhorn's iteration, stabilised in the log domain: the plan is
+/// exp(-C/eps + alpha_i + beta_j) with dual potentials alpha, beta kept as logarithms. Between stabilisations the
+/// iterations run on scalings u, v of the kernel exp(-C/eps + alpha + beta) (two matrix-vector products per
+/// iteration, the cheap form); when a scaling drifts past e^<see cref="AbsorbAbove"/> (or would overflow) it is
+/// absorbed into the potentials and one exact log-sum-exp iteration rebuilds the kernel. Nothing under- or overflows
+/// for any epsilon, and the result is the same plan the pure log-domain iteration gives.</para>
 /// </summary>
 public static class Sinkhorn
 {
-    // Reading the marginal error back costs a device sync; on a GPU that is worth doing only now and then.
-    const int CheckEvery = 10;
+    /// <summary>A scaling whose |log| exceeds this is absorbed into the potentials.</summary>
+    public const double AbsorbAbove = 30.0;
+
+    // Iterations between read-backs of the marginal error and the scalings' drift: each read-back is a device sync.
+    const int CheckEvery = 5;
 
     /// <summary>The plan for a cost matrix [N, M] (any floating dtype and device; computed in float64 on that device).</summary>
     /// <exception cref="ArgumentException">The cost is not 2-D, is empty, or holds a NaN or infinity.</exception>
@@ -76,31 +84,70 @@ public static class Sinkhorn
         double meanCost = c.mean().item<double>();
         double eps = options.Epsilon * (meanCost > 0 ? meanCost : 1.0);
         var logK = c / -eps;
-        double logA = -Math.Log(n), logB = -Math.Log(m);
-        var f = zeros(n, dtype: ScalarType.Float64, device: c.device);
-        var g = zeros(m, dtype: ScalarType.Float64, device: c.device);
+        double a = 1.0 / n, b = 1.0 / m;
+        var alpha = zeros(n, dtype: ScalarType.Float64, device: c.device);
+        var beta = zeros(m, dtype: ScalarType.Float64, device: c.device);
+        var u = ones_like(alpha);
+        var v = ones_like(beta);
+        Tensor kernel = null!;
+
+        // Fold the scalings into the potentials and take one exact log-domain iteration from there (the new alpha
+        // depends on beta only): afterwards every column of the kernel sums to exactly 1/M and every row to about
+        // 1/N, so no row or column underflows. Called from inside an iteration's scope, so what it keeps goes
+        // straight to the solve's scope.
+        void Absorb()
+        {
+            using var inner = NewDisposeScope();
+            var al = Math.Log(a) - (logK + (beta + v.log()).unsqueeze(0)).logsumexp(1);
+            var be = Math.Log(b) - (logK + al.unsqueeze(1)).logsumexp(0);
+            var k = (logK + al.unsqueeze(1) + be.unsqueeze(0)).exp();
+            foreach (var t in new[] { alpha, beta, u, v }) t.Dispose();
+            kernel?.Dispose();
+            (alpha, beta) = (al.MoveToOtherDisposeScope(scope), be.MoveToOtherDisposeScope(scope));
+            (u, v) = (ones_like(alpha).MoveToOtherDisposeScope(scope), ones_like(beta).MoveToOtherDisposeScope(scope));
+            kernel = k.MoveToOtherDisposeScope(scope);
+        }
+
+        Absorb();
         double error = double.PositiveInfinity;
-        int it = 0;
+        int it = 1;
+        // (u, v) last seen with a small drift: where to fall back to when the scalings run away between checks.
+        Tensor uSafe = u, vSafe = v;
         for (; it < options.MaxIterations; it++)
         {
             using var step = NewDisposeScope();
-            var rowLse = (logK + g.unsqueeze(0)).logsumexp(1);
+            var kv = kernel.mv(v);
             if (it % CheckEvery == 0)
             {
-                // Row sums of the current plan are exp(f + rowLse); columns are exact after the g update.
-                error = ((f + rowLse).exp() - Math.Exp(logA)).abs().sum().item<double>();
+                // One read-back: the row error of the current plan diag(u) K diag(v) (its columns are exact after
+                // every v update) and the scalings' drift (NaN or infinity counts as too far).
+                var stats = stack([(u * kv - a).abs().sum(), cat([u, v]).log().abs().max()]).cpu().data<double>().ToArray();
+                if (!(stats[1] <= AbsorbAbove))
+                {
+                    (u, v) = (uSafe, vSafe);
+                    Absorb();
+                    uSafe = u; vSafe = v;
+                    continue;
+                }
+                error = stats[0];
                 if (error <= options.Tolerance) break;
+                if (!ReferenceEquals(uSafe, u)) { uSafe.Dispose(); vSafe.Dispose(); }
+                uSafe = u; vSafe = v;
             }
-            var fNew = logA - rowLse;
-            var gNew = logB - (logK + fNew.unsqueeze(1)).logsumexp(0);
-            f.Dispose(); g.Dispose();
-            f = fNew.MoveToOuterDisposeScope();
-            g = gNew.MoveToOuterDisposeScope();
+            var uNew = (a / kv).MoveToOuterDisposeScope();
+            var vNew = (b / kernel.t().mv(uNew)).MoveToOuterDisposeScope();
+            if (!ReferenceEquals(u, uSafe)) { u.Dispose(); v.Dispose(); }
+            (u, v) = (uNew, vNew);
         }
-        var logPlan = logK + f.unsqueeze(1) + g.unsqueeze(0);
-        if (it == options.MaxIterations)
-            error = (logPlan.logsumexp(1).exp() - Math.Exp(logA)).abs().sum().item<double>();
-        return new SinkhornPlan(logPlan.MoveToOuterDisposeScope(), it, error, error <= options.Tolerance);
+        if (it >= options.MaxIterations && !ReferenceEquals(u, uSafe))
+        {
+            // Ran out between checks: keep the last iterate known to be finite.
+            if (!(cat([u, v]).log().abs().max().item<double>() <= AbsorbAbove)) (u, v) = (uSafe, vSafe);
+        }
+        var logPlan = logK + (alpha + u.log()).unsqueeze(1) + (beta + v.log()).unsqueeze(0);
+        if (it >= options.MaxIterations)
+            error = (logPlan.logsumexp(1).exp() - a).abs().sum().item<double>();
+        return new SinkhornPlan(logPlan.MoveToOuterDisposeScope(), Math.Min(it, options.MaxIterations), error, error <= options.Tolerance);
     }
 
     /// <summary>The plan for a square cost matrix n x n stored row-major (computed on the CPU).</summary>

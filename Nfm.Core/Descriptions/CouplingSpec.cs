@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text.Json.Serialization;
 using Nfm.Couple;
 
 namespace Nfm.Descriptions;
@@ -28,17 +29,17 @@ public enum CouplingKind
 /// encoded on the fly, with optional <c>Eta</c>; null means the default of whoever builds the coupling).</item>
 /// <item><c>reflow</c>: <c>StudentPath</c> (a .ckpt).</item>
 /// </list>
-/// The command line writes it as <c>independent | ot | sinkhorn:EPS[:round|:sample] | teacher:PAIRS |
+/// In JSON the unset fields are left out. The command line writes it as <c>independent | ot | sinkhorn:EPS[:round|:sample] | teacher:PAIRS |
 /// teacher:T.ckpt[,eta=E] | reflow:S.ckpt</c> (<see cref="Parse"/>, <see cref="Format"/>).
 /// </summary>
 public sealed record CouplingSpec(
     CouplingKind Kind,
-    double? Epsilon = null,
-    SinkhornPairing? Pairing = null,
-    string? PairsPath = null,
-    string? TeacherPath = null,
-    double? Eta = null,
-    string? StudentPath = null)
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] double? Epsilon = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] SinkhornPairing? Pairing = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? PairsPath = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? TeacherPath = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] double? Eta = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? StudentPath = null)
 {
     /// <summary>Independent noise.</summary>
     public static CouplingSpec Independent { get; } = new(CouplingKind.Independent);
