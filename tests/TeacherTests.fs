@@ -41,8 +41,10 @@ let tests =
                 expectField "NoiseSigma" (fun () -> box (TeacherSpec([| 8L |], 2, 8, 2, 1, HeadDim = 4, NoiseSigma = -1.0).Validate()))
             }
             test "JSON round trip keeps the spec" {
-                let back = Json.Read<TeacherSpec>(Json.Write imageSpec)
-                Expect.equal back imageSpec "same spec"
+                let json = Json.Write imageSpec
+                Expect.equal (Json.Read<TeacherSpec> json) imageSpec "same spec"
+                Expect.isFalse (json.Contains "tokenDim") "derived sizes are not written"
+                Expect.stringContains json "\"dequantisation\": \"gaussian\"" "enums as camelCase strings"
             }
         ]
         testList "patches" [
