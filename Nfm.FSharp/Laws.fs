@@ -40,15 +40,15 @@ module Laws =
     /// max |actual - expected| / max(1, max |expected|), as a float.
     let relativeError (actual: torch.Tensor) (expected: torch.Tensor) =
         use scope = torch.NewDisposeScope()
-        let err = (actual - expected).abs().max().item<float>() |> float
-        let size = expected.abs().max().item<float>() |> float
+        let actual, expected = actual.to_type(torch.float64).cpu(), expected.to_type(torch.float64).cpu()
+        let err = (actual - expected).abs().max().item<float>()
+        let size = expected.abs().max().item<float>()
         err / max 1.0 size
 
     let private toFloat (t: torch.Tensor) = t.to_type(torch.float64).cpu()
 
     let private relative (actual: torch.Tensor) (expected: torch.Tensor) =
-        if actual.shape <> expected.shape then infinity
-        else relativeError (toFloat actual) (toFloat expected)
+        if actual.shape <> expected.shape then infinity else relativeError actual expected
 
     /// Per-row Jacobian [N, D, D] of a row-wise map f: [N, D] -> [N, D] at x, by D backward passes
     /// (J[n, i, j] = d f(x)[n, i] / d x[n, j]; rows must not interact).
@@ -64,48 +64,62 @@ module Laws =
                    if isNull g then torch.zeros_like(input) else g |]
         torch.stack(rows, 1).detach().MoveToOuterDisposeScope()
 
-    /// decode (encode x) = x.
-    let decodeInvertsEncode (tol: LawTolerances) (flow: FlowUnderTest) (x: torch.Tensor) : Property =
-        use scope = torch.NewDisposeScope()
-        let z, _ = flow.Encode x
-        let err = relative (flow.Decode z) x
-        let size = (toFloat z).abs().max().item<float>() |> float
-        Prop.label (sprintf "decode(encode x) relative error %g > %g (max |z| = %g)" err tol.RoundTrip size) (err <= tol.RoundTrip)
+    /// Measures: each returns the error a law bounds (and a note for the failure message).
+    module Measure =
+        /// Relative error of decode (encode x) against x; the note gives max |z|.
+        let decodeAfterEncode (flow: FlowUnderTest) (x: torch.Tensor) : float * string =
+            use scope = torch.NewDisposeScope()
+            let z, _ = flow.Encode x
+            relative (flow.Decode z) x, sprintf "max |z| = %g" ((toFloat z).abs().max().item<float>())
 
-    /// encode (decode z) = z.
+        /// Relative error of encode (decode z) against z; the note gives max |x|.
+        let encodeAfterDecode (flow: FlowUnderTest) (z: torch.Tensor) : float * string =
+            use scope = torch.NewDisposeScope()
+            let x = flow.Decode z
+            let back, _ = flow.Encode x
+            relative back z, sprintf "max |x| = %g" ((toFloat x).abs().max().item<float>())
+
+        /// Largest error of the reported log|det| against autograd's, absolute below 1, relative above.
+        let logDet (flow: FlowUnderTest) (x: torch.Tensor) : float * string =
+            use scope = torch.NewDisposeScope()
+            let struct (_, exact) = torch.linalg.slogdet(jacobian (flow.Encode >> fst) x)
+            let _, reported = flow.Encode x
+            let reported, exact = toFloat reported, toFloat exact
+            let err =
+                if reported.shape <> exact.shape then infinity
+                else ((reported - exact).abs() / exact.abs().clamp_min(1.0)).max().item<float>()
+            err, sprintf "reported %A, autograd %A" (reported.data<float>().ToArray()) (exact.data<float>().ToArray())
+
+        /// Largest |d z_t / d x_s| over tokens s > t (tokens of tokenSize values in row order).
+        let laterTokenLeak (tokenSize: int) (flow: FlowUnderTest) (x: torch.Tensor) : float * string =
+            use scope = torch.NewDisposeScope()
+            let j = jacobian (flow.Encode >> fst) x
+            let d = j.shape.[1]
+            let token = torch.arange(d, dtype = torch.int64) / int64 tokenSize
+            // after[i, j] is true where input j belongs to a later token than output i.
+            let after = token.unsqueeze(0).gt(token.unsqueeze(1))
+            (toFloat (j.abs() * after.to_type(j.dtype))).max().item<float>(), sprintf "token size %d" tokenSize
+
+    /// A measured error as a property: holds when err <= tolerance, labelled with the law's name and the note.
+    let within (name: string) (tolerance: float) (err: float, note: string) : Property =
+        Prop.label (sprintf "%s: error %g > %g (%s)" name err tolerance note) (err <= tolerance)
+
+    /// decode (encode x) = x, relative to max(1, max |x|).
+    let decodeInvertsEncode (tol: LawTolerances) (flow: FlowUnderTest) (x: torch.Tensor) : Property =
+        within "decode(encode x) = x" tol.RoundTrip (Measure.decodeAfterEncode flow x)
+
+    /// encode (decode z) = z, relative to max(1, max |z|).
     let encodeInvertsDecode (tol: LawTolerances) (flow: FlowUnderTest) (z: torch.Tensor) : Property =
-        use scope = torch.NewDisposeScope()
-        let x = flow.Decode z
-        let back, _ = flow.Encode x
-        let err = relative back z
-        let size = (toFloat x).abs().max().item<float>() |> float
-        Prop.label (sprintf "encode(decode z) relative error %g > %g (max |x| = %g)" err tol.RoundTrip size) (err <= tol.RoundTrip)
+        within "encode(decode z) = z" tol.RoundTrip (Measure.encodeAfterDecode flow z)
 
     /// The reported log|det| equals log|det| of the autograd Jacobian, row by row.
     let logDetMatchesAutograd (tol: LawTolerances) (flow: FlowUnderTest) (x: torch.Tensor) : Property =
-        use scope = torch.NewDisposeScope()
-        let struct (_, exact) = torch.linalg.slogdet(jacobian (flow.Encode >> fst) x)
-        let _, reported = flow.Encode x
-        let reported = toFloat reported
-        let exact = toFloat exact
-        let err =
-            if reported.shape <> exact.shape then infinity
-            else ((reported - exact).abs() / exact.abs().clamp_min(1.0)).max().item<float>() |> float
-        Prop.label (sprintf "log|det| error %g > %g (reported %A, autograd %A)" err tol.LogDet
-                        (reported.data<float>().ToArray()) (exact.data<float>().ToArray()))
-                   (err <= tol.LogDet)
+        within "log|det| = autograd's" tol.LogDet (Measure.logDet flow x)
 
     /// Autoregressive structure over tokens of tokenSize values: d z_t / d x_s = 0 for every token s > t
     /// (the Jacobian is block lower triangular).
     let autoregressive (tol: LawTolerances) (tokenSize: int) (flow: FlowUnderTest) (x: torch.Tensor) : Property =
-        use scope = torch.NewDisposeScope()
-        let j = jacobian (flow.Encode >> fst) x
-        let d = j.shape.[1]
-        let token = torch.arange(d, dtype = torch.int64) / int64 tokenSize
-        // after[i, j] is true where input j belongs to a later token than output i.
-        let after = token.unsqueeze(0).gt(token.unsqueeze(1))
-        let leak = (j.abs() * after.to_type(j.dtype)).max().item<float>() |> float
-        Prop.label (sprintf "output depends on a later token: |dz_t/dx_s| = %g > %g" leak tol.Structure) (leak <= tol.Structure)
+        within "z_t independent of later tokens" tol.Structure (Measure.laterTokenLeak tokenSize flow x)
 
     /// Generated row batches: 1 to 4 rows, scale 0.5 to 2, any seed.
     let rowSamples : Arbitrary<RowSample> =

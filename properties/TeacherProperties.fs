@@ -54,7 +54,7 @@ type Built =
     { Model: TeacherModel
       X: torch.Tensor
       Z: torch.Tensor
-      Labels: torch.Tensor }
+      Labels: torch.Tensor | null }
     interface IDisposable with
         member b.Dispose() = b.Model.Dispose()
 
@@ -158,11 +158,14 @@ let blockFlow (b: Built) (k: int) : FlowUnderTest =
 
 let private relative (a: torch.Tensor) (e: torch.Tensor) = Laws.relativeError a e
 
-/// Runs a law on a freshly built float64 case, freeing every tensor afterwards.
-let private onCase (dtype: torch.ScalarType) (law: Built -> Property) (c: TeacherCase) : Property =
-    use scope = torch.NewDisposeScope()
-    use built = build dtype c
-    law built
+/// One measured error of a law on one case, with the bound it must stay under.
+type Measured = { What: string; Error: float; Tolerance: float; Note: string }
+
+let private measured what tolerance (err: float, note: string) = { What = what; Error = err; Tolerance = tolerance; Note = note }
+let private plainly what tolerance (err: float) = measured what tolerance (err, "")
+
+/// A law: what it says, the cases it is checked on, their dtype, and what it measures on one built case.
+type TeacherLaw = { Name: string; Cases: Arbitrary<TeacherCase>; DType: torch.ScalarType; Measure: Built -> Measured list }
 
 /// log N(z; 0, diag var) + log|det| written out here, apart from Teacher.PriorLogDensity.
 let private expectedLogLikelihood (b: Built) =
@@ -172,8 +175,9 @@ let private expectedLogLikelihood (b: Built) =
     let d = float b.Model.Spec.Dimension
     -0.5 * ((tokens * tokens / v).sum ([| 1L; 2L |]) + v.log().sum() + d * log (2.0 * Math.PI)) + logdet
 
-/// Riemann sum of exp(log p) over a uniform grid [-L, L]^D, D = 1 or 2, spacing h.
-let private mass (b: Built) (dimension: int) =
+/// Riemann sum of exp(log p) over a uniform grid [-L, L]^D, D = 1 or 2, spacing h (midpoints).
+let private mass (b: Built) =
+    let dimension = int b.Model.Spec.Dimension
     let half, h = 8.0, 0.2
     let axis = torch.arange (-half + h / 2.0, half, h, dtype = torch.float64)
     let grid =
@@ -182,9 +186,99 @@ let private mass (b: Built) (dimension: int) =
             let mesh = torch.meshgrid ([| axis; axis |], indexing = "ij")
             torch.stack ([| mesh.[0].flatten (); mesh.[1].flatten () |], 1)
     let n = grid.shape.[0]
-    let labels = if isNull b.Labels then null else b.Labels.narrow(0, 0L, 1L).expand ([| n |])
+    let labels = match b.Labels with null -> null | l -> l.narrow(0, 0L, 1L).expand ([| n |])
     let logp = Teacher.LogLikelihood(b.Model, grid, labels)
-    (logp.exp().sum().item<float> () |> float) * (h ** float dimension)
+    logp.exp().sum().item<float> () * (h ** float dimension)
+
+/// Every law of the teacher.
+let laws : TeacherLaw list =
+    let roundTrip (tol: LawTolerances) (b: Built) =
+        [ measured "decode(encode x) = x" tol.RoundTrip (Laws.Measure.decodeAfterEncode (modelFlow b) b.X)
+          measured "encode(decode z) = z" tol.RoundTrip (Laws.Measure.encodeAfterDecode (modelFlow b) b.Z) ]
+    [ { Name = "decode(encode x) = x and encode(decode z) = z (float64)"
+        Cases = Gens.cases; DType = torch.float64; Measure = roundTrip Laws.float64Tolerances }
+      { Name = "decode(encode x) = x and encode(decode z) = z (float32)"
+        Cases = Gens.cases; DType = torch.float32; Measure = roundTrip Laws.float32Tolerances }
+      { Name = "reported log|det| equals the autograd Jacobian's"
+        Cases = Gens.cases; DType = torch.float64
+        Measure = fun b -> [ measured "log|det|" Laws.float64Tolerances.LogDet (Laws.Measure.logDet (modelFlow b) b.X) ] }
+      { Name = "inside a block z_t depends on x_s for s <= t only, token 0 passes through"
+        Cases = Gens.cases; DType = torch.float64
+        Measure = fun b ->
+            // The block depends on the batch size, so both reading orders come up.
+            let k = b.Model.Spec.Blocks - 1 - (int b.X.shape.[0] % b.Model.Spec.Blocks)
+            let flow = blockFlow b k
+            let z, _ = flow.Encode b.X
+            let d = b.Model.Spec.TokenDim
+            [ measured "later-token leak" Laws.float64Tolerances.Structure (Laws.Measure.laterTokenLeak (int d) flow b.X)
+              plainly "token 0 changed" 0.0 (relative (z.narrow (1, 0L, d)) (b.X.narrow (1, 0L, d))) ] }
+      { Name = "log p(x) = log N(encode x; 0, var) + log|det|"
+        Cases = Gens.cases; DType = torch.float64
+        Measure = fun b ->
+            [ plainly "log p" Tolerance.formula (relative (Teacher.LogLikelihood(b.Model, unflatten b.Model b.X, b.Labels)) (expectedLogLikelihood b)) ] }
+      { Name = "bits per dim = -log p(x) / (D ln 2) + 7"
+        Cases = Gens.cases; DType = torch.float64
+        Measure = fun b ->
+            let x = unflatten b.Model b.X
+            let expected = -Teacher.LogLikelihood(b.Model, x, b.Labels) / (float b.Model.Spec.Dimension * log 2.0) + 7.0
+            [ plainly "bits per dim" Tolerance.formula (relative (Teacher.BitsPerDim(b.Model, x, b.Labels)) expected) ] }
+      { Name = "the 1-D density integrates to 1"
+        Cases = Gens.densityCases 1; DType = torch.float64
+        Measure = fun b -> let m = mass b in [ measured "mass - 1" Tolerance.mass (abs (m - 1.0), sprintf "mass %g" m) ] }
+      { Name = "the 2-D density integrates to 1"
+        Cases = Gens.densityCases 2; DType = torch.float64
+        Measure = fun b -> let m = mass b in [ measured "mass - 1" Tolerance.mass (abs (m - 1.0), sprintf "mass %g" m) ] }
+      { Name = "cached decoding equals uncached decoding (with and without guidance)"
+        Cases = Gens.cases; DType = torch.float64
+        Measure = fun b ->
+            let z = unflatten b.Model b.Z
+            let guidance = if b.Model.Spec.IsConditional then Nullable 1.5 else Nullable()
+            [ plainly "plain" Tolerance.sameDecoding
+                  (relative (Teacher.Decode(b.Model, z, b.Labels, useCache = false)) (Teacher.Decode(b.Model, z, b.Labels)))
+              plainly "guided" Tolerance.sameDecoding
+                  (relative (Teacher.Decode(b.Model, z, b.Labels, guidance, false)) (Teacher.Decode(b.Model, z, b.Labels, guidance, true))) ] }
+      { Name = "guidance 0 equals plain conditional decoding; null labels ignore guidance"
+        Cases = Gens.conditional; DType = torch.float64
+        Measure = fun b ->
+            let z = unflatten b.Model b.Z
+            let nulls = torch.full_like (nonNull b.Labels, -1L)
+            [ plainly "w = 0" Tolerance.sameDecoding
+                  (relative (Teacher.Decode(b.Model, z, b.Labels, guidance = 0.0)) (Teacher.Decode(b.Model, z, b.Labels)))
+              plainly "null labels, w = 2" Tolerance.sameDecoding
+                  (relative (Teacher.Decode(b.Model, z, nulls, guidance = 2.0)) (Teacher.Decode(b.Model, z, nulls))) ] }
+      { Name = "guided decoding solves x_t = z_t exp(a_t + w (a_t - a_uncond,t)) + b_t + w (b_t - b_uncond,t)"
+        Cases = Gens.conditional; DType = torch.float64
+        Measure = fun b ->
+            let w = 1.5
+            let block = b.Model.Blocks.[int b.X.shape.[0] % b.Model.Spec.Blocks]
+            let z = b.Z.reshape (b.Z.shape.[0], block.Tokens, block.TokenDim)
+            let x = block.DecodeInOrder(z, b.Labels, guidance = w)
+            // The defining equation, with shifts from one full pass over the decoded tokens.
+            let struct (a, sb) = block.Shifts(x, b.Labels)
+            let struct (au, bu) = block.Shifts(x, null)
+            let expected = z * (a + w * (a - au)).exp() + sb + w * (sb - bu)
+            [ plainly "equation" Tolerance.sameDecoding (relative x expected) ] }
+      { Name = "denoising adds sigma^2 times the finite-difference score"
+        Cases = Gens.mild; DType = torch.float64
+        Measure = fun b ->
+            let sigma, step = 0.3, 1e-3
+            let x = b.X
+            let n, d = x.shape.[0], x.shape.[1]
+            let eye = torch.eye (d, dtype = torch.float64) * step
+            // Rows n*d + j: x_n moved by sign * step along dimension j.
+            let shifted (sign: float) = (x.unsqueeze 1 + sign * eye.unsqueeze 0).reshape (n * d, d)
+            let labels = match b.Labels with null -> null | l -> l.repeat_interleave (d)
+            let logp rows = Teacher.LogLikelihood(b.Model, unflatten b.Model rows, labels).reshape (n, d)
+            // Five-point central difference: error O(step^4) + O(eps / step).
+            let score = (8.0 * (logp (shifted 1.0) - logp (shifted -1.0)) - (logp (shifted 2.0) - logp (shifted -2.0))) / (12.0 * step)
+            let denoised = Teacher.Denoise(b.Model, unflatten b.Model x, sigma, b.Labels) |> flatten
+            [ plainly "score" Tolerance.score (relative ((denoised - x) / (sigma * sigma)) score) ] } ]
+
+/// Builds the case, measures the law, frees every tensor.
+let measure (law: TeacherLaw) (c: TeacherCase) : Measured list =
+    use scope = torch.NewDisposeScope()
+    use built = build law.DType c
+    law.Measure built
 
 [<Tests>]
 let tests =
@@ -192,84 +286,46 @@ let tests =
     // 40-75 s with the default threads on a loaded 2-core machine, 6-8 s with one). Process-wide; belongs in Runner.fs.
     torch.set_num_threads 1
     testList "teacher laws" [
-        testPropertyWithConfig config "decode(encode x) = x and encode(decode z) = z (float64)" <| fun () ->
-            Prop.forAll Gens.cases (onCase torch.float64 (fun b ->
-                Laws.decodeInvertsEncode Laws.float64Tolerances (modelFlow b) b.X
-                .&. Laws.encodeInvertsDecode Laws.float64Tolerances (modelFlow b) b.Z))
+        for law in laws do
+            testPropertyWithConfig config law.Name (fun () ->
+                Prop.forAll law.Cases (fun c ->
+                    measure law c
+                    |> List.map (fun m -> Laws.within m.What m.Tolerance (m.Error, m.Note))
+                    |> List.reduce (.&.)))
 
-        testPropertyWithConfig config "decode(encode x) = x and encode(decode z) = z (float32)" <| fun () ->
-            Prop.forAll Gens.cases (onCase torch.float32 (fun b ->
-                Laws.decodeInvertsEncode Laws.float32Tolerances (modelFlow b) b.X
-                .&. Laws.encodeInvertsDecode Laws.float32Tolerances (modelFlow b) b.Z))
-
-        testPropertyWithConfig config "reported log|det| equals the autograd Jacobian's" <| fun () ->
-            Prop.forAll Gens.cases (onCase torch.float64 (fun b ->
-                Laws.logDetMatchesAutograd Laws.float64Tolerances (modelFlow b) b.X))
-
-        testPropertyWithConfig config "inside a block z_t depends on x_s for s <= t only, token 0 passes through" <| fun () ->
-            Prop.forAll Gens.cases (onCase torch.float64 (fun b ->
-                let k = b.Model.Spec.Blocks - 1 - (int b.X.shape.[0] % b.Model.Spec.Blocks) // covers both reading orders
-                let flow = blockFlow b k
-                let z, _ = flow.Encode b.X
-                let d = b.Model.Spec.TokenDim
-                let first = relative (z.narrow (1, 0L, d)) (b.X.narrow (1, 0L, d))
-                Laws.autoregressive Laws.float64Tolerances (int d) flow b.X
-                .&. Prop.label (sprintf "token 0 changed by %g" first) (first = 0.0)))
-
-        testPropertyWithConfig config "log p(x) = log N(encode x; 0, var) + log|det|" <| fun () ->
-            Prop.forAll Gens.cases (onCase torch.float64 (fun b ->
-                let err = relative (Teacher.LogLikelihood(b.Model, unflatten b.Model b.X, b.Labels)) (expectedLogLikelihood b)
-                Prop.label (sprintf "error %g" err) (err <= Tolerance.formula)))
-
-        testPropertyWithConfig config "bits per dim = -log p(x) / (D ln 2) + 7" <| fun () ->
-            Prop.forAll Gens.cases (onCase torch.float64 (fun b ->
-                let x = unflatten b.Model b.X
-                let expected = -Teacher.LogLikelihood(b.Model, x, b.Labels) / (float b.Model.Spec.Dimension * log 2.0) + 7.0
-                let err = relative (Teacher.BitsPerDim(b.Model, x, b.Labels)) expected
-                Prop.label (sprintf "error %g" err) (err <= Tolerance.formula)))
-
-        testPropertyWithConfig config "the 1-D density integrates to 1" <| fun () ->
-            Prop.forAll (Gens.densityCases 1) (onCase torch.float64 (fun b ->
-                let m = mass b 1
-                Prop.label (sprintf "mass %g" m) (abs (m - 1.0) <= Tolerance.mass)))
-
-        testPropertyWithConfig config "the 2-D density integrates to 1" <| fun () ->
-            Prop.forAll (Gens.densityCases 2) (onCase torch.float64 (fun b ->
-                let m = mass b 2
-                Prop.label (sprintf "mass %g" m) (abs (m - 1.0) <= Tolerance.mass)))
-
-        testPropertyWithConfig config "cached decoding equals uncached decoding (with and without guidance)" <| fun () ->
-            Prop.forAll Gens.cases (onCase torch.float64 (fun b ->
-                let z = unflatten b.Model b.Z
-                let guidance = if b.Model.Spec.IsConditional then Nullable 1.5 else Nullable()
-                let plain = relative (Teacher.Decode(b.Model, z, b.Labels, useCache = false)) (Teacher.Decode(b.Model, z, b.Labels))
-                let guided =
-                    relative (Teacher.Decode(b.Model, z, b.Labels, guidance, false)) (Teacher.Decode(b.Model, z, b.Labels, guidance, true))
-                Prop.label (sprintf "plain %g, guided %g" plain guided) (plain <= Tolerance.sameDecoding && guided <= Tolerance.sameDecoding)))
-
-        testPropertyWithConfig config "guidance 0 equals plain conditional decoding; null labels ignore guidance" <| fun () ->
-            Prop.forAll Gens.conditional (onCase torch.float64 (fun b ->
-                let z = unflatten b.Model b.Z
-                let plain = Teacher.Decode(b.Model, z, b.Labels)
-                let zero = relative (Teacher.Decode(b.Model, z, b.Labels, guidance = 0.0)) plain
-                let nulls = torch.full_like (b.Labels, -1L)
-                let nullGuided = relative (Teacher.Decode(b.Model, z, nulls, guidance = 2.0)) (Teacher.Decode(b.Model, z, nulls))
-                Prop.label (sprintf "w = 0: %g, null labels: %g" zero nullGuided)
-                    (zero <= Tolerance.sameDecoding && nullGuided <= Tolerance.sameDecoding)))
-
-        testPropertyWithConfig config "denoising adds sigma^2 times the finite-difference score" <| fun () ->
-            Prop.forAll Gens.mild (onCase torch.float64 (fun b ->
-                let sigma, step = 0.3, 1e-3
-                let x = b.X
-                let n, d = x.shape.[0], x.shape.[1]
-                let eye = torch.eye (d, dtype = torch.float64) * step
-                // Rows n*d + j: x_n moved by sign * step along dimension j.
-                let shifted (sign: float) = (x.unsqueeze 1 + sign * eye.unsqueeze 0).reshape (n * d, d)
-                let labels = if isNull b.Labels then null else b.Labels.repeat_interleave (d)
-                let logp rows = Teacher.LogLikelihood(b.Model, unflatten b.Model rows, labels).reshape (n, d)
-                // Five-point central difference: error O(step^4) + O(eps / step).
-                let score = (8.0 * (logp (shifted 1.0) - logp (shifted -1.0)) - (logp (shifted 2.0) - logp (shifted -2.0))) / (12.0 * step)
-                let denoised = Teacher.Denoise(b.Model, unflatten b.Model x, sigma, b.Labels) |> flatten
-                let err = relative ((denoised - x) / (sigma * sigma)) score
-                Prop.label (sprintf "score error %g" err) (err <= Tolerance.score)))
+        // Laws.check as a user calls it: one call on one block, over generated batches of rows.
+        test "Laws.check passes a reversed teacher block" {
+            let case =
+                { Shape = [ 8L ]; TokenSize = 2; Heads = 2; HeadDim = 2; Blocks = 2; Layers = 2; Expansion = 2; Classes = 0
+                  Affine = true; WeightScale = 0.5; OutScale = 0.3; RandomVar = false; Rows = 1; Seed = 11 }
+            use built = build torch.float64 case
+            Laws.check (blockFlow built 1)
+        }
+        test "Laws.check rejects a flow whose decode is off" {
+            let flow =
+                { Encode = fun x -> x * 2.0, torch.full ([| x.shape.[0] |], (4.0 * log 2.0).ToScalar(), dtype = torch.float64)
+                  Decode = fun z -> z / 2.0 + 1e-6
+                  Dimension = 4
+                  TokenSize = Some 1 }
+            Expect.throws (fun () -> Laws.check flow) "the round trip is off by 1e-6"
+        }
+        test "Laws.check rejects a wrong log-determinant" {
+            let flow =
+                { Encode = fun x -> x * 2.0, torch.full ([| x.shape.[0] |], (3.0 * log 2.0).ToScalar(), dtype = torch.float64)
+                  Decode = fun z -> z / 2.0
+                  Dimension = 4
+                  TokenSize = None }
+            Expect.throws (fun () -> Laws.check flow) "log|det| is log 8, not log 16"
+        }
+        test "Laws.check rejects a flow that reads a later token" {
+            // z_0 = x_0 + 0.1 x_1, the rest unchanged: invertible with log|det| = 0, but token 0 reads token 1.
+            let mix (sign: float) (x: torch.Tensor) = x + sign * 0.1 * torch.nn.functional.pad (x.narrow (1, 1L, 1L), [| 0L; 3L |])
+            let flow =
+                { Encode = fun x -> mix 1.0 x, torch.zeros ([| x.shape.[0] |], dtype = torch.float64)
+                  Decode = mix -1.0
+                  Dimension = 4
+                  TokenSize = Some 1 }
+            Expect.throws (fun () -> Laws.check flow) "token 0 depends on token 1"
+            Laws.check { flow with TokenSize = None } // the same flow keeps the other laws
+        }
     ]

@@ -13,7 +13,7 @@ let private vectorSpec = vector 8 2 3 true
 let private imageSpec = TeacherSpec([| 3L; 8L; 4L |], 2, 8, 2, 1, HeadDim = 4)
 
 /// Expects an ArgumentException whose parameter name is the field.
-let private expectField (field: string) (f: unit -> obj) =
+let private expectField (field: string) (f: unit -> objnull) =
     let e = Expect.throwsC (f >> ignore) id
     match e with
     | :? ArgumentException as a -> Expect.equal a.ParamName field $"parameter name in: {a.Message}"
@@ -41,8 +41,10 @@ let tests =
                 expectField "NoiseSigma" (fun () -> box (TeacherSpec([| 8L |], 2, 8, 2, 1, HeadDim = 4, NoiseSigma = -1.0).Validate()))
             }
             test "JSON round trip keeps the spec" {
-                let back = Json.Read<TeacherSpec>(Json.Write imageSpec)
-                Expect.equal back imageSpec "same spec"
+                let json = Json.Write imageSpec
+                Expect.equal (Json.Read<TeacherSpec> json) imageSpec "same spec"
+                Expect.isFalse (json.Contains "tokenDim") "derived sizes are not written"
+                Expect.stringContains json "\"dequantisation\": \"gaussian\"" "enums as camelCase strings"
             }
         ]
         testList "patches" [
@@ -126,6 +128,51 @@ let tests =
                 use unconditional = new TeacherModel(vector 8 2 0 true)
                 expectField "labels" (fun () -> box (Teacher.Encode(unconditional, x, torch.tensor([| 0L; 1L |]))))
                 expectField "guidance" (fun () -> box (Teacher.Decode(unconditional, x, guidance = 1.0)))
+            }
+            test "initialisation: zero proj_out, unit LayerNorm, Linear within 1/sqrt(fan_in), small embeddings, reproducible" {
+                use model = new TeacherModel(vectorSpec, new torch.Generator(8UL))
+                use again = new TeacherModel(vectorSpec, new torch.Generator(8UL))
+                let sd, sd2 = model.state_dict(), again.state_dict()
+                for KeyValue(key, t) in sd do
+                    Expect.isTrue (t.allclose(sd2.[key], 0.0, 0.0)) $"{key} reproducible"
+                    let maxAbs = t.abs().max().item<float32>() |> float
+                    if key.Contains "proj_out." then Expect.equal maxAbs 0.0 key
+                    elif key.Contains ".norm.weight" then Expect.isTrue (t.eq((1.0).ToScalar()).all().item<bool>()) key
+                    elif key.Contains ".norm.bias" then Expect.equal maxAbs 0.0 key
+                    elif key.EndsWith "_embed" then Expect.isTrue (maxAbs > 0.0 && maxAbs < 0.06) $"{key} ~ N(0, 0.01^2)"
+                    elif key.EndsWith ".weight" || key.EndsWith ".bias" then
+                        let fanIn = sd.[key.Substring(0, key.LastIndexOf '.') + ".weight"].shape.[1]
+                        Expect.isTrue (maxAbs > 0.0 && maxAbs <= 1.0 / sqrt (float fanIn)) $"{key} within the bound"
+            }
+            test "loss = 0.5 mean(z^2) - mean(log|det|) / D" {
+                use model = new TeacherModel(vectorSpec, new torch.Generator(9UL))
+                use _ = torch.no_grad ()
+                for p in model.parameters () do p.add_(torch.randn(p.shape, generator = new torch.Generator(10UL)) * 0.1) |> ignore
+                let x = torch.randn([| 4L; 8L |], generator = new torch.Generator(11UL))
+                let struct (z, logdet) = Teacher.Encode(model, x)
+                let expected = 0.5 * (z * z).mean() - logdet.mean() / 8.0
+                Expect.floatClose Accuracy.high (Teacher.Loss(model, x).item<float32>() |> float) (expected.item<float32>() |> float) "loss"
+                Expect.isTrue (logdet.abs().max().item<float32>() > 0.0f) "the perturbed model is not volume preserving"
+            }
+            test "sampling decodes sqrt(var) times the generator's noise" {
+                use model = new TeacherModel(vectorSpec, new torch.Generator(12UL))
+                use _ = torch.no_grad ()
+                for p in model.parameters () do p.add_(torch.randn(p.shape, generator = new torch.Generator(13UL)) * 0.1) |> ignore
+                model.PriorVariance.fill_((2.0).ToScalar()) |> ignore
+                let samples = Teacher.Sample(model, 3L, new torch.Generator(14UL))
+                let eps = torch.randn([| 3L; 4L; 2L |], generator = new torch.Generator(14UL))
+                let expected = Teacher.Decode(model, (eps * sqrt 2.0).reshape(3L, 8L))
+                Expect.isTrue (samples.allclose(expected, 1e-6, 1e-6)) "same noise, same samples"
+            }
+            test "augmentation: Gaussian adds sigma noise, Uniform adds one 8-bit bin first" {
+                let x = torch.zeros([| 20000L |])
+                let gaussian = Teacher.Augment(TeacherSpec([| 8L |], 2, 8, 1, 1, HeadDim = 4, NoiseSigma = 0.05), x, new torch.Generator(15UL))
+                let std = gaussian.std().item<float32>() |> float
+                Expect.isTrue (abs (std - 0.05) < 0.002) $"std {std}"
+                let uniform =
+                    Teacher.Augment(TeacherSpec([| 8L |], 2, 8, 1, 1, HeadDim = 4, NoiseSigma = 0.0, Dequantisation = Dequantisation.Uniform),
+                                    x, new torch.Generator(16UL))
+                Expect.isTrue (uniform.ge((0.0).ToScalar()).all().item<bool>() && uniform.lt((2.0 / 256.0).ToScalar()).all().item<bool>()) "in [0, 2/256)"
             }
             test "label dropout drops about p of the labels to -1" {
                 let labels = torch.zeros([| 10000L |], dtype = torch.int64)

@@ -1,3 +1,5 @@
+using System.Text.Json.Serialization;
+
 namespace Nfm.Descriptions;
 
 /// <summary>How training data are dequantised (made continuous) before the teacher sees them.</summary>
@@ -38,23 +40,29 @@ public sealed record TeacherSpec(
     Dequantisation Dequantisation = Dequantisation.Gaussian)
 {
     /// <summary>True when the input is an image [C, H, W] cut into patches.</summary>
+    [JsonIgnore]
     public bool IsImage => InputShape.Length == 3;
 
     /// <summary>Number of tokens T.</summary>
+    [JsonIgnore]
     public long Tokens => IsImage
         ? (InputShape[1] / TokenSize) * (InputShape[2] / TokenSize)
         : InputShape[0] / TokenSize;
 
     /// <summary>Values per token d (C p^2 for an image).</summary>
+    [JsonIgnore]
     public long TokenDim => IsImage ? InputShape[0] * TokenSize * TokenSize : TokenSize;
 
     /// <summary>Dimension D of one data row (product of the input shape).</summary>
+    [JsonIgnore]
     public long Dimension => InputShape.Aggregate(1L, (a, b) => a * b);
 
     /// <summary>Attention heads per layer.</summary>
+    [JsonIgnore]
     public int Heads => Width / HeadDim;
 
     /// <summary>True when the model carries a class embedding.</summary>
+    [JsonIgnore]
     public bool IsConditional => Classes > 0;
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first field out of its allowed range.</summary>
