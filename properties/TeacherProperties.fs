@@ -282,9 +282,6 @@ let measure (law: TeacherLaw) (c: TeacherCase) : Measured list =
 
 [<Tests>]
 let tests =
-    // Tiny tensors: libtorch's intra-op threads only spin against each other (measured: the round-trip law took
-    // 40-75 s with the default threads on a loaded 2-core machine, 6-8 s with one). Process-wide; belongs in Runner.fs.
-    torch.set_num_threads 1
     testList "teacher laws" [
         for law in laws do
             testPropertyWithConfig config law.Name (fun () ->

@@ -6,6 +6,9 @@ open Expecto
 open Expecto.Impl
 
 let run (argv: string[]) =
+    // Suites use tiny tensors, where libtorch's intra-op threads only spin against each other
+    // (measured: a teacher law took 40-75 s with the default threads on a loaded 2-core machine, 6-8 s with one).
+    TorchSharp.torch.set_num_threads 1
     let mutable counts = (0, 0)
     let printer =
         { defaultConfig.printer with
