@@ -12,7 +12,7 @@ type DemoArgs =
         member a.Usage =
             match a with
             | Out _ -> "folder for results.json and the PNG plots (default: demo-out)."
-            | Steps _ -> "training steps per student (default: the demo budget)."
+            | Steps _ -> "training steps for the teacher and each student (default: the quick budget)."
             | Seed _ -> "random seed (default 0)."
             | Json _ -> "also write the results JSON to this file."
 

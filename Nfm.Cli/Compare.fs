@@ -25,9 +25,12 @@ type Method = { Name: string; CouplingText: string; Coupling: Nfm.Couple.Couplin
 let quality (samples: torch.Tensor) (reference: torch.Tensor) = Metrics.w2 samples reference
 
 /// Trains one student per method with the same settings; returns the trained students with their wall times.
-let trainStudents (settings: StudentSettings) (data: Nfm.Data.Dataset) (outDir: string) (methods: Method list) =
+let trainStudents (settings: StudentSettings) (architecture: Nfm.Descriptions.Architecture) (data: Nfm.Data.Dataset) (outDir: string) (methods: Method list) =
     [ for m in methods do
-        let spec = (Student.spec settings m.CouplingText data).Validate()
+        let spec0 = Student.spec settings m.CouplingText data
+        let net = Nfm.Descriptions.VelocityNetSpec(spec0.Net.InputShape, spec0.Net.Width, spec0.Net.Depth, spec0.Net.Activation,
+                                                    spec0.Net.TimeFeatures, spec0.Net.Classes, architecture)
+        let spec = Nfm.Descriptions.StudentSpec(net, spec0.Path, spec0.Training, spec0.Coupling, spec0.Data, spec0.Device, spec0.LabelDropout).Validate()
         let bar = Progress.Bar(sprintf "%-12s" m.Name, int64 settings.Steps)
         let mutable last = nan
         let watch = Diagnostics.Stopwatch.StartNew()
@@ -77,4 +80,111 @@ let writeResults (outDir: string) (dataName: string) (metric: string) (rows: Row
             Nfm.Plots.LineSeries(m, rs |> List.map (fun r -> float r.Steps) |> Array.ofList, rs |> List.map (fun r -> r.Value) |> Array.ofList))
     Nfm.Plots.LinePlot.Save(Path.Combine(outDir, "quality.png"), sprintf "%s: %s against sampling steps" dataName metric,
                             "sampling steps", metric, ResizeArray series, true, true)
+    md
+
+/// Training budgets: teacher and student steps and batches for 2-D data and for images.
+type Budget = { TeacherSteps: int; StudentSteps: int; TeacherBatch: int; StudentBatch: int; EvalCount: int; Steps: int list }
+
+let budgetFor (name: string) (isImage: bool) =
+    match name.ToLowerInvariant(), isImage with
+    | "quick", false -> { TeacherSteps = 1500; StudentSteps = 2000; TeacherBatch = 256; StudentBatch = 256; EvalCount = 2000; Steps = [ 1; 2; 4; 8; 16; 32 ] }
+    | "standard", false -> { TeacherSteps = 10000; StudentSteps = 10000; TeacherBatch = 256; StudentBatch = 256; EvalCount = 2000; Steps = [ 1; 2; 4; 8; 16; 32 ] }
+    | "quick", true -> { TeacherSteps = 300; StudentSteps = 300; TeacherBatch = 64; StudentBatch = 64; EvalCount = 500; Steps = [ 1; 2; 4; 8; 16 ] }
+    | "standard", true -> { TeacherSteps = 12500; StudentSteps = 10000; TeacherBatch = 64; StudentBatch = 64; EvalCount = 2000; Steps = [ 1; 2; 4; 8; 16 ] }
+    | n, img ->
+        match Int32.TryParse n with
+        | true, v when v > 0 ->
+            let b = if img then 64 else 256
+            { TeacherSteps = v; StudentSteps = v; TeacherBatch = b; StudentBatch = b; EvalCount = (if img then 1000 else 2000)
+              Steps = (if img then [ 1; 2; 4; 8; 16 ] else [ 1; 2; 4; 8; 16; 32 ]) }
+        | _ -> fail (sprintf "--budget '%s': expected quick, standard or a positive number of steps" name)
+
+/// The data of a comparison and its held-out reference set: a fresh draw for built-in sets, the test split for
+/// MNIST, the last 20% (at most 2,000 rows) of a user's .npy.
+let splitData (spec: string) (labels: string option) (seed: int64) (evalCount: int) =
+    if Nfm.Data.Toy2D.IsName spec then
+        Data.toy spec 20000L seed, (Data.toy spec (int64 evalCount) (seed + 1L)).X
+    elif spec.StartsWith("mnist:", StringComparison.OrdinalIgnoreCase) then
+        let train = Nfm.Data.DataSource.Load(spec, 0L, seed, Nfm.Data.DataSplit.Train)
+        let test = Nfm.Data.DataSource.Load(spec, 0L, seed, Nfm.Data.DataSplit.Test)
+        train, test.X.narrow(0L, 0L, min test.X.shape[0] (int64 evalCount))
+    else
+        let all = Nfm.Data.DataSource.Load(spec, 0L, seed, Nfm.Data.DataSplit.Train, Option.toObj labels)
+        let n = all.X.shape[0]
+        let held = min 2000L (n / 5L)
+        if held < 10L then fail (sprintf "%s has %d rows; compare needs at least 50 to hold out a reference set" spec n)
+        let train = Nfm.Data.Dataset(all.X.narrow(0L, 0L, n - held), (if isNull all.Labels then null else all.Labels.narrow(0L, 0L, n - held)), all.Name)
+        train, all.X.narrow(0L, n - held, held)
+
+/// The whole experiment: teacher, NFM coupling, three students, quality against steps. Returns the markdown table.
+let run (dataSpec: string) (labels: string option) (outDir: string) (budgetName: string) (seed: int64) (grid: Grid) (eta: float option) =
+    let probe = Nfm.Data.DataSource.Load(dataSpec, 16L, seed, Nfm.Data.DataSplit.Train, Option.toObj labels)
+    let isImage = probe.X.dim() = 4L
+    let budget = budgetFor budgetName isImage
+    let data, reference = splitData dataSpec labels seed budget.EvalCount
+    let reference = if reference.shape[0] > int64 budget.EvalCount then reference.narrow(0L, 0L, int64 budget.EvalCount) else reference
+    let evalCount = int reference.shape[0]
+    let rowShape = data.X.shape |> Array.skip 1
+    eprintfn "compare on %s: %d training rows, %d held-out, budget %s (teacher %d steps, students %d steps)"
+        dataSpec data.X.shape[0] evalCount budgetName budget.TeacherSteps budget.StudentSteps
+    // 1. The teacher.
+    let tshape = { TeacherCommands.defaultShape rowShape with Batch = budget.TeacherBatch }
+    let tshape = if isImage && budgetName = "quick" then { tshape with Width = 64; Layers = 2 } else tshape
+    let tspec =
+        Nfm.Invert.TeacherRunSpec(TeacherCommands.modelSpec rowShape tshape true 0,
+                                  Nfm.Invert.TeacherRunSpec.DefaultTraining(budget.TeacherSteps, budget.TeacherBatch, (if isImage then 2e-3 else 1e-3), seed, 0),
+                                  dataSpec, Nfm.Descriptions.DeviceSpec("cpu")).Validate()
+    let bar = Progress.Bar("teacher     ", int64 budget.TeacherSteps)
+    let mutable teacherLoss = nan
+    let tw = Diagnostics.Stopwatch.StartNew()
+    let teacher =
+        Nfm.Invert.TeacherTraining.Run(Nfm.Invert.TrainedTeacher.Create tspec, data.X, null, Path.Combine(outDir, "teacher.ckpt"),
+                                       Action<_>(fun p -> teacherLoss <- p.Loss; bar.Update(p.Step, sprintf "loss %.4f" p.Loss)), cancellation)
+    if cancellation.IsCancellationRequested then fail "interrupted; the teacher trained so far is saved in the output folder"
+    let teacherSeconds = tw.Elapsed.TotalSeconds
+    let model = teacher.InferenceModel()
+    let teacherNll, teacherBpd = TeacherCommands.nllOf teacher reference null
+    // The teacher's own samples, timed.
+    use g = new torch.Generator(uint64 (seed + 3L))
+    let sw = Diagnostics.Stopwatch.StartNew()
+    let teacherSamples = Nfm.Invert.Teacher.Sample(model, int64 evalCount, g)
+    let teacherSampleSecs = sw.Elapsed.TotalSeconds
+    let teacherValue = quality teacherSamples reference
+    let teacherNfe = int (int64 tspec.Model.Blocks * (tspec.Model.Tokens - 1L))
+    StudentCommands.savePng (Path.Combine(outDir, "samples-teacher.png")) (sprintf "teacher, W2 %.3f" teacherValue) teacherSamples
+    // 2. The NFM coupling.
+    let eta = defaultArg eta tspec.Model.NoiseSigma
+    let nfmCoupling, sigmaF = TeacherCouplings.onTheFly teacher eta data seed
+    // 3. Students with equal budgets.
+    let settings =
+        { Student.settings with
+            Steps = budget.StudentSteps; Batch = budget.StudentBatch; Seed = seed
+            Width = (if isImage then 32 else 256); Depth = 3
+            Times = (if isImage then LogitNormal(0.0, 1.0) else UniformTimes) }
+    let architecture = if isImage then Nfm.Descriptions.Architecture.UNet else Nfm.Descriptions.Architecture.Mlp
+    let methods : Method list =
+        [ { Name = "independent"; CouplingText = "independent"; Coupling = Couple.independent }
+          { Name = "ot"; CouplingText = "ot"; Coupling = Couple.ot }
+          { Name = "nfm"; CouplingText = sprintf "teacher:%s,eta=%g" (Path.Combine(outDir, "teacher.ckpt")) eta; Coupling = nfmCoupling } ]
+    let students = trainStudents settings architecture data outDir methods
+    let rows = evaluate students budget.Steps grid evalCount reference (seed + 2L) outDir
+    let teacherRow =
+        { Method = "teacher"; Solver = "autoregressive"; Grid = "-"; Steps = teacherNfe; Nfe = teacherNfe; Value = teacherValue
+          SecondsPer1000 = teacherSampleSecs * 1000.0 / float evalCount }
+    if not isImage then
+        Plot.scatter (Path.Combine(outDir, "data.png")) (sprintf "%s: %d held-out points" dataSpec evalCount) [ "data", reference ]
+    let finalLosses = students |> List.map (fun (m, _, loss, secs) -> m.Name, jobj [ "final_loss", jnum loss; "train_seconds", jnum secs ] :> JsonNode)
+    let extra =
+        [ "budget", jstr budgetName; "seed", jint seed; "student_steps", jint (int64 budget.StudentSteps)
+          "teacher", jobj [ "steps", jint (int64 budget.TeacherSteps); "final_loss", jnum teacherLoss; "train_seconds", jnum teacherSeconds
+                            "test_nll_nats", jnum teacherNll; "test_bpd", (if isImage then jnum teacherBpd else jstr "n/a")
+                            "value", jnum teacherValue; "nfe", jint (int64 teacherNfe); "id", jstr (teacher.Identity()) ]
+          "nfm", jobj [ "eta", jnum eta; "sigma_f", jnum sigmaF ]
+          "students", jobj finalLosses
+          "n_reference", jint (int64 evalCount) ]
+    let md = writeResults outDir dataSpec "w2" (rows @ [ teacherRow ]) extra
+    let md = md + sprintf "\nteacher (autoregressive, %d sequential steps): W2 %.4f, %.3f s per 1,000 samples; held-out NLL %.3f nats%s\n"
+                       teacherNfe teacherValue (teacherSampleSecs * 1000.0 / float evalCount) teacherNll
+                       (if isImage then sprintf ", %.3f bits/dim" teacherBpd else "")
+    Nfm.Data.AtomicFile.WriteAllBytes(Path.Combine(outDir, "results.md"), ReadOnlyMemory(Text.Encoding.UTF8.GetBytes md))
     md

@@ -83,19 +83,20 @@ let bench (args: ParseResults<BenchArgs>) =
 let demo (args: ParseResults<DemoArgs>) =
     let outDir = outputFolder (args.GetResult(DemoArgs.Out, "demo-out"))
     let seed = int64 (args.GetResult(DemoArgs.Seed, 0))
-    let steps = positive "steps" (args.GetResult(DemoArgs.Steps, 3000))
-    let dataName = "checkerboard"
-    let data = Data.toy dataName 20000L seed
-    let reference = (Data.toy dataName 2000L (seed + 1L)).X
-    let settings = { Student.settings with Steps = steps; Seed = seed }
-    let methods : Compare.Method list =
-        [ { Name = "independent"; CouplingText = "independent"; Coupling = Couple.independent }
-          { Name = "ot"; CouplingText = "ot"; Coupling = Couple.ot } ]
-    let students = Compare.trainStudents settings data outDir methods
-    let rows = Compare.evaluate students [ 1; 2; 4; 8; 32 ] Quadratic 2000 reference (seed + 2L) outDir
-    Plot.scatter (Path.Combine(outDir, "data.png")) (sprintf "%s: 2,000 held-out points" dataName) [ "data", reference ]
-    let md = Compare.writeResults outDir dataName "w2" rows [ "train_steps", jint (int64 steps); "seed", jint seed ]
+    let budget = args.TryGetResult DemoArgs.Steps |> Option.map (positive "steps" >> string) |> Option.defaultValue "quick"
+    let md = Compare.run "checkerboard" None outDir budget seed Quadratic None
     printfn "\n%s" md
     printfn "wrote %s" (Path.Combine(outDir, "results.json"))
     args.TryGetResult DemoArgs.Json |> Option.iter (fun p -> File.Copy(Path.Combine(outDir, "results.json"), outputPath p, true))
+    0
+
+let compare (args: ParseResults<CompareArgs>) =
+    let outDir = outputFolder (args.GetResult CompareArgs.Out)
+    let grid = Spec.parseGrid (args.GetResult(CompareArgs.Grid, "quadratic"))
+    let eta = args.TryGetResult CompareArgs.Eta |> Option.map (nonNegative "eta")
+    let md = Compare.run (args.GetResult CompareArgs.Data) (args.TryGetResult CompareArgs.Labels) outDir
+                         (args.GetResult(CompareArgs.Budget, "quick")) (int64 (args.GetResult(CompareArgs.Seed, 0))) grid eta
+    printfn "\n%s" md
+    printfn "wrote %s" (Path.Combine(outDir, "results.json"))
+    args.TryGetResult CompareArgs.Json |> Option.iter (fun p -> File.Copy(Path.Combine(outDir, "results.json"), outputPath p, true))
     0

@@ -12,7 +12,7 @@ let main argv =
         let args = parser.ParseCommandLine(argv |> Array.filter ((<>) "--verbose"))
         match args.GetSubCommand() with
         | Demo a -> OtherCommands.demo a
-        | Compare _ -> fail "compare: the teacher arrives with the NFM commands"
+        | Compare a -> OtherCommands.compare a
         | Student s ->
             match s.GetSubCommand() with
             | StudentArgs.Train a -> StudentCommands.train a
