@@ -57,6 +57,7 @@ let evaluate (students: (Method * Student * float * float) list) (stepCounts: in
 
 /// A markdown table: one row per method, one column per step count.
 let markdown (rows: Row list) (metric: string) =
+    let rows = rows |> List.filter (fun r -> r.Method <> "teacher")
     let steps = rows |> List.map (fun r -> r.Steps) |> List.distinct |> List.sort
     let methods = rows |> List.map (fun r -> r.Method) |> List.distinct
     let header = sprintf "| method | %s |" (steps |> List.map (sprintf "%d steps") |> String.concat " | ")
@@ -73,11 +74,17 @@ let writeResults (outDir: string) (dataName: string) (metric: string) (rows: Row
     writeJson (Path.Combine(outDir, "results.json")) json
     let md = markdown rows metric
     Nfm.Data.AtomicFile.WriteAllBytes(Path.Combine(outDir, "results.md"), ReadOnlyMemory(Text.Encoding.UTF8.GetBytes md))
+    let students = rows |> List.filter (fun r -> r.Method <> "teacher")
+    let lo, hi = students |> List.map (fun r -> float r.Steps) |> List.min, students |> List.map (fun r -> float r.Steps) |> List.max
     let series =
-        rows |> List.groupBy (fun r -> r.Method)
-        |> List.mapi (fun i (m, rs) ->
+        students |> List.groupBy (fun r -> r.Method)
+        |> List.map (fun (m, rs) ->
             let rs = rs |> List.sortBy (fun r -> r.Steps)
             Nfm.Plots.LineSeries(m, rs |> List.map (fun r -> float r.Steps) |> Array.ofList, rs |> List.map (fun r -> r.Value) |> Array.ofList))
+    // The teacher samples autoregressively, not in solver steps: drawn as a level line for reference.
+    let series =
+        series @ (rows |> List.filter (fun r -> r.Method = "teacher")
+                  |> List.map (fun r -> Nfm.Plots.LineSeries(sprintf "teacher (%d sequential steps)" r.Nfe, [| lo; hi |], [| r.Value; r.Value |])))
     Nfm.Plots.LinePlot.Save(Path.Combine(outDir, "quality.png"), sprintf "%s: %s against sampling steps" dataName metric,
                             "sampling steps", metric, ResizeArray series, true, true)
     md

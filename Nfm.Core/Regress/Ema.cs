@@ -20,12 +20,16 @@ public sealed class Ema
             shadow[name] = p.detach().clone().DetachFromDisposeScope();
     }
 
-    /// <summary>ema = decay * ema + (1 - decay) * current.</summary>
-    public void Update(nn.Module module)
+    /// <summary>
+    /// ema = d * ema + (1 - d) * current after the <paramref name="updates"/>-th update, with the warm-up
+    /// d = min(decay, (1 + updates) / (10 + updates)) so that short runs are not dominated by the initial weights.
+    /// </summary>
+    public void Update(nn.Module module, long updates)
     {
+        double d = Math.Min(Decay, (1.0 + updates) / (10.0 + updates));
         using var _ = no_grad();
         foreach (var (name, p) in module.named_parameters())
-            shadow[name].mul_(Decay).add_(p.detach(), alpha: 1 - Decay);
+            shadow[name].mul_(d).add_(p.detach(), alpha: 1 - d);
     }
 
     /// <summary>The averaged tensors by parameter name.</summary>

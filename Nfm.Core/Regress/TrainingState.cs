@@ -93,7 +93,7 @@ public static class Optimisation
             return new StepOutcome(s with { Step = s.Step + 1, BadStepsInARow = bad, SkippedSteps = s.SkippedSteps + 1 }, l, norm, true);
         }
         s.Optimizer.Step(LearningRate.At(s.Spec, s.Step));
-        s.Ema?.Update(s.Model);
+        s.Ema?.Update(s.Model, s.Optimizer.Steps);
         return new StepOutcome(s with { Step = s.Step + 1, BadStepsInARow = 0 }, l, norm, false);
     }
 }
