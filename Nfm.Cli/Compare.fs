@@ -161,7 +161,17 @@ let run (dataSpec: string) (labels: string option) (outDir: string) (budgetName:
     StudentCommands.savePng (Path.Combine(outDir, "samples-teacher.png")) (sprintf "teacher, W2 %.3f" teacherValue) teacherSamples
     // 2. The NFM coupling.
     let eta = defaultArg eta tspec.Model.NoiseSigma
-    let nfmCoupling, sigmaF = TeacherCouplings.onTheFly teacher eta data seed
+    // Precomputed pairs, four noise draws per row: one encode pass over the data instead of one per training batch.
+    let pairsPath = Path.Combine(outDir, "nfm.pairs")
+    let pbar = Progress.Bar("nfm pairs   ", 1L)
+    let mutable pbarRef = pbar
+    let pairs =
+        Nfm.Couple.TeacherPairs.Compute(teacher, data.X, null, eta, 4, seed, progress = Action<int64, int64>(fun d total ->
+            if d = 1L then pbarRef <- Progress.Bar("nfm pairs   ", total)
+            pbarRef.Update(d, "blocks")), cancel = cancellation)
+    pairs.Save pairsPath
+    let sigmaF = pairs.Spec.SigmaF
+    let nfmCoupling = pairs.ToCoupling(data.X, null)
     // 3. Students with equal budgets.
     let settings =
         { Student.settings with
@@ -172,7 +182,7 @@ let run (dataSpec: string) (labels: string option) (outDir: string) (budgetName:
     let methods : Method list =
         [ { Name = "independent"; CouplingText = "independent"; Coupling = Couple.independent }
           { Name = "ot"; CouplingText = "ot"; Coupling = Couple.ot }
-          { Name = "nfm"; CouplingText = sprintf "teacher:%s,eta=%g" (Path.Combine(outDir, "teacher.ckpt")) eta; Coupling = nfmCoupling } ]
+          { Name = "nfm"; CouplingText = "teacher:" + pairsPath; Coupling = nfmCoupling } ]
     let students = trainStudents settings architecture data outDir methods
     let rows = evaluate students budget.Steps grid evalCount reference (seed + 2L) outDir
     let teacherRow =
