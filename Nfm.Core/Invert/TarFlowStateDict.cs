@@ -333,7 +333,10 @@ public static class TarFlowStateDict
     /// <summary>Every tensor must have the shape the model gives it; a mismatch names the tensor, both shapes and the options behind it.</summary>
     static void CheckShapes(IReadOnlyDictionary<string, Tensor> tensors, TeacherModel model, ImportOptions o)
     {
-        var slots = model.named_parameters().Select(p => (p.name, (Tensor)p.parameter)).Concat(model.named_buffers());
+        // Token count and values per token first: their tensors say best which option is off.
+        string[] first = ["blocks.0.pos_embed", "blocks.0.proj_in.weight"];
+        var slots = model.named_parameters().Select(p => (p.name, (Tensor)p.parameter)).Concat(model.named_buffers())
+            .OrderBy(s => Array.IndexOf(first, s.Item1) is var i && i >= 0 ? i : first.Length);
         foreach (var (name, slot) in slots)
         {
             var t = tensors[name];
