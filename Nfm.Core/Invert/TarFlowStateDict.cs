@@ -123,7 +123,8 @@ public static class TarFlowStateDict
         }
         else
         {
-            var dict = new Hashtable();
+            // Ordered, so that torch.load gives the keys in the model's order (as model.state_dict() would).
+            var dict = new System.Collections.Specialized.OrderedDictionary();
             foreach (var (name, t) in entries) dict[name] = t;
             Data.AtomicFile.Write(path, s => PyTorchPickler.PickleStateDict(s, dict, leaveOpen: true));
         }
