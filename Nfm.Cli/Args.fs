@@ -273,6 +273,8 @@ type TeacherArgs =
     | [<CliPrefix(CliPrefix.None)>] Decode of ParseResults<TeacherDecodeArgs>
     | [<CliPrefix(CliPrefix.None)>] Sample of ParseResults<TeacherSampleArgs>
     | [<CliPrefix(CliPrefix.None)>] Nll of ParseResults<TeacherNllArgs>
+    | [<CliPrefix(CliPrefix.None)>] Import of ParseResults<Nfm.Cli.InteropArgs.TeacherImportArgs>
+    | [<CliPrefix(CliPrefix.None)>] Export of ParseResults<Nfm.Cli.InteropArgs.TeacherExportArgs>
     interface IArgParserTemplate with
         member a.Usage =
             match a with
@@ -281,6 +283,8 @@ type TeacherArgs =
             | Decode _ -> "noise to data (sequential, key/value cached)."
             | Sample _ -> "sample the teacher."
             | Nll _ -> "negative log-likelihood (and bits per dimension for images) on data."
+            | Import _ -> "import a PyTorch state_dict of Apple's ml-tarflow (.pt or .safetensors) as a teacher checkpoint."
+            | Export _ -> "export a teacher as an ml-tarflow state_dict (.safetensors or .pt)."
 
 type CoupleArgs =
     | [<Mandatory>] Teacher of file: string

@@ -84,3 +84,10 @@ let guard (verbose: bool) (body: unit -> int) =
     | :? Nfm.Regress.NonFiniteTrainingException as e -> report e.Message e 1
     | :? OperationCanceledException as e -> report "interrupted" e 130
     | e -> report (sprintf "%s: %s" (e.GetType().Name) e.Message) e 1
+
+/// Training data as every training command reads it: n rows of a built-in set (default 20,000), or the first n rows
+/// of a file or MNIST folder (default: all), with optional labels.
+let loadTraining (spec: string) (n: int option) (seed: int64) (labels: string option) =
+    let n = n |> Option.map (positive "n")
+    let rows = if Nfm.Data.Toy2D.IsName spec then defaultArg n 20000 else defaultArg n 0
+    Nfm.Data.DataSource.Load(spec, int64 rows, seed, Nfm.Data.DataSplit.Train, Option.toObj labels)

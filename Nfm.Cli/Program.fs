@@ -24,6 +24,8 @@ let main argv =
             | TeacherArgs.Decode a -> TeacherCommands.decode a
             | TeacherArgs.Sample a -> TeacherCommands.sample a
             | TeacherArgs.Nll a -> TeacherCommands.nll a
+            | TeacherArgs.Import a -> TeacherInterop.importCommand a
+            | TeacherArgs.Export a -> TeacherInterop.exportCommand a
         | Couple a -> TeacherCommands.couple a
         | Eval a -> OtherCommands.eval a
         | Bench a -> OtherCommands.bench a

@@ -37,11 +37,10 @@ let train (args: ParseResults<StudentTrainArgs>) =
     let batch = positive "batch" (args.GetResult(StudentTrainArgs.Batch, 256))
     let saveEvery = args.GetResult(StudentTrainArgs.Save_Every, 0)
     if saveEvery < 0 then fail (sprintf "--save-every must be >= 0, got %d" saveEvery)
-    let n = positive "n" (args.GetResult(StudentTrainArgs.N, 20000))
     let seed = args.GetResult(StudentTrainArgs.Seed, 0)
     let couplingText = args.GetResult StudentTrainArgs.Coupling
     let dataSpec = args.GetResult StudentTrainArgs.Data
-    let data = Nfm.Data.DataSource.Load(dataSpec, int64 n, int64 seed, Nfm.Data.DataSplit.Train, args.TryGetResult StudentTrainArgs.Labels |> Option.toObj)
+    let data = loadTraining dataSpec (args.TryGetResult StudentTrainArgs.N) (int64 seed) (args.TryGetResult StudentTrainArgs.Labels)
     let coupling = resolveCoupling couplingText data
     let settings =
         { Student.settings with
