@@ -14,7 +14,8 @@ module Native =
     let nativeFolder (assemblyFolder: string) =
         Path.Combine(assemblyFolder, "runtimes", "linux-x64", "native")
 
-    /// Preloads c10, torch_cpu, torch and LibTorchSharp from the build output, in that order (idempotent).
+    /// Preloads c10, torch_cpu, torch and LibTorchSharp from the build output, in that order, and points SkiaSharp at
+    /// the build's libSkiaSharp (idempotent).
     /// On other platforms, or when the folder is absent, it does nothing and TorchSharp's own loader applies.
     let load () =
         if not loaded && RuntimeInformation.IsOSPlatform OSPlatform.Linux then
@@ -23,4 +24,10 @@ module Native =
                 for lib in order do
                     let path = Path.Combine(folder, lib)
                     if File.Exists path then NativeLibrary.Load path |> ignore
+                // SkiaSharp (PNG output) asks for "libSkiaSharp" by name: answer with the build's copy.
+                let skia = Path.Combine(folder, "libSkiaSharp.so")
+                if File.Exists skia then
+                    let handle = NativeLibrary.Load skia
+                    NativeLibrary.SetDllImportResolver(typeof<SkiaSharp.SKImageInfo>.Assembly,
+                        DllImportResolver(fun name _ _ -> if name.Contains "SkiaSharp" then handle else IntPtr.Zero))
             loaded <- true
