@@ -24,13 +24,15 @@ public sealed record StandardNormalGap(double Distance, double MinEigenvalue, do
 
 /// <summary>
 /// Fréchet distance between the Gaussian fits of two sets of rows:
-/// d^2 = ||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)), computed in float64.
+/// d^2 = ||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)), computed in float64. Like FID, the figure reported is
+/// this squared distance.
 /// </summary>
 /// <remarks>
 /// The trace of the matrix square root uses only symmetric eigen-decompositions: (S1 S2)^(1/2) is similar to
 /// (S1^(1/2) S2 S1^(1/2))^(1/2), which is symmetric positive semi-definite, so
 /// Tr((S1 S2)^(1/2)) = sum_i sqrt(lambda_i(S1^(1/2) S2 S1^(1/2))). Eigenvalues that rounding made slightly negative
-/// are clamped to 0 before their square roots, and a final value below 0 (only ever rounding) is returned as 0.
+/// are set to 0 before their square roots (so are positive ones below the numerical-rank cut F * epsilon * the largest),
+/// and a final value below 0 (only ever rounding) is returned as 0.
 /// With F features this costs two F x F eigen-decompositions: fine for F up to a few thousand.
 /// </remarks>
 public static class Frechet
@@ -117,7 +119,7 @@ public static class Frechet
         var eig = linalg.eigvalsh(fit.Covariance);
         double meanSq = fit.Mean.square().sum().item<double>();
         double d = fit.Dimension;
-        double rootTrace = eig.clamp_min(0).sqrt().sum().item<double>();
+        double rootTrace = Clean(eig).sqrt().sum().item<double>();
         double distance = Math.Max(0.0, meanSq + fit.Covariance.trace().item<double>() + d - 2 * rootTrace);
         return new StandardNormalGap(distance, eig.min().item<double>(), eig.max().item<double>(), Math.Sqrt(meanSq), fit.Dimension, fit.Count);
     }
@@ -130,13 +132,24 @@ public static class Frechet
 
     private static Tensor Symmetric(Tensor m) => (m + m.t()) / 2;
 
-    /// <summary>The symmetric PSD square root Q diag(sqrt(max(l, 0))) Q^T of a symmetric matrix.</summary>
+    /// <summary>The symmetric PSD square root Q diag(sqrt(l)) Q^T of a symmetric matrix, eigenvalues cleaned by <see cref="Clean"/>.</summary>
     private static Tensor SquareRoot(Tensor s)
     {
         var (l, q) = linalg.eigh(s);
-        return (q * l.clamp_min(0).sqrt().unsqueeze(0)).matmul(q.t());
+        return (q * Clean(l).sqrt().unsqueeze(0)).matmul(q.t());
     }
 
-    /// <summary>Tr(M^(1/2)) of a symmetric PSD matrix: the sum of its eigenvalues' square roots.</summary>
-    private static double RootTrace(Tensor m) => linalg.eigvalsh(m).clamp_min(0).sqrt().sum().item<double>();
+    /// <summary>Tr(M^(1/2)) of a symmetric PSD matrix: the sum of its cleaned eigenvalues' square roots.</summary>
+    private static double RootTrace(Tensor m) => Clean(linalg.eigvalsh(m)).sqrt().sum().item<double>();
+
+    /// <summary>
+    /// Eigenvalues with rounding noise removed: those below F * machine epsilon * the largest magnitude (the usual
+    /// numerical-rank cut) become 0. Without the cut the noise eigenvalues of a singular covariance (N &lt;= F rows)
+    /// would enter as square roots, errors of order sqrt(epsilon) instead of epsilon.
+    /// </summary>
+    private static Tensor Clean(Tensor eigenvalues)
+    {
+        double cut = eigenvalues.shape[0] * 2.220446049250313e-16 * eigenvalues.abs().max().item<double>();
+        return eigenvalues.where(eigenvalues > cut, zeros_like(eigenvalues));
+    }
 }
