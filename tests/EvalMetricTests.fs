@@ -55,7 +55,7 @@ let tests =
 
             test "the spec names a bad field, survives JSON, and the recipe is the documented one" {
                 let r = FeatureClassifierSpec.Recipe(5L)
-                Expect.equal (r.Training.Steps, r.Training.Batch, r.Training.LearningRate, r.MaxShift) (1000, 128, 1e-3, 2) "recipe"
+                Expect.equal (r.Training.Steps, r.Training.Batch, r.Training.LearningRate, r.MaxShift, r.Channels, r.Features) (1500, 128, 1e-3, 2, 32, 128) "recipe"
                 let back = Json.Read<FeatureClassifierSpec>(Json.Write r)
                 Expect.equal back.Training r.Training "training survives JSON"
                 Expect.equal (back.Channels, back.Features, back.MaxShift) (r.Channels, r.Features, r.MaxShift) "sizes survive JSON"
@@ -102,7 +102,7 @@ let tests =
             }
 
             let mnist = realMnistFolder ()
-            let name = "FD-MNIST of test digits is ~0 against themselves and large against noise (classifier trained 20 steps)"
+            let name = "FD-MNIST of test digits is ~0 against themselves and large against noise (classifier trained 50 steps)"
             match mnist with
             | None -> ptest name { () }
             | Some folder ->
@@ -110,9 +110,9 @@ let tests =
                     use _ = torch.NewDisposeScope()
                     let train = (Mnist.Load(folder, DataSplit.Train)).Take 2000L
                     let testSet = Mnist.Load(folder, DataSplit.Test)
-                    let c = FeatureClassifierTraining.Run(tinySpec 12L 20, train)
+                    let c = FeatureClassifierTraining.Run(tinySpec 12L 50, train)
                     let acc = c.Accuracy testSet
-                    Expect.isGreaterThan acc 0.3 $"better than chance after 20 steps (accuracy {acc})"
+                    Expect.isGreaterThan acc 0.5 $"better than chance after 50 steps (accuracy {acc})"
                     let self = FeatureClassifier.FdMnist(c, testSet.X, testSet.X)
                     let halves = FeatureClassifier.FdMnist(c, testSet.X.narrow(0L, 0L, 1000L), testSet.X.narrow(0L, 1000L, 1000L))
                     let noise = FeatureClassifier.FdMnist(c, fakeDigits 1000L 13UL, testSet.X)

