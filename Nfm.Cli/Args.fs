@@ -318,9 +318,11 @@ type NfmArgs =
     | [<CliPrefix(CliPrefix.None)>] Eval of ParseResults<EvalArgs>
     | [<CliPrefix(CliPrefix.None)>] Bench of ParseResults<BenchArgs>
     | Verbose
+    | Threads of int
     interface IArgParserTemplate with
         member a.Usage =
             match a with
+            | Threads _ -> "libtorch intra-op threads (default: libtorch's choice; demo and 2-D compare use 1, faster for small models)."
             | Demo _ -> "the whole method on a built-in 2-D set, in a few minutes."
             | Compare _ -> "students on independent / OT / NFM couplings with equal budgets; quality against steps."
             | Student _ -> "train or sample a flow-matching student."

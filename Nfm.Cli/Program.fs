@@ -10,6 +10,13 @@ let main argv =
     let parser = ArgumentParser.Create<NfmArgs>(programName = "nfm", errorHandler = ProcessExiter())
     guard verbose (fun () ->
         let args = parser.ParseCommandLine(argv |> Array.filter ((<>) "--verbose"))
+        args.TryGetResult NfmArgs.Threads |> Option.iter (fun n -> TorchSharp.torch.set_num_threads (positive "threads" n))
+        let smallModels =
+            match args.TryGetSubCommand() with
+            | Some (Demo _) -> true
+            | Some (Compare c) -> Nfm.Data.Toy2D.IsName(c.GetResult CompareArgs.Data)
+            | _ -> false
+        if smallModels && not (args.Contains NfmArgs.Threads) then TorchSharp.torch.set_num_threads 1
         match args.GetSubCommand() with
         | Demo a -> OtherCommands.demo a
         | Compare a -> OtherCommands.compare a
@@ -29,4 +36,4 @@ let main argv =
         | Couple a -> TeacherCommands.couple a
         | Eval a -> OtherCommands.eval a
         | Bench a -> OtherCommands.bench a
-        | Verbose -> 0)
+        | Verbose | Threads _ -> 0)
