@@ -24,10 +24,12 @@ type CompareArgs =
     | Seed of int
     | Grid of string
     | Eta of float
+    | Classifier of file: string
     | Json of file: string
     interface IArgParserTemplate with
         member a.Usage =
             match a with
+            | Classifier _ -> "MNIST: the FD-MNIST feature classifier checkpoint (default fd-classifier.ckpt; trained with the fixed recipe when missing)."
             | Data _ -> "data: a built-in 2-D set (checkerboard, moons, 8gaussians, 2spirals, rings), mnist:DIR or FILE.npy."
             | Out _ -> "output folder (results.json, results.md, quality.png, sample grids)."
             | Budget _ -> "quick | standard | N (teacher steps; students get the same scale)."
@@ -124,6 +126,7 @@ type EvalArgs =
     | [<Mandatory>] Samples of file: string
     | [<Mandatory>] Reference of spec: string
     | Metric of string
+    | Classifier of file: string
     | Max_N of int
     | Seed of int
     | Json of file: string
@@ -131,8 +134,9 @@ type EvalArgs =
         member a.Usage =
             match a with
             | Samples _ -> "samples .npy."
-            | Reference _ -> "reference data: a built-in set, mnist:DIR or FILE.npy."
-            | Metric _ -> "w2 (default) | mmd."
+            | Reference _ -> "reference data: a built-in set, mnist:DIR (its test split) or FILE.npy."
+            | Metric _ -> "w2 (default) | mmd (squared MMD, RBF mixture) | fd (FD-MNIST: Frechet distance of CNN features; not Inception FID)."
+            | Classifier _ -> "fd: the feature classifier checkpoint (default fd-classifier.ckpt); trained with the fixed recipe on the reference folder's train split when the file does not exist."
             | Max_N _ -> "use at most this many points of each set (default 2000)."
             | Seed _ -> "seed for drawing built-in reference sets and subsets (default 0)."
             | Json _ -> "write the figure to this JSON file."

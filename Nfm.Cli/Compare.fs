@@ -42,8 +42,8 @@ let trainStudents (settings: StudentSettings) (architecture: Nfm.Descriptions.Ar
         yield m, st, last, watch.Elapsed.TotalSeconds ]
 
 /// Samples each student at each step count (the paper's solver choice: Euler up to 4 steps, Heun above) and scores them.
-let evaluate (students: (Method * Student * float * float) list) (stepCounts: int list) (grid: Grid) (count: int)
-             (reference: torch.Tensor) (seed: int64) (outDir: string) =
+let evaluate (quality: torch.Tensor -> torch.Tensor -> float) (metric: string) (students: (Method * Student * float * float) list)
+             (stepCounts: int list) (grid: Grid) (count: int) (reference: torch.Tensor) (seed: int64) (outDir: string) =
     [ for (m, st, _, _) in students do
         for steps in stepCounts do
             let solver = Spec.paperSolver steps
@@ -51,7 +51,7 @@ let evaluate (students: (Method * Student * float * float) list) (stepCounts: in
             let value = quality x reference
             if steps = List.max stepCounts || steps = 1 then
                 StudentCommands.savePng (Path.Combine(outDir, sprintf "samples-%s-%dstep.png" m.Name steps))
-                    (sprintf "%s, %d %s steps, W2 %.3f" m.Name steps (Spec.solverName solver) value) x
+                    (sprintf "%s, %d %s steps, %s %.3f" m.Name steps (Spec.solverName solver) metric value) x
             yield { Method = m.Name; Solver = Spec.solverName solver; Grid = Spec.gridName grid; Steps = steps; Nfe = nfe
                     Value = value; SecondsPer1000 = secs * 1000.0 / float count } ]
 
@@ -124,7 +124,8 @@ let splitData (spec: string) (labels: string option) (seed: int64) (evalCount: i
         train, all.X.narrow(0L, n - held, held)
 
 /// The whole experiment: teacher, NFM coupling, three students, quality against steps. Returns the markdown table.
-let run (dataSpec: string) (labels: string option) (outDir: string) (budgetName: string) (seed: int64) (grid: Grid) (eta: float option) =
+let run (dataSpec: string) (labels: string option) (outDir: string) (budgetName: string) (seed: int64) (grid: Grid) (eta: float option)
+        (featureClassifier: unit -> Nfm.Metrics.FeatureClassifier) =
     let probe = Nfm.Data.DataSource.Load(dataSpec, 16L, seed, Nfm.Data.DataSplit.Train, Option.toObj labels)
     let isImage = probe.X.dim() = 4L
     let budget = budgetFor budgetName isImage
@@ -156,9 +157,15 @@ let run (dataSpec: string) (labels: string option) (outDir: string) (budgetName:
     let sw = Diagnostics.Stopwatch.StartNew()
     let teacherSamples = Nfm.Invert.Teacher.Sample(model, int64 evalCount, g)
     let teacherSampleSecs = sw.Elapsed.TotalSeconds
+    // Images are scored by FD-MNIST (Frechet distance of the feature classifier's features), vectors by exact W2.
+    let metric, quality, extraMetric =
+        if isImage && dataSpec.StartsWith("mnist:", StringComparison.OrdinalIgnoreCase) then
+            let clf = featureClassifier ()
+            "fd", (fun (x: torch.Tensor) (r: torch.Tensor) -> Nfm.Metrics.FeatureClassifier.FdMnist(clf, x, r)), [ "feature_network", jstr (clf.Identity()) ]
+        else "w2", quality, []
     let teacherValue = quality teacherSamples reference
     let teacherNfe = int (int64 tspec.Model.Blocks * (tspec.Model.Tokens - 1L))
-    StudentCommands.savePng (Path.Combine(outDir, "samples-teacher.png")) (sprintf "teacher, W2 %.3f" teacherValue) teacherSamples
+    StudentCommands.savePng (Path.Combine(outDir, "samples-teacher.png")) (sprintf "teacher, %s %.3f" metric teacherValue) teacherSamples
     // 2. The NFM coupling.
     let eta = defaultArg eta tspec.Model.NoiseSigma
     // Precomputed pairs, four noise draws per row: one encode pass over the data instead of one per training batch.
@@ -184,7 +191,7 @@ let run (dataSpec: string) (labels: string option) (outDir: string) (budgetName:
           { Name = "ot"; CouplingText = "ot"; Coupling = Couple.ot }
           { Name = "nfm"; CouplingText = "teacher:" + pairsPath; Coupling = nfmCoupling } ]
     let students = trainStudents settings architecture data outDir methods
-    let rows = evaluate students budget.Steps grid evalCount reference (seed + 2L) outDir
+    let rows = evaluate quality metric students budget.Steps grid evalCount reference (seed + 2L) outDir
     let teacherRow =
         { Method = "teacher"; Solver = "autoregressive"; Grid = "-"; Steps = teacherNfe; Nfe = teacherNfe; Value = teacherValue
           SecondsPer1000 = teacherSampleSecs * 1000.0 / float evalCount }
@@ -198,10 +205,10 @@ let run (dataSpec: string) (labels: string option) (outDir: string) (budgetName:
                             "value", jnum teacherValue; "nfe", jint (int64 teacherNfe); "id", jstr (teacher.Identity()) ]
           "nfm", jobj [ "eta", jnum eta; "sigma_f", jnum sigmaF ]
           "students", jobj finalLosses
-          "n_reference", jint (int64 evalCount) ]
-    let md = writeResults outDir dataSpec "w2" (rows @ [ teacherRow ]) extra
-    let md = md + sprintf "\nteacher (autoregressive, %d sequential steps): W2 %.4f, %.3f s per 1,000 samples; held-out NLL %.3f nats%s\n"
-                       teacherNfe teacherValue (teacherSampleSecs * 1000.0 / float evalCount) teacherNll
+          "n_reference", jint (int64 evalCount) ] @ extraMetric
+    let md = writeResults outDir dataSpec metric (rows @ [ teacherRow ]) extra
+    let md = md + sprintf "\nteacher (autoregressive, %d sequential steps): %s %.4f, %.3f s per 1,000 samples; held-out NLL %.3f nats%s\n"
+                       teacherNfe metric teacherValue (teacherSampleSecs * 1000.0 / float evalCount) teacherNll
                        (if isImage then sprintf ", %.3f bits/dim" teacherBpd else "")
     Nfm.Data.AtomicFile.WriteAllBytes(Path.Combine(outDir, "results.md"), ReadOnlyMemory(Text.Encoding.UTF8.GetBytes md))
     md

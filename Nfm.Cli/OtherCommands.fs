@@ -18,10 +18,27 @@ let subsample (m: int) (seed: int64) (x: torch.Tensor) =
         use idx = torch.randperm(n, generator = g).narrow(0L, 0L, int64 m)
         x.index_select(0L, idx.``to``(x.device))
 
+/// The FD-MNIST feature classifier: loaded, or trained with the fixed recipe (seed 0) on the MNIST folder's train split
+/// and saved when the file does not exist yet.
+let featureClassifier (path: string) (mnistSpec: string) =
+    if File.Exists path then Nfm.Metrics.FeatureClassifier.Load path
+    else
+        let train = Nfm.Data.DataSource.Load(mnistSpec, 0L, 0L, Nfm.Data.DataSplit.Train)
+        let test = Nfm.Data.DataSource.Load(mnistSpec, 0L, 0L, Nfm.Data.DataSplit.Test)
+        let steps = 1500
+        eprintfn "training the FD-MNIST feature classifier (fixed recipe, seed 0, %d steps) into %s" steps path
+        let bar = Progress.Bar("classifier", int64 steps)
+        let c, acc =
+            let struct (c, acc) = Nfm.Metrics.FeatureClassifier.Train(train, test, 0L, steps, Action<_>(fun p -> bar.Update(p.Step, sprintf "loss %.4f" p.Loss)), cancellation)
+            c, acc
+        eprintfn "feature classifier: test accuracy %.2f%%, identity %s" (100.0 * acc) (c.Identity())
+        c.Save(outputPath path)
+        c
+
 let eval (args: ParseResults<EvalArgs>) =
     let samplesPath = existing "samples file" (args.GetResult EvalArgs.Samples)
     let metric = args.GetResult(EvalArgs.Metric, "w2").ToLowerInvariant()
-    if metric <> "w2" && metric <> "mmd" then fail (sprintf "unknown --metric '%s'; valid: w2, mmd" metric)
+    if metric <> "w2" && metric <> "mmd" && metric <> "fd" then fail (sprintf "unknown --metric '%s'; valid: w2, mmd, fd" metric)
     let maxN = positive "max-n" (args.GetResult(EvalArgs.Max_N, 2000))
     let seed = int64 (args.GetResult(EvalArgs.Seed, 0))
     let samples = Nfm.Data.Npy.ReadFloat32 samplesPath
@@ -34,12 +51,20 @@ let eval (args: ParseResults<EvalArgs>) =
     let m = min maxN (int (min samples.shape[0] reference.shape[0]))
     let a = subsample m seed samples
     let b = subsample m (seed + 7L) reference
-    let value = if metric = "w2" then Metrics.w2 a b else Metrics.mmd a b
-    printfn "%s = %.6f (n_samples %d, n_reference %d)" metric value m m
+    let value, extra =
+        match metric with
+        | "w2" -> Metrics.w2 a b, []
+        | "mmd" -> Metrics.mmd a b, []
+        | _ ->
+            if not (refSpec.StartsWith("mnist:", StringComparison.OrdinalIgnoreCase)) then fail "--metric fd needs --reference mnist:DIR"
+            let classifier = featureClassifier (args.GetResult(EvalArgs.Classifier, "fd-classifier.ckpt")) refSpec
+            Nfm.Metrics.FeatureClassifier.FdMnist(classifier, a, b), [ "feature_network", jstr (classifier.Identity()) ]
+    printfn "%s = %.6f (n_samples %d, n_reference %d)%s" metric value m m
+        (extra |> List.map (fun (k, v) -> sprintf ", %s %s" k (v.ToString())) |> String.concat "")
     args.TryGetResult EvalArgs.Json
     |> Option.iter (fun p ->
-        writeJson p (jobj [ "metric", jstr metric; "value", jnum value; "n_samples", jint (int64 m); "n_reference", jint (int64 m)
-                            "samples", jstr samplesPath; "reference", jstr refSpec ]))
+        writeJson p (jobj ([ "metric", jstr metric; "value", jnum value; "n_samples", jint (int64 m); "n_reference", jint (int64 m)
+                             "samples", jstr samplesPath; "reference", jstr refSpec ] @ extra)))
     0
 
 /// Student training throughput on 2-D data at batch 256 (MLP 256 x 3), steps per second.
@@ -84,7 +109,7 @@ let demo (args: ParseResults<DemoArgs>) =
     let outDir = outputFolder (args.GetResult(DemoArgs.Out, "demo-out"))
     let seed = int64 (args.GetResult(DemoArgs.Seed, 0))
     let budget = args.TryGetResult DemoArgs.Steps |> Option.map (positive "steps" >> string) |> Option.defaultValue "quick"
-    let md = Compare.run "checkerboard" None outDir budget seed Quadratic None
+    let md = Compare.run "checkerboard" None outDir budget seed Quadratic None (fun () -> fail "checkerboard needs no feature classifier")
     printfn "\n%s" md
     printfn "wrote %s" (Path.Combine(outDir, "results.json"))
     args.TryGetResult DemoArgs.Json |> Option.iter (fun p -> File.Copy(Path.Combine(outDir, "results.json"), outputPath p, true))
@@ -96,6 +121,7 @@ let compare (args: ParseResults<CompareArgs>) =
     let eta = args.TryGetResult CompareArgs.Eta |> Option.map (nonNegative "eta")
     let md = Compare.run (args.GetResult CompareArgs.Data) (args.TryGetResult CompareArgs.Labels) outDir
                          (args.GetResult(CompareArgs.Budget, "quick")) (int64 (args.GetResult(CompareArgs.Seed, 0))) grid eta
+                         (fun () -> featureClassifier (args.GetResult(CompareArgs.Classifier, "fd-classifier.ckpt")) (args.GetResult CompareArgs.Data))
     printfn "\n%s" md
     printfn "wrote %s" (Path.Combine(outDir, "results.json"))
     args.TryGetResult CompareArgs.Json |> Option.iter (fun p -> File.Copy(Path.Combine(outDir, "results.json"), outputPath p, true))
