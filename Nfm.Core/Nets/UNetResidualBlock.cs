@@ -33,10 +33,10 @@ public sealed class UNetResidualBlock : Module<Tensor, Tensor, Tensor>
         : base("UNetResidualBlock")
     {
         (InChannels, OutChannels, this.activation) = (inChannels, outChannels, activation);
-        norm1 = GroupNorm(Groups(inChannels), inChannels);
+        norm1 = Norm(inChannels);
         conv1 = Conv2d(inChannels, outChannels, 3, padding: 1);
         film = Linear(embedding, 2 * outChannels);
-        norm2 = GroupNorm(Groups(outChannels), outChannels);
+        norm2 = Norm(outChannels);
         conv2 = Conv2d(outChannels, outChannels, 3, padding: 1);
         if (inChannels != outChannels) skip = Conv2d(inChannels, outChannels, 1);
         using (no_grad())
@@ -45,6 +45,19 @@ public sealed class UNetResidualBlock : Module<Tensor, Tensor, Tensor>
             if (conv2.bias is not null) init.zeros_(conv2.bias);
         }
         RegisterComponents();
+    }
+
+    /// <summary>A GroupNorm over <paramref name="channels"/> (<see cref="Groups"/> groups) with its affine parameters set
+    /// to the identity here: TorchSharp 0.107 was seen leaving them uninitialised (NaN in a fresh network).</summary>
+    public static GroupNorm Norm(long channels)
+    {
+        var norm = GroupNorm(Groups(channels), channels);
+        using (no_grad())
+        {
+            if (norm.weight is not null) init.ones_(norm.weight);
+            if (norm.bias is not null) init.zeros_(norm.bias);
+        }
+        return norm;
     }
 
     /// <summary>Group count for a GroupNorm over <paramref name="channels"/>: the largest divisor up to 8, so that
@@ -60,11 +73,11 @@ public sealed class UNetResidualBlock : Module<Tensor, Tensor, Tensor>
     public override Tensor forward(Tensor h, Tensor e)
     {
         using var scope = NewDisposeScope();
-        var a = conv1.forward(activation(norm1.forward(h)));
-        var ss = film.forward(e).unsqueeze(-1).unsqueeze(-1).chunk(2, 1);
-        var modulated = norm2.forward(a) * (ss[0] + 1) + ss[1];
-        var b = conv2.forward(activation(modulated));
-        var through = skip is null ? h : skip.forward(h);
+        var a = conv1.call(activation(norm1.call(h)));
+        var ss = film.call(e).unsqueeze(-1).unsqueeze(-1).chunk(2, 1);
+        var modulated = norm2.call(a) * (ss[0] + 1) + ss[1];
+        var b = conv2.call(activation(modulated));
+        var through = skip is null ? h : skip.call(h);
         return (through + b).MoveToOuterDisposeScope();
     }
 }

@@ -17,6 +17,7 @@ namespace Nfm.Nets;
 /// network predicts zero velocity. The time's sinusoidal features go through a two-layer MLP (4 x Width features);
 /// when <see cref="VelocityNetSpec.Classes"/> &gt; 0 a learned class embedding (Classes + 1 rows, the last the null
 /// label) is added to it; every block receives that embedding as a FiLM scale and shift.
+/// Submodules run through <c>call</c>, so forward hooks (e.g. a FLOP counter) see them.
 /// The network is fully convolutional: it accepts any H and W divisible by 2^(Depth - 1), not only the spec's.
 /// </summary>
 public sealed class VelocityUNet : Module<Tensor, Tensor, Tensor?, Tensor>
@@ -72,7 +73,7 @@ public sealed class VelocityUNet : Module<Tensor, Tensor, Tensor?, Tensor>
             prev = Channels(l);
             if (l > 0) { upsample.Add(Conv2d(prev, Channels(l - 1), 3, padding: 1)); prev = Channels(l - 1); }
         }
-        outNorm = GroupNorm(UNetResidualBlock.Groups(prev), prev);
+        outNorm = UNetResidualBlock.Norm(prev);
         outConv = Conv2d(prev, c, 3, padding: 1);
         using (no_grad())
         {
@@ -107,30 +108,30 @@ public sealed class VelocityUNet : Module<Tensor, Tensor, Tensor?, Tensor>
         Check(x, t, labels);
         using var scope = NewDisposeScope();
         long n = x.shape[0];
-        var e = timeOut.forward(activation(timeIn.forward(SinusoidalTimeEmbedding.Embed(t.to(x.dtype), spec.TimeFeatures))));
+        var e = timeOut.call(activation(timeIn.call(SinusoidalTimeEmbedding.Embed(t.to(x.dtype), spec.TimeFeatures))));
         if (classEmbed is not null)
         {
             var lab = labels is null ? full(n, (long)spec.Classes, dtype: int64, device: x.device) : labels.to(int64);
-            e = e + classEmbed.forward(lab).to(x.dtype);
+            e = e + classEmbed.call(lab).to(x.dtype);
         }
         e = activation(e);
 
-        var h = stem.forward(x);
+        var h = stem.call(x);
         var skips = new List<Tensor>(spec.Depth);
         for (int l = 0; l < spec.Depth; l++)
         {
-            h = down[l].forward(h, e);
+            h = down[l].call(h, e);
             skips.Add(h);
-            if (l < spec.Depth - 1) h = downsample[l].forward(h);
+            if (l < spec.Depth - 1) h = downsample[l].call(h);
         }
-        h = middle.forward(h, e);
+        h = middle.call(h, e);
         for (int i = 0; i < spec.Depth; i++)
         {
             int l = spec.Depth - 1 - i;
-            h = up[i].forward(cat(new[] { h, skips[l] }, 1), e);
-            if (l > 0) h = upsample[i].forward(functional.interpolate(h, scale_factor: new[] { 2.0, 2.0 }, mode: InterpolationMode.Nearest));
+            h = up[i].call(cat(new[] { h, skips[l] }, 1), e);
+            if (l > 0) h = upsample[i].call(functional.interpolate(h, scale_factor: new[] { 2.0, 2.0 }, mode: InterpolationMode.Nearest));
         }
-        return outConv.forward(activation(outNorm.forward(h))).MoveToOuterDisposeScope();
+        return outConv.call(activation(outNorm.call(h))).MoveToOuterDisposeScope();
     }
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the argument and the expected shape, before libtorch sees it.</summary>
