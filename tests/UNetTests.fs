@@ -106,7 +106,7 @@ let tests =
             use net = VelocityNets.Create(unet [ 1L; 28L; 28L ] 32 3 10)
             let names = net.named_parameters() |> Seq.map (fun struct (n, _) -> n) |> Set.ofSeq
             for n in [ "stem.weight"; "down.0.conv1.weight"; "down.2.film.weight"; "downsample.1.weight"; "middle.conv2.weight"
-                       "up.0.skip.weight"; "upsample.1.weight"; "outConv.weight"; "timeIn.weight"; "classEmbed.weight" ] do
+                       "up.0.skip.weight"; "up.2.skip.weight"; "outConv.weight"; "timeIn.weight"; "classEmbed.weight" ] do
                 Expect.isTrue (names.Contains n) $"{n} registered"
             let count = net.parameters() |> Seq.sumBy (fun p -> p.numel())
             Expect.isTrue (count > 500_000L && count < 2_000_000L) $"{count} parameters"

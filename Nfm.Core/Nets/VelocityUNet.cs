@@ -8,15 +8,17 @@ namespace Nfm.Nets;
 
 /// <summary>
 /// A small convolutional U-Net velocity network v(x, t [, c]) for images [C, H, W].
-/// <see cref="VelocityNetSpec.Width"/> is the channel count at full resolution (deeper resolutions have twice as many)
-/// and <see cref="VelocityNetSpec.Depth"/> the number of resolutions: each step down halves H and W with a strided
-/// conv, so both must be divisible by 2^(Depth - 1) (MNIST 28 x 28 takes Depth up to 3: 28, 14, 7).
+/// <see cref="VelocityNetSpec.Depth"/> is the number of resolutions: each step down halves H and W with a strided conv,
+/// so both must be divisible by 2^(Depth - 1) (MNIST 28 x 28 takes Depth up to 3: 28, 14, 7).
+/// <see cref="VelocityNetSpec.Width"/> is the channel count at full resolution, x2 at the next and x4 at all deeper
+/// ones: a halving of H and W then costs about as much as the level above it, so capacity goes where it is cheap.
 /// Layout: 3x3 stem conv; on the way down one <see cref="UNetResidualBlock"/> per resolution, whose output is kept as a
-/// skip; one block at the lowest resolution; on the way up one block per resolution reading the upsampled features
-/// concatenated with that resolution's skip; norm, activation and a zero-initialised 3x3 output conv, so a fresh
-/// network predicts zero velocity. The time's sinusoidal features go through a two-layer MLP (4 x Width features);
-/// when <see cref="VelocityNetSpec.Classes"/> &gt; 0 a learned class embedding (Classes + 1 rows, the last the null
-/// label) is added to it; every block receives that embedding as a FiLM scale and shift.
+/// skip; one block at the lowest resolution; on the way up one block per resolution reading the nearest-neighbour
+/// upsampled coarser features next to that resolution's skip (no separate conv at the finer resolution, which would
+/// cost as much as a block); norm, activation and a zero-initialised 3x3 output conv, so a fresh network predicts zero
+/// velocity. The time's sinusoidal features go through a two-layer MLP (4 x Width features); when
+/// <see cref="VelocityNetSpec.Classes"/> &gt; 0 a learned class embedding (Classes + 1 rows, the last the null label)
+/// is added to it; every block receives that embedding as a FiLM scale and shift.
 /// Submodules run through <c>call</c>, so forward hooks (e.g. a FLOP counter) see them.
 /// The network is fully convolutional: it accepts any H and W divisible by 2^(Depth - 1), not only the spec's.
 /// </summary>
@@ -31,7 +33,6 @@ public sealed class VelocityUNet : Module<Tensor, Tensor, Tensor?, Tensor>
     private readonly ModuleList<Conv2d> downsample;
     private readonly UNetResidualBlock middle;
     private readonly ModuleList<UNetResidualBlock> up;
-    private readonly ModuleList<Conv2d> upsample;
     private readonly GroupNorm outNorm;
     private readonly Conv2d outConv;
     private readonly Func<Tensor, Tensor> activation;
@@ -65,13 +66,11 @@ public sealed class VelocityUNet : Module<Tensor, Tensor, Tensor?, Tensor>
         }
         middle = new UNetResidualBlock(prev, prev, emb, activation);
         up = new ModuleList<UNetResidualBlock>();
-        upsample = new ModuleList<Conv2d>();
-        // up[i] serves resolution Depth - 1 - i; upsample[i] follows it and maps to the next finer resolution's width.
+        // up[i] serves resolution Depth - 1 - i: it reads the coarser features (upsampled) next to that resolution's skip.
         for (int l = spec.Depth - 1; l >= 0; l--)
         {
             up.Add(new UNetResidualBlock(prev + Channels(l), Channels(l), emb, activation));
             prev = Channels(l);
-            if (l > 0) { upsample.Add(Conv2d(prev, Channels(l - 1), 3, padding: 1)); prev = Channels(l - 1); }
         }
         outNorm = UNetResidualBlock.Norm(prev);
         outConv = Conv2d(prev, c, 3, padding: 1);
@@ -89,8 +88,8 @@ public sealed class VelocityUNet : Module<Tensor, Tensor, Tensor?, Tensor>
     /// <summary>How much H and W shrink at the lowest resolution: 2^(Depth - 1).</summary>
     public long Factor => 1L << (spec.Depth - 1);
 
-    /// <summary>Channels at resolution <paramref name="level"/> (0 = full): Width, then 2 x Width below.</summary>
-    public long Channels(int level) => level == 0 ? spec.Width : 2L * spec.Width;
+    /// <summary>Channels at resolution <paramref name="level"/> (0 = full): Width, 2 x Width, then 4 x Width below.</summary>
+    public long Channels(int level) => (long)spec.Width << Math.Min(level, 2);
 
     private static Func<Tensor, Tensor> Activate(Activation a) => a switch
     {
@@ -129,7 +128,7 @@ public sealed class VelocityUNet : Module<Tensor, Tensor, Tensor?, Tensor>
         {
             int l = spec.Depth - 1 - i;
             h = up[i].call(cat(new[] { h, skips[l] }, 1), e);
-            if (l > 0) h = upsample[i].call(functional.interpolate(h, scale_factor: new[] { 2.0, 2.0 }, mode: InterpolationMode.Nearest));
+            if (l > 0) h = functional.interpolate(h, scale_factor: new[] { 2.0, 2.0 }, mode: InterpolationMode.Nearest);
         }
         return outConv.call(activation(outNorm.call(h))).MoveToOuterDisposeScope();
     }
