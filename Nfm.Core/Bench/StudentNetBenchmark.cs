@@ -31,14 +31,16 @@ public sealed record StudentNetTiming(string Net, int Width, int Depth, long Par
     double TrainGflopsPerSecond, double MatmulGflopsPerSecond);
 
 /// <summary>Figures of the student-network benchmark: every network at every thread count, on one input shape.</summary>
+/// <param name="LoadAverage">The machine's one-minute load average at the start (Linux /proc/loadavg; null elsewhere):
+/// on a shared machine the timings scale with it, the multiply-add counts do not.</param>
 public sealed record StudentNetBenchmarkFigures(long[] InputShape, int Classes, int Batch, int Steps, int Warmup,
-    IReadOnlyList<StudentNetTiming> Timings);
+    double? LoadAverage, IReadOnlyList<StudentNetTiming> Timings);
 
 /// <summary>
 /// Compares the velocity networks a student can use on MNIST-shaped input (1 x 28 x 28, 10 classes by default):
-/// the MLP (Width 512, Depth 3) against the U-Net at the given width and depth. For each libtorch thread count it
-/// times <c>steps</c> training steps and <c>steps</c> sampling forward passes after <c>warmup</c> untimed ones, and
-/// reports medians. The thread count in force before the call is restored afterwards.
+/// the MLP (Width 512, Depth 3) against the U-Net at the given width and depth (by default
+/// <see cref="VelocityUNet.MnistCpu"/>). For each libtorch thread count it times <c>steps</c> training steps and
+/// <c>steps</c> sampling forward passes after <c>warmup</c> untimed ones, and reports medians. The thread count in force before the call is restored afterwards.
 /// </summary>
 public static class StudentNetBenchmark
 {
@@ -47,7 +49,7 @@ public static class StudentNetBenchmark
 
     /// <summary>Run the benchmark; <paramref name="threads"/> defaults to 1 and 2; <paramref name="seed"/> fixes
     /// weights and data.</summary>
-    public static StudentNetBenchmarkFigures Run(int unetWidth = 32, int unetDepth = 3, int batch = 64, int steps = 20,
+    public static StudentNetBenchmarkFigures Run(int? unetWidth = null, int? unetDepth = null, int batch = 64, int steps = 20,
         int warmup = 3, int[]? threads = null, long[]? inputShape = null, int classes = 10, long seed = 0)
     {
         if (steps < 1) throw new ArgumentException($"steps must be >= 1, got {steps}", nameof(steps));
@@ -59,8 +61,10 @@ public static class StudentNetBenchmark
         var nets = new[]
         {
             ("mlp", new VelocityNetSpec(shape, Mlp.Width, Mlp.Depth, Classes: classes, Architecture: Architecture.Mlp)),
-            ("unet", new VelocityNetSpec(shape, unetWidth, unetDepth, Classes: classes, Architecture: Architecture.UNet)),
+            ("unet", new VelocityNetSpec(shape, unetWidth ?? VelocityUNet.MnistCpu.Width, unetDepth ?? VelocityUNet.MnistCpu.Depth,
+                Classes: classes, Architecture: Architecture.UNet)),
         };
+        double? load = LoadAverage();
         int before = get_num_threads();
         var timings = new List<StudentNetTiming>();
         try
@@ -74,7 +78,18 @@ public static class StudentNetBenchmark
             }
         }
         finally { set_num_threads(before); }
-        return new StudentNetBenchmarkFigures(shape, classes, batch, steps, warmup, timings);
+        return new StudentNetBenchmarkFigures(shape, classes, batch, steps, warmup, load, timings);
+    }
+
+    static double? LoadAverage()
+    {
+        try
+        {
+            var first = File.ReadAllText("/proc/loadavg").Split(' ')[0];
+            return double.TryParse(first, System.Globalization.CultureInfo.InvariantCulture, out var l) ? l : null;
+        }
+        catch (IOException) { return null; }
+        catch (UnauthorizedAccessException) { return null; }
     }
 
     static StudentNetTiming Time(string name, VelocityNetSpec spec, int threads, int batch, int steps, int warmup, long seed, double peak)
