@@ -146,7 +146,9 @@ public sealed class VelocityUNet : Module<Tensor, Tensor, Tensor?, Tensor>
         long c = spec.InputShape[0];
         string expected = $"[N, {c}, H, W] with H and W divisible by {Factor} (net.depth {spec.Depth}; built for {Shapes.Show(spec.InputShape)})";
         if (x.dim() != 4) throw new ArgumentException($"x must have shape {expected}, got {Shapes.Show(x)}", nameof(x));
-        if (x.shape[1] != c) throw new ArgumentException($"x has {x.shape[1]} channels, the network expects {c}: x must have shape {expected}, got {Shapes.Show(x)}", nameof(x));
+        if (x.shape[1] != c)
+            throw new ArgumentException(
+                $"x has {x.shape[1]} channels, the network expects {c}: x must have shape {expected}, got {Shapes.Show(x)}", nameof(x));
         if (x.shape[2] % Factor != 0 || x.shape[3] % Factor != 0 || x.shape[2] == 0 || x.shape[3] == 0)
             throw new ArgumentException($"x must have shape {expected}, got {Shapes.Show(x)}", nameof(x));
         if (!is_floating_point(x)) throw new ArgumentException($"x must be a floating tensor (float32 or float64), got {x.dtype}", nameof(x));
