@@ -143,11 +143,17 @@ type EvalArgs =
 
 type BenchArgs =
     | [<MainCommand; ExactlyOnce>] Name of string
+    | Data of spec: string
+    | Budget of string
+    | Out of dir: string
     | Json of file: string
     interface IArgParserTemplate with
         member a.Usage =
             match a with
-            | Name _ -> "ot | train-2d | matmul | all."
+            | Name _ -> "ot | train-2d | matmul | student-nets | all (the quick ones); mnist-compare (long: compare on MNIST)."
+            | Data _ -> "mnist-compare: the MNIST folder as mnist:DIR (default mnist:../shared/data/mnist)."
+            | Budget _ -> "mnist-compare: quick | standard | N (default standard)."
+            | Out _ -> "mnist-compare: output folder (default results/mnist-compare)."
             | Json _ -> "JSON file for the figures (default bench-NAME.json)."
 
 type TeacherTrainArgs =

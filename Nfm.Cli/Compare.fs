@@ -183,7 +183,7 @@ let run (dataSpec: string) (labels: string option) (outDir: string) (budgetName:
     let settings =
         { Student.settings with
             Steps = budget.StudentSteps; Batch = budget.StudentBatch; Seed = seed
-            Width = (if isImage then 32 else 256); Depth = 3
+            Width = (if isImage then (let struct (w, _) = Nfm.Nets.VelocityUNet.MnistCpu in w) else 256); Depth = 3
             Times = (if isImage then LogitNormal(0.0, 1.0) else UniformTimes) }
     let architecture = if isImage then Nfm.Descriptions.Architecture.UNet else Nfm.Descriptions.Architecture.Mlp
     let methods : Method list =

@@ -80,7 +80,7 @@ let trainTwoD () =
 
 let bench (args: ParseResults<BenchArgs>) =
     let name = args.GetResult BenchArgs.Name
-    let valid = [ "ot"; "train-2d"; "matmul"; "all" ]
+    let valid = [ "ot"; "train-2d"; "matmul"; "student-nets"; "mnist-compare"; "all" ]
     if not (List.contains name valid) then fail (sprintf "unknown benchmark '%s'; valid: %s" name (String.concat ", " valid))
     let out = outputPath (args.GetResult(BenchArgs.Json, sprintf "bench-%s.json" name))
     let figures = Collections.Generic.List<string * Text.Json.Nodes.JsonNode>()
@@ -96,6 +96,20 @@ let bench (args: ParseResults<BenchArgs>) =
         let sps = trainTwoD ()
         printfn "train-2d: %.1f student steps/s at batch 256 (MLP 256 x 3)" sps
         add "train_2d_steps_per_second" (jnum sps)
+    if run "student-nets" then
+        let r = Nfm.Bench.StudentNetBenchmark.Run()
+        let node = Text.Json.Nodes.JsonNode.Parse(Text.Json.JsonSerializer.Serialize(r, Nfm.Descriptions.Json.Options))
+        for t in r.Timings do
+            printfn "student-nets: %-6s width %d depth %d, %d params, %d thread(s): %.2f train steps/s, %.1f passes/s, %.1f GFLOP/s (matmul %.1f)"
+                t.Net t.Width t.Depth t.Parameters t.Threads t.TrainStepsPerSecond t.ForwardPassesPerSecond t.TrainGflopsPerSecond t.MatmulGflopsPerSecond
+        add "student_nets" node
+    if name = "mnist-compare" then
+        let data = args.GetResult(BenchArgs.Data, "mnist:../shared/data/mnist")
+        let outDir = outputFolder (args.GetResult(BenchArgs.Out, Path.Combine("results", "mnist-compare")))
+        let md = Compare.run data None outDir (args.GetResult(BenchArgs.Budget, "standard")) 0L Quadratic None
+                             (fun () -> featureClassifier (Path.Combine(outDir, "fd-classifier.ckpt")) data)
+        printfn "\n%s" md
+        add "results" (jstr (Path.Combine(outDir, "results.json")))
     if run "ot" then
         let r = Nfm.Bench.OtBenchmark.Run()
         let node = Text.Json.Nodes.JsonNode.Parse(Text.Json.JsonSerializer.Serialize(r, Nfm.Descriptions.Json.Options))
