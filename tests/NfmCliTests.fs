@@ -1,0 +1,83 @@
+module Nfm.Tests.NfmCliTests
+
+open System.IO
+open System.Text.Json
+open Expecto
+open TorchSharp
+open Nfm.Tests.Cli
+
+let tinyTeacher (dir: string) (extra: string list) =
+    runIn dir 240 ([ "teacher"; "train"; "--data"; "moons"; "--n"; "2000"; "--out"; "t.ckpt"; "--steps"; "20"; "--batch"; "64"
+                     "--width"; "32"; "--blocks"; "2"; "--layers"; "1"; "--head-dim"; "16" ] @ extra)
+
+let ok (r: Run) what = Expect.equal r.Code 0 (sprintf "%s succeeds: %s" what r.Err)
+
+[<Tests>]
+let tests =
+    testSequenced <| testList "cli teacher and nfm" [
+        test "teacher train, encode, decode, sample, nll: decode(encode x) = x through files" {
+            let dir = tempDir ()
+            ok (tinyTeacher dir [ "--json"; "t.json" ]) "teacher train"
+            use tj = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "t.json")))
+            Expect.isTrue (tj.RootElement.GetProperty("test_nll").GetDouble() |> System.Double.IsFinite) "held-out NLL reported"
+            let x = torch.randn(50L, 2L)
+            Nfm.Data.Npy.Write(Path.Combine(dir, "x.npy"), x)
+            ok (runIn dir 120 [ "teacher"; "encode"; "--teacher"; "t.ckpt"; "--input"; "x.npy"; "--out"; "z.npy"; "--logdet"; "l.npy" ]) "encode"
+            ok (runIn dir 120 [ "teacher"; "decode"; "--teacher"; "t.ckpt"; "--input"; "z.npy"; "--out"; "x2.npy" ]) "decode"
+            let x2 = Nfm.Data.Npy.Read(Path.Combine(dir, "x2.npy"))
+            let err = (x2 - x).abs().max().item<float32>() |> float
+            Expect.isLessThan err 1e-4 "float32 round trip through the CLI within 1e-4"
+            Expect.sequenceEqual (Nfm.Data.Npy.Read(Path.Combine(dir, "l.npy"))).shape [| 50L |] "one log-det per row"
+            ok (runIn dir 120 [ "teacher"; "sample"; "--teacher"; "t.ckpt"; "--count"; "100"; "--out"; "s.npy"; "--png"; "s.png" ]) "sample"
+            Expect.isTrue (File.Exists(Path.Combine(dir, "s.png"))) "png"
+            let nll = runIn dir 120 [ "teacher"; "nll"; "--teacher"; "t.ckpt"; "--data"; "moons"; "--json"; "n.json" ]
+            ok nll "nll"
+            use nj = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "n.json")))
+            Expect.isTrue (nj.RootElement.GetProperty("nll_nats").GetDouble() |> System.Double.IsFinite) "nll figure"
+        }
+        test "couple in two shards equals one run, and a student trains on the pairs" {
+            let dir = tempDir ()
+            ok (tinyTeacher dir []) "teacher train"
+            let common = [ "couple"; "--teacher"; "t.ckpt"; "--data"; "moons"; "--n"; "600"; "--eta"; "0.05" ]
+            ok (runIn dir 120 (common @ [ "--out"; "all.pairs" ])) "single run"
+            Directory.CreateDirectory(Path.Combine(dir, "shards")) |> ignore
+            ok (runIn dir 120 (common @ [ "--out"; "shards/a.pairs"; "--shard"; "0/2" ])) "shard 0"
+            ok (runIn dir 120 (common @ [ "--out"; "shards/b.pairs"; "--shard"; "1/2" ])) "shard 1"
+            let one = Nfm.Couple.TeacherPairs.Load(Path.Combine(dir, "all.pairs"))
+            let two = Nfm.Couple.TeacherPairs.Load(Path.Combine(dir, "shards"))
+            Expect.isTrue (one.X0.eq(two.X0).all().item<bool>()) "the union of the shards equals the single run exactly"
+            Expect.equal one.Spec two.Spec "same description"
+            ok (runIn dir 120 [ "student"; "train"; "--data"; "moons"; "--n"; "600"; "--coupling"; "teacher:shards"; "--out"; "s.ckpt"
+                                "--steps"; "10"; "--batch"; "32"; "--width"; "16"; "--depth"; "1" ]) "student on the shards"
+            let other = runIn dir 120 [ "student"; "train"; "--data"; "moons"; "--n"; "500"; "--coupling"; "teacher:all.pairs"; "--out"; "s2.ckpt"; "--steps"; "2" ]
+            Expect.notEqual other.Code 0 "pairs made for other data are refused"
+            Expect.stringContains other.Err "other data" "names the problem"
+        }
+        test "compare on a tiny budget writes results.json with the fixed fields" {
+            let dir = tempDir ()
+            let r = runIn dir 600 [ "compare"; "--data"; "8gaussians"; "--out"; "c"; "--budget"; "15" ]
+            ok r "compare"
+            use j = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "c", "results.json")))
+            let root = j.RootElement
+            Expect.equal (root.GetProperty("metric").GetString()) "w2" "metric"
+            let rows = [ for row in root.GetProperty("rows").EnumerateArray() -> row ]
+            let methods = rows |> List.map (fun r -> r.GetProperty("method").GetString()) |> List.distinct |> List.sort
+            Expect.equal methods [ "independent"; "nfm"; "ot"; "teacher" ] "every method has rows"
+            for row in rows do
+                for field in [ "solver"; "grid"; "nfe"; "value"; "seconds_per_1000" ] do
+                    Expect.isTrue (fst (row.TryGetProperty field)) (sprintf "row has %s" field)
+            for f in [ "quality.png"; "results.md"; "teacher.ckpt"; "nfm.pairs" ] do
+                Expect.isTrue (File.Exists(Path.Combine(dir, "c", f))) (sprintf "%s written" f)
+        }
+        test "teacher export then import gives the same encodings" {
+            let dir = tempDir ()
+            ok (tinyTeacher dir []) "teacher train"
+            ok (runIn dir 120 [ "teacher"; "export"; "--teacher"; "t.ckpt"; "--out"; "t.safetensors" ]) "export"
+            ok (runIn dir 120 [ "teacher"; "import"; "--state-dict"; "t.safetensors"; "--out"; "t2.ckpt" ]) "import"
+            Nfm.Data.Npy.Write(Path.Combine(dir, "x.npy"), torch.randn(20L, 2L))
+            ok (runIn dir 120 [ "teacher"; "encode"; "--teacher"; "t.ckpt"; "--input"; "x.npy"; "--out"; "z1.npy" ]) "encode 1"
+            ok (runIn dir 120 [ "teacher"; "encode"; "--teacher"; "t2.ckpt"; "--input"; "x.npy"; "--out"; "z2.npy" ]) "encode 2"
+            let z1, z2 = Nfm.Data.Npy.Read(Path.Combine(dir, "z1.npy")), Nfm.Data.Npy.Read(Path.Combine(dir, "z2.npy"))
+            Expect.isLessThan ((z1 - z2).abs().max().item<float32>() |> float) 1e-6 "same encodings"
+        }
+    ]
