@@ -28,6 +28,13 @@ let outputPath (path: string) =
     let dir = Path.GetDirectoryName(Path.GetFullPath path)
     if not (Directory.Exists dir) then fail (sprintf "cannot write '%s': folder '%s' does not exist" path dir) else path
 
+/// Rows to load from a data spec: --n draws that many from a built-in set (default builtIn);
+/// for mnist:DIR or FILE.npy an explicit --n takes the first rows and no --n takes them all.
+let dataRows (spec: string) (given: int option) (builtIn: int) =
+    match given with
+    | Some n -> int64 (positive "n" n)
+    | None -> if Nfm.Data.Toy2D.IsName spec then int64 builtIn else 0L
+
 /// Creates an output folder (its parent must exist).
 let outputFolder (dir: string) =
     let full = Path.GetFullPath dir
@@ -65,6 +72,9 @@ let cancellation =
 /// Runs a command body, turning every expected failure into one line on stderr and exit code 1
 /// (2 for command-line usage); stack traces only with --verbose.
 let guard (verbose: bool) (body: unit -> int) =
+    // ArgumentException appends " (Parameter 'name')" to its message: the user has no such parameter.
+    let argumentMessage (e: ArgumentException) =
+        if isNull e.ParamName then e.Message else e.Message.Replace(sprintf " (Parameter '%s')" e.ParamName, "")
     let report (msg: string) (e: exn) code =
         eprintfn "nfm: error: %s" (msg.Replace("\n", " "))
         if verbose then eprintfn "%O" e
@@ -73,7 +83,7 @@ let guard (verbose: bool) (body: unit -> int) =
     with
     | UserError msg as e -> report msg e 1
     | :? Argu.ArguParseException as e -> eprintfn "%s" e.Message; 2
-    | :? ArgumentException as e -> report e.Message e 1
+    | :? ArgumentException as e -> report (argumentMessage e) e 1
     | :? FileNotFoundException as e -> report e.Message e 1
     | :? DirectoryNotFoundException as e -> report e.Message e 1
     | :? InvalidDataException as e -> report e.Message e 1
@@ -88,6 +98,4 @@ let guard (verbose: bool) (body: unit -> int) =
 /// Training data as every training command reads it: n rows of a built-in set (default 20,000), or the first n rows
 /// of a file or MNIST folder (default: all), with optional labels.
 let loadTraining (spec: string) (n: int option) (seed: int64) (labels: string option) =
-    let n = n |> Option.map (positive "n")
-    let rows = if Nfm.Data.Toy2D.IsName spec then defaultArg n 20000 else defaultArg n 0
-    Nfm.Data.DataSource.Load(spec, int64 rows, seed, Nfm.Data.DataSplit.Train, Option.toObj labels)
+    Nfm.Data.DataSource.Load(spec, dataRows spec n 20000, seed, Nfm.Data.DataSplit.Train, Option.toObj labels)

@@ -80,7 +80,7 @@ let trainTwoD () =
 
 let bench (args: ParseResults<BenchArgs>) =
     let name = args.GetResult BenchArgs.Name
-    let valid = [ "ot"; "train-2d"; "matmul"; "student-nets"; "mnist-compare"; "all" ]
+    let valid = [ "ot"; "train-2d"; "matmul"; "student-nets"; "memory"; "mnist-compare"; "all" ]
     if not (List.contains name valid) then fail (sprintf "unknown benchmark '%s'; valid: %s" name (String.concat ", " valid))
     let out = outputPath (args.GetResult(BenchArgs.Json, sprintf "bench-%s.json" name))
     let figures = Collections.Generic.List<string * Text.Json.Nodes.JsonNode>()
@@ -103,6 +103,12 @@ let bench (args: ParseResults<BenchArgs>) =
             printfn "student-nets: %-6s width %d depth %d, %d params, %d thread(s): %.2f train steps/s, %.1f passes/s, %.1f GFLOP/s (matmul %.1f)"
                 t.Net t.Width t.Depth t.Parameters t.Threads t.TrainStepsPerSecond t.ForwardPassesPerSecond t.TrainGflopsPerSecond t.MatmulGflopsPerSecond
         add "student_nets" node
+    if name = "memory" then
+        let r = Nfm.Bench.MemoryBenchmark.Run()
+        printfn "memory: %d steps, resident %.1f MiB after warm-up (step %d) -> %.1f MiB at the end (%+.1f%%); live tensors %d -> %d"
+            r.Steps (float r.ResidentAfterWarmup / 1048576.0) r.WarmupStep (float r.ResidentAtEnd / 1048576.0) r.GrowthPercent
+            r.LiveTensorsAfterWarmup r.LiveTensorsAtEnd
+        add "memory" (Text.Json.Nodes.JsonNode.Parse(Text.Json.JsonSerializer.Serialize(r, Nfm.Descriptions.Json.Options)))
     if name = "mnist-compare" then
         let data = args.GetResult(BenchArgs.Data, "mnist:../shared/data/mnist")
         let outDir = outputFolder (args.GetResult(BenchArgs.Out, Path.Combine("results", "mnist-compare")))

@@ -37,6 +37,8 @@ let train (args: ParseResults<StudentTrainArgs>) =
     let batch = positive "batch" (args.GetResult(StudentTrainArgs.Batch, 256))
     let saveEvery = args.GetResult(StudentTrainArgs.Save_Every, 0)
     if saveEvery < 0 then fail (sprintf "--save-every must be >= 0, got %d" saveEvery)
+    // Checked before training, so that a mistyped --json folder does not cost the whole run.
+    let json = args.TryGetResult StudentTrainArgs.Json |> Option.map outputPath
     let seed = args.GetResult(StudentTrainArgs.Seed, 0)
     let couplingText = args.GetResult StudentTrainArgs.Coupling
     let dataSpec = args.GetResult StudentTrainArgs.Data
@@ -82,7 +84,7 @@ let train (args: ParseResults<StudentTrainArgs>) =
     let ran = trained.State.Step - startStep
     printfn "student: %d steps in %.1fs (%.1f steps/s), final loss %.5f, skipped %d; saved %s"
         ran secs (float ran / max secs 1e-9) lastLoss trained.State.SkippedSteps out
-    args.TryGetResult StudentTrainArgs.Json
+    json
     |> Option.iter (fun path ->
         writeJson path (jobj [ "checkpoint", jstr out; "steps", jint trained.State.Step; "final_loss", jnum lastLoss
                                "steps_per_second", jnum (float ran / max secs 1e-9); "skipped_steps", jint (int64 trained.State.SkippedSteps)
@@ -125,12 +127,16 @@ let sample (args: ParseResults<StudentSampleArgs>) =
     let solver = Spec.parseSolver solverName steps (args.GetResult(StudentSampleArgs.Rtol, 1e-5)) (args.GetResult(StudentSampleArgs.Atol, 1e-5))
     let grid = Spec.parseGrid (args.GetResult(StudentSampleArgs.Grid, "quadratic"))
     let cfg = args.GetResult(StudentSampleArgs.Cfg, 0.0)
+    if not (Double.IsFinite cfg) then fail (sprintf "--cfg must be a finite number, got %g" cfg)
+    // Every output path is checked before the work, so that a failing command writes nothing.
+    let png = args.TryGetResult StudentSampleArgs.Png |> Option.map outputPath
+    let json = args.TryGetResult StudentSampleArgs.Json |> Option.map outputPath
     let student = Student.Load path
     let x, nfe, secs = sampleStudent student count solver grid (int64 (args.GetResult(StudentSampleArgs.Seed, 0))) cfg (args.TryGetResult StudentSampleArgs.Label)
     Nfm.Data.Npy.Write(out, x)
     printfn "sampled %d with %s (%s grid), NFE %d, %.3fs; wrote %s" count (Spec.solverName solver) (Spec.gridName grid) nfe secs out
-    args.TryGetResult StudentSampleArgs.Png |> Option.iter (fun p -> savePng p (sprintf "%s, NFE %d" (Path.GetFileName path) nfe) x)
-    args.TryGetResult StudentSampleArgs.Json
+    png |> Option.iter (fun p -> savePng p (sprintf "%s, NFE %d" (Path.GetFileName path) nfe) x)
+    json
     |> Option.iter (fun p ->
         writeJson p (jobj [ "samples", jstr out; "count", jint (int64 count); "solver", jstr (Spec.solverName solver)
                             "grid", jstr (Spec.gridName grid); "nfe", jint (int64 nfe); "seconds", jnum secs

@@ -56,6 +56,8 @@ let sampleLabels (classes: int) (count: int) (label: int option) (device: torch.
 let train (args: ParseResults<TeacherTrainArgs>) =
     let out = outputPath (args.GetResult TeacherTrainArgs.Out)
     let dataSpec = args.GetResult TeacherTrainArgs.Data
+    // Checked before training, so that a mistyped --json folder does not cost the whole run.
+    let json = args.TryGetResult TeacherTrainArgs.Json |> Option.map outputPath
     let seed = args.GetResult(TeacherTrainArgs.Seed, 0)
     let data = loadTraining dataSpec (args.TryGetResult TeacherTrainArgs.N) (int64 seed) (args.TryGetResult TeacherTrainArgs.Labels)
     let rowShape = data.X.shape |> Array.skip 1
@@ -132,7 +134,7 @@ let train (args: ParseResults<TeacherTrainArgs>) =
         let png = Path.ChangeExtension(out, ".samples.png")
         Nfm.Plots.ImageGrid.Save(png, x.cpu(), 8)
         printfn "sample grid: %s" png
-    args.TryGetResult TeacherTrainArgs.Json |> Option.iter (fun p -> writeJson p (jobj (List.ofSeq figures)))
+    json |> Option.iter (fun p -> writeJson p (jobj (List.ofSeq figures)))
     if cancellation.IsCancellationRequested then 130 else 0
 
 /// Reads an input .npy for a teacher: float32, finite, rows of the teacher's input shape.
@@ -157,12 +159,13 @@ let readLabels (teacher: TrainedTeacher) (rows: int64) (path: string option) =
 let encode (args: ParseResults<TeacherEncodeArgs>) =
     let teacher = TrainedTeacher.Load(existing "teacher checkpoint" (args.GetResult TeacherEncodeArgs.Teacher))
     let out = outputPath (args.GetResult TeacherEncodeArgs.Out)
+    let logdetOut = args.TryGetResult TeacherEncodeArgs.Logdet |> Option.map outputPath
     let x = readInput teacher (args.GetResult TeacherEncodeArgs.Input)
     let labels = readLabels teacher x.shape[0] (args.TryGetResult TeacherEncodeArgs.Labels)
     use _ = torch.no_grad()
     let struct (z, logdet) = Teacher.Encode(teacher.InferenceModel(), x, labels)
     Nfm.Data.Npy.Write(out, z.cpu())
-    args.TryGetResult TeacherEncodeArgs.Logdet |> Option.iter (fun p -> Nfm.Data.Npy.Write(outputPath p, logdet.cpu()))
+    logdetOut |> Option.iter (fun p -> Nfm.Data.Npy.Write(p, logdet.cpu()))
     printfn "encoded %d rows; wrote %s" x.shape[0] out
     0
 
@@ -185,6 +188,7 @@ let sample (args: ParseResults<TeacherSampleArgs>) =
     let teacher = TrainedTeacher.Load(existing "teacher checkpoint" (args.GetResult TeacherSampleArgs.Teacher))
     let out = outputPath (args.GetResult TeacherSampleArgs.Out)
     let count = positive "count" (args.GetResult TeacherSampleArgs.Count)
+    let png = args.TryGetResult TeacherSampleArgs.Png |> Option.map outputPath
     let device = teacher.Spec.Device.ToDevice()
     let labels = sampleLabels teacher.Spec.Model.Classes count (args.TryGetResult TeacherSampleArgs.Label) device
     use g = new torch.Generator(uint64 (args.GetResult(TeacherSampleArgs.Seed, 0)), device)
@@ -194,13 +198,14 @@ let sample (args: ParseResults<TeacherSampleArgs>) =
     let secs = watch.Elapsed.TotalSeconds
     Nfm.Data.Npy.Write(out, x.cpu())
     printfn "sampled %d in %.2fs; wrote %s" count secs out
-    args.TryGetResult TeacherSampleArgs.Png |> Option.iter (fun p -> StudentCommands.savePng p "teacher samples" (x.cpu()))
+    png |> Option.iter (fun p -> StudentCommands.savePng p "teacher samples" (x.cpu()))
     0
 
 let nll (args: ParseResults<TeacherNllArgs>) =
     let teacher = TrainedTeacher.Load(existing "teacher checkpoint" (args.GetResult TeacherNllArgs.Teacher))
     let spec = args.GetResult TeacherNllArgs.Data
-    let data = Nfm.Data.DataSource.Load(spec, int64 (args.GetResult(TeacherNllArgs.N, 2000)), int64 (args.GetResult(TeacherNllArgs.Seed, 1)),
+    let json = args.TryGetResult TeacherNllArgs.Json |> Option.map outputPath
+    let data = Nfm.Data.DataSource.Load(spec, dataRows spec (args.TryGetResult TeacherNllArgs.N) 2000, int64 (args.GetResult(TeacherNllArgs.Seed, 1)),
                                         Nfm.Data.DataSplit.Test, args.TryGetResult TeacherNllArgs.Labels |> Option.toObj)
     if (data.X.shape |> Array.skip 1) <> teacher.Spec.Model.InputShape then
         fail (sprintf "data rows have shape %s; the teacher expects %s" (Nfm.Shapes.Show(data.X.shape |> Array.skip 1)) (Nfm.Shapes.Show teacher.Spec.Model.InputShape))
@@ -208,7 +213,7 @@ let nll (args: ParseResults<TeacherNllArgs>) =
     let nll, bpd = nllOf teacher data.X data.Labels
     let isImage = teacher.Spec.Model.InputShape.Length = 3
     printfn "NLL %.5f nats per sample%s over %d rows" nll (if isImage then sprintf ", %.4f bits/dim" bpd else "") data.X.shape[0]
-    args.TryGetResult TeacherNllArgs.Json
+    json
     |> Option.iter (fun p ->
         writeJson p (jobj ([ "nll_nats", jnum nll; "n", jint data.X.shape[0]; "teacher_id", jstr (teacher.Identity()) ]
                            @ (if isImage then [ "bpd", jnum bpd ] else []))))

@@ -72,10 +72,16 @@ public static class Npy
     }
 
     /// <summary>Read a .npy file of any supported numeric type and convert it to float32.</summary>
+    /// <exception cref="InvalidDataException">also for a bool array: truth values are not coordinates.</exception>
     public static Tensor ReadFloat32(string path)
     {
         var t = Read(path);
         if (t.dtype == ScalarType.Float32) return t;
+        if (t.dtype == ScalarType.Bool)
+        {
+            t.Dispose();
+            throw new InvalidDataException($"{path}: holds bool values, expected numbers (float32 or float64)");
+        }
         using (t) return t.to_type(ScalarType.Float32);
     }
 

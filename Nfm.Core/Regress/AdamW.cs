@@ -43,15 +43,20 @@ public sealed class AdamW
         double bc1 = 1 - Math.Pow(beta1, Steps), bc2 = 1 - Math.Pow(beta2, Steps);
         using var _ = no_grad();
         using var scope = NewDisposeScope();
+        // The scalars are made once and held to the end of the step: a temporary Scalar from an implicit conversion
+        // passes only its native handle, so the GC may finalise it while libtorch still reads it (seen once here as
+        // a garbage c10::Scalar in addcmul_ during a long run).
+        using Scalar decay = 1 - lr * weightDecay, b1 = beta1, a1 = 1 - beta1, b2 = beta2, a2 = 1 - beta2,
+            correction2 = bc2, epsilon = eps, stepSize = -lr / bc1;
         foreach (var (name, p) in parameters)
         {
             var g = p.grad;
             if (g is null) continue;
-            if (weightDecay > 0) p.mul_(1 - lr * weightDecay);
-            m[name].mul_(beta1).add_(g, alpha: 1 - beta1);
-            v[name].mul_(beta2).addcmul_(g, g, value: 1 - beta2);
-            var denom = (v[name] / bc2).sqrt_().add_(eps);
-            p.addcdiv_(m[name], denom, value: -lr / bc1);
+            if (weightDecay > 0) p.mul_(decay);
+            m[name].mul_(b1).add_(g, alpha: a1);
+            v[name].mul_(b2).addcmul_(g, g, value: a2);
+            var denom = v[name].div(correction2).sqrt_().add_(epsilon);
+            p.addcdiv_(m[name], denom, value: stepSize);
         }
     }
 

@@ -28,8 +28,13 @@ public sealed class Ema
     {
         double d = Math.Min(Decay, (1.0 + updates) / (10.0 + updates));
         using var _ = no_grad();
+        // Held to the end, not implicit temporaries: see AdamW.Step.
+        using Scalar keep = d, take = 1 - d;
         foreach (var (name, p) in module.named_parameters())
-            shadow[name].mul_(d).add_(p.detach(), alpha: 1 - d);
+        {
+            using var current = p.detach();
+            shadow[name].mul_(keep).add_(current, alpha: take);
+        }
     }
 
     /// <summary>The averaged tensors by parameter name.</summary>
