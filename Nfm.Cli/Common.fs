@@ -99,3 +99,15 @@ let guard (verbose: bool) (body: unit -> int) =
 /// of a file or MNIST folder (default: all), with optional labels.
 let loadTraining (spec: string) (n: int option) (seed: int64) (labels: string option) =
     Nfm.Data.DataSource.Load(spec, dataRows spec n 20000, seed, Nfm.Data.DataSplit.Train, Option.toObj labels)
+
+/// Labels for sampling a conditional model: one class, or cycling through the classes; null for an unconditional one.
+let sampleLabels (classes: int) (count: int) (label: int option) (device: TorchSharp.torch.Device) =
+    if classes = 0 then
+        if label.IsSome then fail "--label given, but the model is not class-conditional"
+        null
+    else
+        match label with
+        | Some l when l < 0 || l >= classes -> fail (sprintf "--label must be in [0, %d), got %d" classes l)
+        | Some l -> TorchSharp.torch.full(int64 count, int64 l, dtype = TorchSharp.torch.int64, device = device)
+        | None -> TorchSharp.torch.arange(int64 count, dtype = TorchSharp.torch.int64, device = device).remainder(TorchSharp.Scalar.op_Implicit (int64 classes))
+

@@ -96,15 +96,7 @@ let sampleStudent (student: Student) (count: int) (solver: Solver) (grid: Grid) 
     let spec = student.Spec
     let device = spec.Device.ToDevice()
     let classes = int64 spec.Net.Classes
-    let labels =
-        if classes = 0L then
-            if label.IsSome then fail "--label given, but the student is not class-conditional"
-            null
-        else
-            match label with
-            | Some l when int64 l < 0L || int64 l >= classes -> fail (sprintf "--label must be in [0, %d), got %d" classes l)
-            | Some l -> torch.full(int64 count, int64 l, dtype = torch.int64, device = device)
-            | None -> torch.arange(int64 count, dtype = torch.int64, device = device).remainder(TorchSharp.Scalar.op_Implicit classes)
+    let labels = sampleLabels spec.Net.Classes count label device
     use g = new torch.Generator(uint64 seed, device)
     let net = student.SamplingNet()
     let watch = Diagnostics.Stopwatch.StartNew()

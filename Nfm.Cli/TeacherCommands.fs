@@ -42,17 +42,6 @@ let nllOf (teacher: TrainedTeacher) (x: torch.Tensor) (labels: torch.Tensor) =
     let nll = total / float n
     nll, nll / (float teacher.Spec.Model.Dimension * log 2.0) + Teacher.EightBitOffset
 
-/// Labels for sampling a conditional teacher: one class, or cycling through the classes.
-let sampleLabels (classes: int) (count: int) (label: int option) (device: torch.Device) =
-    if classes = 0 then
-        if label.IsSome then fail "--label given, but the teacher is not class-conditional"
-        null
-    else
-        match label with
-        | Some l when l < 0 || l >= classes -> fail (sprintf "--label must be in [0, %d), got %d" classes l)
-        | Some l -> torch.full(int64 count, int64 l, dtype = torch.int64, device = device)
-        | None -> torch.arange(int64 count, dtype = torch.int64, device = device).remainder(TorchSharp.Scalar.op_Implicit (int64 classes))
-
 let train (args: ParseResults<TeacherTrainArgs>) =
     let out = outputPath (args.GetResult TeacherTrainArgs.Out)
     let dataSpec = args.GetResult TeacherTrainArgs.Data
