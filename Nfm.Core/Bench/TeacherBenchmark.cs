@@ -63,13 +63,15 @@ public static class TeacherBenchmark
     /// transformer runs over the first T - 1 tokens (the last token's output is shifted out and nothing depends on it;
     /// at least one token): proj_in (d to C), per layer qkv (C to 3C), attention scores and weighted values (counted
     /// over the full (T-1) x (T-1) product, not just its causal half), proj (C to C), the MLP (C to eC to C), then
-    /// proj_out (C to 2d, or d shift-only). LayerNorm, softmax, GELU and the element-wise flow are left out.
+    /// proj_out (C to 2d, or d shift-only). A context of one token (T = 2, the 2-D teacher) attends only to itself:
+    /// only its values (C to C) are computed, no scores. LayerNorm, softmax, GELU and the element-wise flow are left out.
     /// </summary>
     public static double ForwardFlops(TeacherSpec spec, long rows)
     {
         double t = Math.Max(spec.Tokens - 1, 1), d = spec.TokenDim, c = spec.Width, e = spec.Expansion;
         double outputs = spec.Affine ? 2 * d : d;
-        double perLayer = 2 * c * 3 * c + 2 * t * c + 2 * t * c + 2 * c * c + 2 * 2 * c * e * c;
+        double attention = t == 1 ? 2 * c * c : 2 * c * 3 * c + 2 * t * c + 2 * t * c;
+        double perLayer = attention + 2 * c * c + 2 * 2 * c * e * c;
         double perBlock = 2 * d * c + spec.LayersPerBlock * perLayer + 2 * c * outputs;
         return rows * t * spec.Blocks * perBlock;
     }

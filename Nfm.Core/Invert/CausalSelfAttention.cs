@@ -40,6 +40,18 @@ public sealed class CausalSelfAttention : nn.Module<Tensor, Tensor>
         return (parts[0], parts[1], parts[2]);
     }
 
+    /// <summary>
+    /// The values [N, 1, C] of a single token, which is all its attention returns: it attends only to itself, with
+    /// softmax weight exactly 1 (so queries and keys are not computed; the 2-D teacher's context is one token).
+    /// </summary>
+    Tensor Values(Tensor x)
+    {
+        long width = heads * headDim;
+        var weight = qkv.get_parameter("weight")!.narrow(0, 2 * width, width);
+        var bias = qkv.get_parameter("bias")!.narrow(0, 2 * width, width);
+        return nn.functional.linear(norm.call(x), weight, bias);
+    }
+
     /// <summary>Attention [N, heads, T, head_dim] back to [N, T, C] and through the output projection.</summary>
     Tensor Merge(Tensor mixed) =>
         proj.call(mixed.transpose(1, 2).reshape(mixed.shape[0], mixed.shape[2], heads * headDim));
@@ -47,6 +59,7 @@ public sealed class CausalSelfAttention : nn.Module<Tensor, Tensor>
     /// <summary>Full causal pass over [N, T, C]: token t attends to tokens 0..t (the lower-triangle mask of ml-tarflow).</summary>
     public override Tensor forward(Tensor x)
     {
+        if (x.shape[1] == 1) return proj.call(Values(x));
         var (q, k, v) = Project(x);
         return Merge(nn.functional.scaled_dot_product_attention(q, k, v, is_casual: true));
     }
