@@ -7,9 +7,10 @@ namespace Nfm.Invert;
 /// <summary>
 /// Pre-LayerNorm multi-head causal self-attention. Parameter names follow ml-tarflow (<c>norm</c>, <c>qkv</c>, <c>proj</c>);
 /// the qkv output is read as 3 * heads groups of head_dim values: the first <c>heads</c> groups are the queries,
-/// then the keys, then the values. Scores are scaled by 1/sqrt(head_dim).
+/// then the keys, then the values. Scores are scaled by 1/sqrt(head_dim). The attention itself is libtorch's fused
+/// scaled_dot_product_attention (no score matrix, mask or softmax built op by op in managed code).
 /// </summary>
-public sealed class CausalSelfAttention : nn.Module<Tensor, Tensor, Tensor>
+public sealed class CausalSelfAttention : nn.Module<Tensor, Tensor>
 {
     // Field names are the state_dict names (TorchSharp registers fields by name), hence ml-tarflow's snake_case.
     readonly LayerNorm norm;
@@ -31,29 +32,36 @@ public sealed class CausalSelfAttention : nn.Module<Tensor, Tensor, Tensor>
         RegisterComponents();
     }
 
-    /// <summary>Queries, keys and values [N, heads, T, head_dim] of a token sequence [N, T, C].</summary>
+    /// <summary>Queries, keys and values [N, heads, T, head_dim] of a token sequence [N, T, C]: views of one qkv product.</summary>
     (Tensor Q, Tensor K, Tensor V) Project(Tensor x)
     {
         var (n, t) = (x.shape[0], x.shape[1]);
-        var parts = qkv.call(norm.call(x)).view(n, t, 3 * heads, headDim).transpose(1, 2).chunk(3, 1);
+        var parts = qkv.call(norm.call(x)).view(n, t, 3, heads, headDim).permute(2, 0, 3, 1, 4).unbind(0);
         return (parts[0], parts[1], parts[2]);
     }
 
-    /// <summary>Attention of queries over keys and values, back to [N, T, C] and through the output projection.</summary>
-    Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor? mask)
+    /// <summary>
+    /// The values [N, 1, C] of a single token, which is all its attention returns: it attends only to itself, with
+    /// softmax weight exactly 1 (so queries and keys are not computed; the 2-D teacher's context is one token).
+    /// </summary>
+    Tensor Values(Tensor x)
     {
-        var scores = q.matmul(k.transpose(-2, -1)) * (1.0 / Math.Sqrt(headDim));
-        if (mask is not null) scores = scores.masked_fill(mask.eq(0), double.NegativeInfinity);
-        var mixed = scores.softmax(-1).matmul(v);
-        var (n, t) = (q.shape[0], q.shape[2]);
-        return proj.call(mixed.transpose(1, 2).reshape(n, t, heads * headDim));
+        long width = heads * headDim;
+        var weight = qkv.get_parameter("weight")!.narrow(0, 2 * width, width);
+        var bias = qkv.get_parameter("bias")!.narrow(0, 2 * width, width);
+        return nn.functional.linear(norm.call(x), weight, bias);
     }
 
-    /// <summary>Full pass over [N, T, C]; <paramref name="mask"/> [T, T] is 1 where a query may see a key (causal: lower triangle).</summary>
-    public override Tensor forward(Tensor x, Tensor mask)
+    /// <summary>Attention [N, heads, T, head_dim] back to [N, T, C] and through the output projection.</summary>
+    Tensor Merge(Tensor mixed) =>
+        proj.call(mixed.transpose(1, 2).reshape(mixed.shape[0], mixed.shape[2], heads * headDim));
+
+    /// <summary>Full causal pass over [N, T, C]: token t attends to tokens 0..t (the lower-triangle mask of ml-tarflow).</summary>
+    public override Tensor forward(Tensor x)
     {
+        if (x.shape[1] == 1) return proj.call(Values(x));
         var (q, k, v) = Project(x);
-        return Attend(q, k, v, mask);
+        return Merge(nn.functional.scaled_dot_product_attention(q, k, v, is_casual: true));
     }
 
     /// <summary>One decoding step: the newest token [N, 1, C] attends to itself and to every token in <paramref name="cache"/>.</summary>
@@ -61,6 +69,7 @@ public sealed class CausalSelfAttention : nn.Module<Tensor, Tensor, Tensor>
     {
         var (q, k, v) = Project(token);
         var (keys, values) = cache.Append(layer, k, v);
-        return Attend(q, keys, values, null);
+        // One query over all cached keys: nothing to mask (a causal flag would align the query with the first key).
+        return Merge(nn.functional.scaled_dot_product_attention(q, keys, values));
     }
 }

@@ -10,7 +10,8 @@ namespace Nfm.Invert;
 /// tokens before t: z_t = (x_t - b_t) exp(-a_t); token 0 gets (0, 0) and passes through.
 /// Parameters and buffers carry ml-tarflow's names: <c>proj_in</c>, <c>pos_embed</c> [T, C], <c>class_embed</c>
 /// [classes, 1, C] (conditional only), <c>attn_blocks.{l}</c>, <c>proj_out</c> (2d outputs, a first then b; d when
-/// shift-only), buffer <c>attn_mask</c> [T, T].
+/// shift-only), buffer <c>attn_mask</c> [T, T] (ml-tarflow's lower-triangle mask, kept so that checkpoints map key by
+/// key; the attention applies the same causal mask through libtorch's fused kernel).
 /// </summary>
 public sealed class FlowBlock : nn.Module<Tensor, Tensor?, (Tensor Z, Tensor LogDet)>
 {
@@ -54,12 +55,19 @@ public sealed class FlowBlock : nn.Module<Tensor, Tensor?, (Tensor Z, Tensor Log
         }
     }
 
-    /// <summary>Position embedding [T, C] in the block's reading order (reversed along the tokens for a reversed block).</summary>
-    Tensor PositionsInOrder()
+    /// <summary>
+    /// Position embedding [count, C] of the first <paramref name="count"/> positions in the block's reading order
+    /// (the embedding is reversed along the tokens for a reversed block).
+    /// </summary>
+    Tensor PositionsInOrder(long count)
     {
         var pos = get_parameter("pos_embed")!; // by name: .to(...) replaces parameters
-        return Reversed ? pos.flip(0) : pos;
+        return Reversed ? pos.narrow(0, Tokens - count, count).flip(0) : pos.narrow(0, 0, count);
     }
+
+    /// <summary>Position embedding [1, C] of position <paramref name="position"/> in the block's reading order.</summary>
+    Tensor PositionInOrder(long position) =>
+        get_parameter("pos_embed")!.narrow(0, Reversed ? Tokens - 1 - position : position, 1);
 
     /// <summary>
     /// Class embedding to add to every token: [N, 1, C] for labels [N] (a negative label is the null label and gets the
@@ -88,16 +96,19 @@ public sealed class FlowBlock : nn.Module<Tensor, Tensor?, (Tensor Z, Tensor Log
 
     /// <summary>
     /// (a, b) [N, T, d] for tokens [N, T, d] in the block's order: row t from tokens &lt; t only (outputs shifted one
-    /// token to the right, token 0 gets zeros). One parallel causal pass.
+    /// token to the right, token 0 gets zeros). One parallel causal pass over tokens 0 .. T-2: the last token's own
+    /// output would be shifted out, and under the causal mask nothing else depends on it, so it is not computed.
     /// </summary>
     public (Tensor A, Tensor B) Shifts(Tensor tokens, Tensor? labels)
     {
-        var h = proj_in.call(tokens) + PositionsInOrder();
+        // One token at least, so that a block of a single token keeps its (zero) graph to the parameters.
+        long context = Math.Max(Tokens - 1, 1);
+        var h = proj_in.call(tokens.narrow(1, 0, context)) + PositionsInOrder(context);
         if (ClassEmbedding(labels) is { } c) h = h + c;
-        var mask = get_buffer("attn_mask")!;
-        foreach (var layer in attn_blocks) h = layer.call(h, mask);
-        var projected = proj_out.call(h);
-        var shifted = cat([zeros_like(projected.narrow(1, 0, 1)), projected.narrow(1, 0, Tokens - 1)], 1);
+        // Causal attention is scaled_dot_product_attention's is_causal, the same lower triangle as attn_mask.
+        foreach (var layer in attn_blocks) h = layer.call(h);
+        // Shift right by one token: row t gets the output at t - 1, row 0 gets zeros.
+        var shifted = nn.functional.pad(proj_out.call(h).narrow(1, 0, Tokens - 1), [0, 0, 1, 0]);
         return Split(shifted);
     }
 
@@ -105,12 +116,16 @@ public sealed class FlowBlock : nn.Module<Tensor, Tensor?, (Tensor Z, Tensor Log
     /// One cached decoding step: the already decoded token at <paramref name="position"/> [N, 1, d] (block order) goes
     /// through the block, extending <paramref name="cache"/>; returns (a, b) [N, 1, d] for the token at position + 1.
     /// </summary>
-    public (Tensor A, Tensor B) StepShifts(Tensor token, long position, Tensor? labels, KeyValueCache cache)
+    public (Tensor A, Tensor B) StepShifts(Tensor token, long position, Tensor? labels, KeyValueCache cache) =>
+        StepWithEmbedding(token, position, ClassEmbedding(labels), cache);
+
+    /// <summary><see cref="StepShifts(Tensor, long, Tensor?, KeyValueCache)"/> with the class embedding already looked up.</summary>
+    (Tensor A, Tensor B) StepWithEmbedding(Tensor token, long position, Tensor? classEmbedding, KeyValueCache cache)
     {
         if (cache.Length != position)
             throw new ArgumentException($"cache holds {cache.Length} tokens, expected {position}", nameof(cache));
-        var h = proj_in.call(token) + PositionsInOrder().narrow(0, position, 1);
-        if (ClassEmbedding(labels) is { } c) h = h + c;
+        var h = proj_in.call(token) + PositionInOrder(position);
+        if (classEmbedding is not null) h = h + classEmbedding;
         for (int l = 0; l < attn_blocks.Count; l++) h = attn_blocks[l].Step(h, cache, l);
         cache.Advance();
         return Split(proj_out.call(h));
@@ -138,25 +153,33 @@ public sealed class FlowBlock : nn.Module<Tensor, Tensor?, (Tensor Z, Tensor Log
     /// Noise to data in the block's order, one token after another: x_t = z_t exp(a_t) + b_t, with (a_t, b_t) from the
     /// already decoded tokens. With a cache each step runs one token through the block; without, a full pass per step
     /// (kept to check the cache). With <paramref name="guidance"/> w, each step also runs with the null label and uses
-    /// a + w (a - a_uncond), b + w (b - b_uncond).
+    /// a + w (a - a_uncond), b + w (b - b_uncond). Decoding carries no autograd graph (the cache and the output are
+    /// written in place).
     /// </summary>
     public Tensor DecodeInOrder(Tensor z, Tensor? labels, double? guidance = null, bool useCache = true)
     {
-        var decoded = new List<Tensor> { z.narrow(1, 0, 1) };
+        using var noGrad = no_grad();
+        // Decoded tokens are written into x in place; tokens from i on still hold the noise while step i runs, which
+        // the shifts at i never read.
+        var x = z.clone();
         if (useCache)
         {
-            using var cond = new KeyValueCache(attn_blocks.Count);
-            using var uncond = new KeyValueCache(guidance is null ? 0 : attn_blocks.Count);
+            using var cond = new KeyValueCache(attn_blocks.Count, Tokens);
+            using var uncond = new KeyValueCache(guidance is null ? 0 : attn_blocks.Count, Tokens);
+            using var embeddings = NewDisposeScope();
+            var classCond = ClassEmbedding(labels);
+            var classUncond = guidance is null ? null : ClassEmbedding(null);
             for (long i = 0; i < Tokens - 1; i++)
             {
                 using var scope = NewDisposeScope();
-                var (a, b) = StepShifts(decoded[(int)i], i, labels, cond);
+                var token = x.narrow(1, i, 1);
+                var (a, b) = StepWithEmbedding(token, i, classCond, cond);
                 if (guidance is double w)
                 {
-                    var (au, bu) = StepShifts(decoded[(int)i], i, null, uncond);
+                    var (au, bu) = StepWithEmbedding(token, i, classUncond, uncond);
                     (a, b) = (Guide(a, au, w), Guide(b, bu, w));
                 }
-                decoded.Add((z.narrow(1, i + 1, 1) * a.exp() + b).MoveToOuterDisposeScope());
+                x.narrow(1, i + 1, 1).copy_(z.narrow(1, i + 1, 1) * a.exp() + b);
             }
         }
         else
@@ -164,18 +187,16 @@ public sealed class FlowBlock : nn.Module<Tensor, Tensor?, (Tensor Z, Tensor Log
             for (long i = 1; i < Tokens; i++)
             {
                 using var scope = NewDisposeScope();
-                // Tokens from i on are still noise here; the shifts at i only read tokens < i.
-                var current = cat([.. decoded, z.narrow(1, i, Tokens - i)], 1);
-                var (a, b) = Shifts(current, labels);
+                var (a, b) = Shifts(x, labels);
                 if (guidance is double w)
                 {
-                    var (au, bu) = Shifts(current, null);
+                    var (au, bu) = Shifts(x, null);
                     (a, b) = (Guide(a, au, w), Guide(b, bu, w));
                 }
-                decoded.Add((z.narrow(1, i, 1) * a.narrow(1, i, 1).exp() + b.narrow(1, i, 1)).MoveToOuterDisposeScope());
+                x.narrow(1, i, 1).copy_(z.narrow(1, i, 1) * a.narrow(1, i, 1).exp() + b.narrow(1, i, 1));
             }
         }
-        return cat(decoded, 1);
+        return x;
     }
 
     /// <summary>Noise to data for z [N, T, d] in data order (see <see cref="DecodeInOrder"/>).</summary>

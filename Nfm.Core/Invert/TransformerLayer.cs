@@ -7,7 +7,7 @@ namespace Nfm.Invert;
 /// One residual transformer layer: x + attention(x), then + mlp(x). Named <c>attention</c> and <c>mlp</c>
 /// as in ml-tarflow's AttentionBlock.
 /// </summary>
-public sealed class TransformerLayer : nn.Module<Tensor, Tensor, Tensor>
+public sealed class TransformerLayer : nn.Module<Tensor, Tensor>
 {
     // Field names are the state_dict names (TorchSharp registers fields by name), hence ml-tarflow's snake_case.
     readonly CausalSelfAttention attention;
@@ -21,10 +21,10 @@ public sealed class TransformerLayer : nn.Module<Tensor, Tensor, Tensor>
         RegisterComponents();
     }
 
-    /// <summary>Full pass over [N, T, C] with a causal mask [T, T].</summary>
-    public override Tensor forward(Tensor x, Tensor mask)
+    /// <summary>Full causal pass over [N, T, C].</summary>
+    public override Tensor forward(Tensor x)
     {
-        var h = x + attention.call(x, mask);
+        var h = x + attention.call(x);
         return h + mlp.call(h);
     }
 

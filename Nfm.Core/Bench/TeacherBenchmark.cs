@@ -1,0 +1,199 @@
+using System.Diagnostics;
+using Nfm.Descriptions;
+using Nfm.Invert;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Nfm.Bench;
+
+/// <summary>
+/// Training throughput of one teacher configuration. A step is one step of <see cref="TeacherTraining.Run"/>
+/// (batch draw, noise augmentation, loss, backward, clipping, AdamW); forward + backward alone is timed as well, so that
+/// the model's own cost can be told apart from the optimiser's.
+/// </summary>
+/// <param name="Name">Configuration name (mnist, 2d).</param>
+/// <param name="Batch">Rows per step.</param>
+/// <param name="StepsPerSecond">Training steps per second (median step time).</param>
+/// <param name="ForwardBackwardPerSecond">Loss forward + backward passes per second (median), no optimiser.</param>
+/// <param name="ModelFlopsPerStep">Model FLOPs of one step: the forward matmuls counted analytically, times 3 for forward + backward.</param>
+/// <param name="AchievedGflopsPerSecond">ModelFlopsPerStep times StepsPerSecond, in GFLOP/s.</param>
+/// <param name="Mfu">Model FLOP utilisation of the whole step: achieved over the matmul peak measured in the same run.</param>
+/// <param name="ForwardBackwardMfu">The same for forward + backward alone.</param>
+public sealed record TeacherTrainingFigures(string Name, int Batch, double StepsPerSecond, double ForwardBackwardPerSecond,
+    double ModelFlopsPerStep, double AchievedGflopsPerSecond, double Mfu, double ForwardBackwardMfu);
+
+/// <summary>Encoding and sampling speed of the MNIST configuration.</summary>
+/// <param name="Batch">Rows per encode and per sampled batch.</param>
+/// <param name="EncodeSamplesPerSecond">Rows encoded (data to noise, no graph) per second.</param>
+/// <param name="CachedSeconds">Decoding one batch with the key/value cache (median).</param>
+/// <param name="UncachedSeconds">Decoding one batch with a full pass per step (one run: it is slow); NaN when skipped.</param>
+/// <param name="CacheSpeedup">UncachedSeconds / CachedSeconds.</param>
+public sealed record TeacherSamplingFigures(int Batch, double EncodeSamplesPerSecond, double CachedSeconds, double UncachedSeconds,
+    double CacheSpeedup);
+
+/// <summary>
+/// Figures of the teacher benchmark, with what they were measured under: libtorch threads, the machine's load
+/// average (1, 5, 15 minutes; empty where /proc/loadavg is missing) and the float32 matmul peak of the same run.
+/// A part not asked for is null.
+/// </summary>
+public sealed record TeacherBenchmarkFigures(int TorchThreads, double[] LoadAverage, double MatmulPeakGflopsPerSecond,
+    TeacherTrainingFigures? MnistTraining, TeacherTrainingFigures? ToyTraining, TeacherSamplingFigures? MnistSampling);
+
+/// <summary>
+/// Times the TarFlow teacher on the two configurations the project trains: MNIST (1x28x28 in 4x4 patches: 49 tokens of
+/// 16 values, width 128, 4 blocks of 4 layers, head dim 64, batch 64) and 2-D toy data (2 tokens of 1 value, width 64,
+/// 8 blocks of 2 layers, head dim 32, batch 256). Random weights and random data: the cost does not depend on them.
+/// </summary>
+public static class TeacherBenchmark
+{
+    /// <summary>The MNIST teacher.</summary>
+    public static readonly TeacherSpec Mnist = new([1, 28, 28], TokenSize: 4, Width: 128, Blocks: 4, LayersPerBlock: 4, HeadDim: 64);
+
+    /// <summary>Rows per step (and per sampled batch) of the MNIST configuration.</summary>
+    public const int MnistBatch = 64;
+
+    /// <summary>The 2-D toy teacher.</summary>
+    public static readonly TeacherSpec Toy = new([2], TokenSize: 1, Width: 64, Blocks: 8, LayersPerBlock: 2, HeadDim: 32);
+
+    /// <summary>Rows per step of the 2-D configuration.</summary>
+    public const int ToyBatch = 256;
+
+    /// <summary>
+    /// FLOPs of the matmuls in one forward pass over <paramref name="rows"/> rows (2 per multiply-add). Per block the
+    /// transformer runs over the first T - 1 tokens (the last token's output is shifted out and nothing depends on it;
+    /// at least one token): proj_in (d to C), per layer qkv (C to 3C), attention scores and weighted values (counted
+    /// over the full (T-1) x (T-1) product, not just its causal half), proj (C to C), the MLP (C to eC to C), then
+    /// proj_out (C to 2d, or d shift-only). A context of one token (T = 2, the 2-D teacher) attends only to itself:
+    /// only its values (C to C) are computed, no scores. LayerNorm, softmax, GELU and the element-wise flow are left out.
+    /// </summary>
+    public static double ForwardFlops(TeacherSpec spec, long rows)
+    {
+        double t = Math.Max(spec.Tokens - 1, 1), d = spec.TokenDim, c = spec.Width, e = spec.Expansion;
+        double outputs = spec.Affine ? 2 * d : d;
+        double attention = t == 1 ? 2 * c * c : 2 * c * 3 * c + 2 * t * c + 2 * t * c;
+        double perLayer = attention + 2 * c * c + 2 * 2 * c * e * c;
+        double perBlock = 2 * d * c + spec.LayersPerBlock * perLayer + 2 * c * outputs;
+        return rows * t * spec.Blocks * perBlock;
+    }
+
+    /// <summary>Model FLOPs of one training step: forward plus backward counted as three forwards.</summary>
+    public static double TrainingFlops(TeacherSpec spec, long rows) => 3 * ForwardFlops(spec, rows);
+
+    /// <summary>
+    /// Runs the benchmark with libtorch set to <paramref name="threads"/> threads (restored afterwards).
+    /// <paramref name="trainSteps"/> timed training steps per configuration (after 3 untimed ones);
+    /// <paramref name="repeats"/> timed encodes and cached decodes; <paramref name="uncached"/>: also time one uncached
+    /// decode (tens of seconds on two cores).
+    /// </summary>
+    public static TeacherBenchmarkFigures Run(int threads = 1, int trainSteps = 10, int repeats = 5, bool training = true,
+        bool sampling = true, bool uncached = true, long seed = 0, string device = "cpu")
+    {
+        if (threads < 1) throw new ArgumentException($"threads must be >= 1, got {threads}", nameof(threads));
+        if (trainSteps < 1) throw new ArgumentException($"trainSteps must be >= 1, got {trainSteps}", nameof(trainSteps));
+        if (repeats < 1) throw new ArgumentException($"repeats must be >= 1, got {repeats}", nameof(repeats));
+        var deviceSpec = new DeviceSpec(device).Validate();
+        int before = get_num_threads();
+        set_num_threads(threads);
+        try
+        {
+            double peak = MatmulBenchmark.GflopsPerSecond(device: device);
+            var mnist = training ? Train("mnist", Mnist, MnistBatch, trainSteps, peak, seed, deviceSpec) : null;
+            var toy = training ? Train("2d", Toy, ToyBatch, trainSteps, peak, seed, deviceSpec) : null;
+            var sample = sampling ? Sample(Mnist, MnistBatch, repeats, uncached, seed, deviceSpec) : null;
+            return new TeacherBenchmarkFigures(get_num_threads(), LoadAverage(), peak, mnist, toy, sample);
+        }
+        finally
+        {
+            set_num_threads(before);
+        }
+    }
+
+    /// <summary>The 1, 5 and 15 minute load averages from /proc/loadavg; empty where it cannot be read.</summary>
+    public static double[] LoadAverage()
+    {
+        try
+        {
+            var parts = File.ReadAllText("/proc/loadavg").Split(' ');
+            return [.. parts.Take(3).Select(p => double.Parse(p, System.Globalization.CultureInfo.InvariantCulture))];
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException)
+        {
+            return [];
+        }
+    }
+
+    /// <summary>Random data rows [rows, ...InputShape] in [-1, 1] on the device.</summary>
+    static Tensor Data(TeacherSpec spec, long rows, Generator generator, Device device) =>
+        (rand([rows, .. spec.InputShape], generator: generator) * 2 - 1).to(device);
+
+    static TeacherTrainingFigures Train(string name, TeacherSpec spec, int batch, int steps, double peak, long seed, DeviceSpec device)
+    {
+        const int warmup = 3;
+        var dev = device.ToDevice();
+        var run = new TeacherRunSpec(spec, TeacherRunSpec.DefaultTraining(warmup + steps, batch, 1e-4, seed), "random", device);
+        var teacher = TrainedTeacher.Create(run);
+        using var generator = new Generator((ulong)seed);
+        using var data = Data(spec, 4 * batch, generator, dev);
+
+        // Whole training steps, timed between the trainer's progress reports.
+        var watch = Stopwatch.StartNew();
+        var stepSeconds = new List<double>();
+        double last = 0;
+        TeacherTraining.Run(teacher, data, null, progress: p =>
+        {
+            double now = watch.Elapsed.TotalSeconds;
+            if (p.Step > warmup) stepSeconds.Add(now - last);
+            last = now;
+        });
+        double stepTime = Median(stepSeconds);
+
+        // Forward + backward alone, on one fixed batch.
+        var model = teacher.Model;
+        model.train();
+        using var x = data.narrow(0, 0, batch);
+        double fbTime = Timing.MedianSeconds(() =>
+        {
+            using var scope = NewDisposeScope();
+            Teacher.Loss(model, x).backward();
+            model.zero_grad();
+        }, steps, warmup: 1);
+        model.eval();
+        model.Dispose();
+
+        double flops = TrainingFlops(spec, batch);
+        double achieved = flops / stepTime / 1e9;
+        return new TeacherTrainingFigures(name, batch, 1 / stepTime, 1 / fbTime, flops, achieved, achieved / peak,
+            flops / fbTime / 1e9 / peak);
+    }
+
+    static TeacherSamplingFigures Sample(TeacherSpec spec, int batch, int repeats, bool uncached, long seed, DeviceSpec device)
+    {
+        var dev = device.ToDevice();
+        using var generator = new Generator((ulong)seed);
+        using var model = new TeacherModel(spec, generator);
+        model.to(dev);
+        model.eval();
+        // Non-zero output projections, so that decoding does real work (a new model is the identity).
+        using (no_grad())
+            foreach (var (pname, p) in model.named_parameters())
+                if (pname.Contains("proj_out.")) p.copy_(randn(p.shape, generator: generator).to(dev) * 0.01);
+        using var x = Data(spec, batch, generator, dev);
+        using var z = randn([batch, .. spec.InputShape], generator: generator).to(dev);
+        using var _ = no_grad();
+        double encode = Timing.MedianSeconds(() =>
+        {
+            var (zz, ld) = Teacher.Encode(model, x);
+            zz.Dispose(); ld.Dispose();
+        }, repeats, warmup: 1);
+        double cached = Timing.MedianSeconds(() => Teacher.Decode(model, z, useCache: true).Dispose(), repeats, warmup: 1);
+        double full = uncached ? Timing.MedianSeconds(() => Teacher.Decode(model, z, useCache: false).Dispose(), 1, warmup: 0) : double.NaN;
+        return new TeacherSamplingFigures(batch, batch / encode, cached, full, full / cached);
+    }
+
+    static double Median(List<double> values)
+    {
+        var v = values.Order().ToArray();
+        int n = v.Length;
+        return n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+    }
+}
