@@ -150,7 +150,7 @@ type BenchArgs =
     interface IArgParserTemplate with
         member a.Usage =
             match a with
-            | Name _ -> "ot | train-2d | matmul | student-nets | all (the quick ones); memory (2,000 training steps, resident memory); mnist-compare (long: compare on MNIST)."
+            | Name _ -> "ot | train-2d | matmul | student-nets | teacher-train | teacher-sample | all; memory (2,000 training steps, resident memory); mnist-compare (long: compare on MNIST)."
             | Data _ -> "mnist-compare: the MNIST folder as mnist:DIR (default mnist:../shared/data/mnist)."
             | Budget _ -> "mnist-compare: quick | standard | N (default standard)."
             | Out _ -> "mnist-compare: output folder (default results/mnist-compare)."

@@ -80,7 +80,7 @@ let trainTwoD () =
 
 let bench (args: ParseResults<BenchArgs>) =
     let name = args.GetResult BenchArgs.Name
-    let valid = [ "ot"; "train-2d"; "matmul"; "student-nets"; "memory"; "mnist-compare"; "all" ]
+    let valid = [ "ot"; "train-2d"; "matmul"; "student-nets"; "teacher-train"; "teacher-sample"; "memory"; "mnist-compare"; "all" ]
     if not (List.contains name valid) then fail (sprintf "unknown benchmark '%s'; valid: %s" name (String.concat ", " valid))
     let out = outputPath (args.GetResult(BenchArgs.Json, sprintf "bench-%s.json" name))
     let figures = Collections.Generic.List<string * Text.Json.Nodes.JsonNode>()
@@ -103,6 +103,19 @@ let bench (args: ParseResults<BenchArgs>) =
             printfn "student-nets: %-6s width %d depth %d, %d params, %d thread(s): %.2f train steps/s, %.1f passes/s, %.1f GFLOP/s (matmul %.1f)"
                 t.Net t.Width t.Depth t.Parameters t.Threads t.TrainStepsPerSecond t.ForwardPassesPerSecond t.TrainGflopsPerSecond t.MatmulGflopsPerSecond
         add "student_nets" node
+    if run "teacher-train" || run "teacher-sample" then
+        let r = Nfm.Bench.TeacherBenchmark.Run(torch.get_num_threads (), training = run "teacher-train", sampling = run "teacher-sample")
+        let show (t: Nfm.Bench.TeacherTrainingFigures) =
+            if not (isNull (box t)) then
+                printfn "teacher-train %s: %.2f steps/s at batch %d, %.2f GFLOP/step, %.1f GFLOP/s, MFU %.0f%% of the %.1f GFLOP/s matmul peak"
+                    t.Name t.StepsPerSecond t.Batch (t.ModelFlopsPerStep / 1e9) t.AchievedGflopsPerSecond (100.0 * t.Mfu) r.MatmulPeakGflopsPerSecond
+        show r.MnistTraining
+        show r.ToyTraining
+        if not (isNull (box r.MnistSampling)) then
+            let s = r.MnistSampling
+            printfn "teacher-sample: encode %.0f samples/s; a batch of %d decoded in %.2fs cached, %.2fs uncached (%.1fx)"
+                s.EncodeSamplesPerSecond s.Batch s.CachedSeconds s.UncachedSeconds s.CacheSpeedup
+        add "teacher" (Text.Json.Nodes.JsonNode.Parse(Text.Json.JsonSerializer.Serialize(r, Nfm.Descriptions.Json.Options)))
     if name = "memory" then
         let r = Nfm.Bench.MemoryBenchmark.Run()
         printfn "memory: %d steps, resident %.1f MiB after warm-up (step %d) -> %.1f MiB at the end (%+.1f%%); live tensors %d -> %d"
