@@ -69,6 +69,17 @@ let tests =
             for f in [ "quality.png"; "results.md"; "teacher.ckpt"; "nfm.pairs" ] do
                 Expect.isTrue (File.Exists(Path.Combine(dir, "c", f))) (sprintf "%s written" f)
         }
+        test "students train on sinkhorn and reflow couplings" {
+            let dir = tempDir ()
+            let student coupling out =
+                runIn dir 120 [ "student"; "train"; "--data"; "moons"; "--n"; "500"; "--coupling"; coupling; "--out"; out
+                                "--steps"; "5"; "--batch"; "32"; "--width"; "16"; "--depth"; "1" ]
+            ok (student "sinkhorn:0.1" "s1.ckpt") "sinkhorn student"
+            ok (student "reflow:s1.ckpt" "s2.ckpt") "reflow student"
+            let bad = student "reflow:missing.ckpt" "s3.ckpt"
+            Expect.notEqual bad.Code 0 "a missing reflow student is refused"
+            Expect.stringContains bad.Err "missing.ckpt" "names the file"
+        }
         test "teacher export then import gives the same encodings" {
             let dir = tempDir ()
             ok (tinyTeacher dir []) "teacher train"
