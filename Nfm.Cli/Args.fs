@@ -338,7 +338,7 @@ type NfmArgs =
             | Student _ -> "train or sample a flow-matching student."
             | Teacher _ -> "train, import, export, encode, decode, sample or score a TarFlow teacher."
             | Couple _ -> "precompute NFM pairs (noise = teacher encoding of the data) for a data set."
-            | Eval _ -> "quality of samples against reference data (w2, mmd)."
+            | Eval _ -> "quality of samples against reference data (w2, mmd, fd)."
             | Bench _ -> "benchmarks: print figures and write JSON."
             | Verbose -> "print stack traces on errors."
 
