@@ -190,6 +190,23 @@ let run (dataSpec: string) (labels: string option) (outDir: string) (budgetName:
         [ { Name = "independent"; CouplingText = "independent"; Coupling = Couple.independent }
           { Name = "ot"; CouplingText = "ot"; Coupling = Couple.ot }
           { Name = "nfm"; CouplingText = "teacher:" + pairsPath; Coupling = nfmCoupling } ]
+    // Diagnostics of the coupling the students will get: how Gaussian the teacher's scaled encodings are, and the mean
+    // pair cost E||x1 - x0||^2 per dimension of each coupling on one batch of up to 2,000 rows.
+    let gap =
+        let z = pairs.X0[0L]
+        let z = z.reshape(z.shape[0], -1L)
+        Nfm.Metrics.Frechet.ToStandardNormal(z.narrow(0L, 0L, min z.shape[0] 2000L))
+    let pairCosts =
+        let rows = min data.X.shape[0] 2000L
+        let idx = torch.arange(rows, dtype = torch.int64)
+        let batch = Nfm.Couple.Batch(data.X.narrow(0L, 0L, rows), null, idx)
+        [ for m in methods ->
+            use g = new torch.Generator(uint64 (seed + 5L))
+            let p = m.Coupling.Invoke(batch, g)
+            m.Name, jnum ((p.X1 - p.X0).square().mean().item<float32>() |> float) ]
+    eprintfn "teacher encodings: Frechet distance to N(0, I) %.3f (covariance eigenvalues %.3f..%.3f); pair cost per dimension: %s"
+        gap.Distance gap.MinEigenvalue gap.MaxEigenvalue
+        (pairCosts |> List.map (fun (k, v) -> sprintf "%s %s" k (v.ToString())) |> String.concat ", ")
     let students = trainStudents settings architecture data outDir methods
     let rows = evaluate quality metric students budget.Steps grid evalCount reference (seed + 2L) outDir
     let teacherRow =
@@ -204,6 +221,10 @@ let run (dataSpec: string) (labels: string option) (outDir: string) (budgetName:
                             "test_nll_nats", jnum teacherNll; "test_bpd", (if isImage then jnum teacherBpd else jstr "n/a")
                             "value", jnum teacherValue; "nfe", jint (int64 teacherNfe); "id", jstr (teacher.Identity()) ]
           "nfm", jobj [ "eta", jnum eta; "sigma_f", jnum sigmaF ]
+          "diagnostics", jobj [ "encodings_frechet_to_standard_normal", jnum gap.Distance
+                                "encodings_covariance_min_eigenvalue", jnum gap.MinEigenvalue
+                                "encodings_covariance_max_eigenvalue", jnum gap.MaxEigenvalue
+                                "pair_cost_per_dimension", jobj pairCosts ]
           "students", jobj finalLosses
           "n_reference", jint (int64 evalCount) ] @ extraMetric
     let md = writeResults outDir dataSpec metric (rows @ [ teacherRow ]) extra

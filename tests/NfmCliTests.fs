@@ -66,6 +66,9 @@ let tests =
             for row in rows do
                 for field in [ "solver"; "grid"; "nfe"; "value"; "seconds_per_1000" ] do
                     Expect.isTrue (fst (row.TryGetProperty field)) (sprintf "row has %s" field)
+            let diag = root.GetProperty("diagnostics")
+            Expect.isTrue (diag.GetProperty("encodings_frechet_to_standard_normal").GetDouble() >= 0.0) "teacher encoding diagnostic"
+            Expect.equal (diag.GetProperty("pair_cost_per_dimension").EnumerateObject() |> Seq.length) 3 "a pair cost per coupling"
             for f in [ "quality.png"; "results.md"; "teacher.ckpt"; "nfm.pairs" ] do
                 Expect.isTrue (File.Exists(Path.Combine(dir, "c", f))) (sprintf "%s written" f)
         }
