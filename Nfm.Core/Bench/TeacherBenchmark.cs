@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Text.Json.Serialization;
 using Nfm.Descriptions;
 using Nfm.Invert;
 using TorchSharp;
@@ -20,7 +21,7 @@ namespace Nfm.Bench;
 /// <param name="AchievedGflopsPerSecond">ModelFlopsPerStep times StepsPerSecond, in GFLOP/s.</param>
 /// <param name="Mfu">Model FLOP utilisation of the whole step: achieved over the matmul peak measured in the same run.</param>
 /// <param name="ForwardBackwardMfu">The same for forward + backward alone.</param>
-/// <param name="CpuSecondsPerStep">Process CPU seconds per training step (median).</param>
+/// <param name="CpuSecondsPerStep">Process CPU seconds per training step (mean over the timed steps).</param>
 /// <param name="CpuMfu">Model FLOPs per CPU second of a step over the matmul's FLOPs per CPU second.</param>
 public sealed record TeacherTrainingFigures(string Name, int Batch, double StepsPerSecond, double ForwardBackwardPerSecond,
     double ModelFlopsPerStep, double AchievedGflopsPerSecond, double Mfu, double ForwardBackwardMfu,
@@ -30,10 +31,12 @@ public sealed record TeacherTrainingFigures(string Name, int Batch, double Steps
 /// <param name="Batch">Rows per encode and per sampled batch.</param>
 /// <param name="EncodeSamplesPerSecond">Rows encoded (data to noise) per second (median of the repeats).</param>
 /// <param name="CachedSeconds">Decoding one batch with the key/value cache (median).</param>
-/// <param name="UncachedSeconds">Decoding one batch with a full pass per step (one run: it is slow); null when skipped.</param>
-/// <param name="CacheSpeedup">UncachedSeconds / CachedSeconds; null when the uncached decode was skipped.</param>
-public sealed record TeacherSamplingFigures(int Batch, double EncodeSamplesPerSecond, double CachedSeconds, double? UncachedSeconds,
-    double? CacheSpeedup);
+/// <param name="UncachedSeconds">Decoding one batch with a full pass per step (one run: it is slow); NaN when skipped
+/// (written to JSON as the string "NaN").</param>
+/// <param name="CacheSpeedup">UncachedSeconds / CachedSeconds; NaN when the uncached decode was skipped.</param>
+public sealed record TeacherSamplingFigures(int Batch, double EncodeSamplesPerSecond, double CachedSeconds,
+    [property: JsonNumberHandling(JsonNumberHandling.AllowNamedFloatingPointLiterals)] double UncachedSeconds,
+    [property: JsonNumberHandling(JsonNumberHandling.AllowNamedFloatingPointLiterals)] double CacheSpeedup);
 
 /// <summary>
 /// Figures of the teacher benchmark, with what they were measured under: libtorch threads, the machine's load
@@ -138,25 +141,31 @@ public static class TeacherBenchmark
         return (rand([rows, .. spec.InputShape], generator: generator) * 2 - 1).to(device).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Process CPU time so far, in seconds.</summary>
-    static double CpuSeconds() => Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds;
+    /// <summary>Process CPU time so far (all threads), in seconds.</summary>
+    static double CpuSeconds() => Environment.CpuUsage.TotalTime.TotalSeconds;
 
-    /// <summary>Matmul peak in GFLOP per wall second (<see cref="MatmulBenchmark"/>) and per process CPU second.</summary>
+    /// <summary>
+    /// The float32 1024^3 matmul's peak: GFLOP per wall second of the fastest call (on a shared machine the median
+    /// of <see cref="MatmulBenchmark"/> includes other work's interruptions; the fastest call is the least disturbed)
+    /// and GFLOP per process CPU second over all calls.
+    /// </summary>
     static (double Wall, double Cpu) Peak(string device)
     {
-        const int n = 1024, calls = 5;
-        double wall = MatmulBenchmark.GflopsPerSecond(n, device: device);
+        const int n = 1024, calls = 15;
+        const double flops = 2.0 * n * n * n;
         var dev = torch.device(device);
         using var a = randn(n, n, device: dev);
         using var b = randn(n, n, device: dev);
-        using (var warm = matmul(a, b)) { }
-        double start = CpuSeconds();
+        void Multiply() { using var c = matmul(a, b); Synchronise(dev); }
+        Multiply(); Multiply();
+        double fastest = double.PositiveInfinity, start = CpuSeconds();
         for (int i = 0; i < calls; i++)
         {
-            using var c = matmul(a, b);
-            Synchronise(dev);
+            var watch = Stopwatch.StartNew();
+            Multiply();
+            fastest = Math.Min(fastest, watch.Elapsed.TotalSeconds);
         }
-        return (wall, calls * 2.0 * n * (double)n * n / (CpuSeconds() - start) / 1e9);
+        return (flops / fastest / 1e9, calls * flops / (CpuSeconds() - start) / 1e9);
     }
 
     /// <summary>Timings of one configuration before they are set against the peak.</summary>
@@ -188,14 +197,15 @@ public static class TeacherBenchmark
         // Whole training steps, timed between the trainer's progress reports.
         var watch = Stopwatch.StartNew();
         var stepSeconds = new List<double>();
-        var stepCpu = new List<double>();
-        (double wall, double cpu) last = (0, CpuSeconds());
+        double last = 0, cpuStart = 0;
         TeacherTraining.Run(teacher, data, null, progress: p =>
         {
-            (double wall, double cpu) now = (watch.Elapsed.TotalSeconds, CpuSeconds());
-            if (p.Step > warmup) { stepSeconds.Add(now.wall - last.wall); stepCpu.Add(now.cpu - last.cpu); }
+            double now = watch.Elapsed.TotalSeconds;
+            if (p.Step > warmup) stepSeconds.Add(now - last);
+            else if (p.Step == warmup) cpuStart = CpuSeconds();
             last = now;
         });
+        double stepCpu = (CpuSeconds() - cpuStart) / steps;
 
         // Forward + backward alone, on one fixed batch.
         var model = teacher.Model;
@@ -210,7 +220,7 @@ public static class TeacherBenchmark
         }, steps, warmup: 1);
         model.eval();
         model.Dispose();
-        return new TrainingTimes(name, spec, batch, Median(stepSeconds), forwardBackward, Median(stepCpu));
+        return new TrainingTimes(name, spec, batch, Median(stepSeconds), forwardBackward, stepCpu);
     }
 
     static TeacherSamplingFigures Sample(TeacherSpec spec, int batch, int repeats, bool uncached, long seed, DeviceSpec device)
@@ -241,7 +251,7 @@ public static class TeacherBenchmark
             Synchronise(dev);
         }
         double cached = Timing.MedianSeconds(() => Decode(true), repeats, warmup: 1);
-        double? full = uncached ? Timing.MedianSeconds(() => Decode(false), 1, warmup: 0) : null;
+        double full = uncached ? Timing.MedianSeconds(() => Decode(false), 1, warmup: 0) : double.NaN;
         return new TeacherSamplingFigures(batch, batch / encode, cached, full, full / cached);
     }
 
