@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Text.Json.Serialization;
 using Nfm.Descriptions;
 using Nfm.Invert;
 using TorchSharp;
@@ -9,35 +10,43 @@ namespace Nfm.Bench;
 /// <summary>
 /// Training throughput of one teacher configuration. A step is one step of <see cref="TeacherTraining.Run"/>
 /// (batch draw, noise augmentation, loss, backward, clipping, AdamW); forward + backward alone is timed as well, so that
-/// the model's own cost can be told apart from the optimiser's.
+/// the model's own cost can be told apart from the optimiser's. Wall-clock figures are what a user waits; the CPU-time
+/// figures (this process, all threads) hold up better on a machine shared with other work.
 /// </summary>
 /// <param name="Name">Configuration name (mnist, 2d).</param>
 /// <param name="Batch">Rows per step.</param>
 /// <param name="StepsPerSecond">Training steps per second (median step time).</param>
 /// <param name="ForwardBackwardPerSecond">Loss forward + backward passes per second (median), no optimiser.</param>
-/// <param name="ModelFlopsPerStep">Model FLOPs of one step: the forward matmuls counted analytically, times 3 for forward + backward.</param>
+/// <param name="ModelFlopsPerStep">Model FLOPs of one step (<see cref="TeacherBenchmark.TrainingFlops"/>).</param>
 /// <param name="AchievedGflopsPerSecond">ModelFlopsPerStep times StepsPerSecond, in GFLOP/s.</param>
 /// <param name="Mfu">Model FLOP utilisation of the whole step: achieved over the matmul peak measured in the same run.</param>
 /// <param name="ForwardBackwardMfu">The same for forward + backward alone.</param>
+/// <param name="CpuSecondsPerStep">Process CPU seconds per training step (mean over the timed steps).</param>
+/// <param name="CpuMfu">Model FLOPs per CPU second of a step over the matmul's FLOPs per CPU second.</param>
 public sealed record TeacherTrainingFigures(string Name, int Batch, double StepsPerSecond, double ForwardBackwardPerSecond,
-    double ModelFlopsPerStep, double AchievedGflopsPerSecond, double Mfu, double ForwardBackwardMfu);
+    double ModelFlopsPerStep, double AchievedGflopsPerSecond, double Mfu, double ForwardBackwardMfu,
+    double CpuSecondsPerStep, double CpuMfu);
 
-/// <summary>Encoding and sampling speed of the MNIST configuration.</summary>
+/// <summary>Encoding and sampling speed of the MNIST configuration (no autograd graph).</summary>
 /// <param name="Batch">Rows per encode and per sampled batch.</param>
-/// <param name="EncodeSamplesPerSecond">Rows encoded (data to noise, no graph) per second.</param>
+/// <param name="EncodeSamplesPerSecond">Rows encoded (data to noise) per second (median of the repeats).</param>
 /// <param name="CachedSeconds">Decoding one batch with the key/value cache (median).</param>
-/// <param name="UncachedSeconds">Decoding one batch with a full pass per step (one run: it is slow); NaN when skipped.</param>
-/// <param name="CacheSpeedup">UncachedSeconds / CachedSeconds.</param>
-public sealed record TeacherSamplingFigures(int Batch, double EncodeSamplesPerSecond, double CachedSeconds, double UncachedSeconds,
-    double CacheSpeedup);
+/// <param name="UncachedSeconds">Decoding one batch with a full pass per step (one run: it is slow); NaN when skipped
+/// (written to JSON as the string "NaN").</param>
+/// <param name="CacheSpeedup">UncachedSeconds / CachedSeconds; NaN when the uncached decode was skipped.</param>
+public sealed record TeacherSamplingFigures(int Batch, double EncodeSamplesPerSecond, double CachedSeconds,
+    [property: JsonNumberHandling(JsonNumberHandling.AllowNamedFloatingPointLiterals)] double UncachedSeconds,
+    [property: JsonNumberHandling(JsonNumberHandling.AllowNamedFloatingPointLiterals)] double CacheSpeedup);
 
 /// <summary>
 /// Figures of the teacher benchmark, with what they were measured under: libtorch threads, the machine's load
-/// average (1, 5, 15 minutes; empty where /proc/loadavg is missing) and the float32 matmul peak of the same run.
-/// A part not asked for is null.
+/// average at the end (1, 5, 15 minutes; empty where /proc/loadavg is missing) and the float32 1024^3 matmul peak of
+/// the same run (the better of a measurement before and one after the model timings, in GFLOP per wall second and per
+/// process CPU second). A part not asked for is null.
 /// </summary>
 public sealed record TeacherBenchmarkFigures(int TorchThreads, double[] LoadAverage, double MatmulPeakGflopsPerSecond,
-    TeacherTrainingFigures? MnistTraining, TeacherTrainingFigures? ToyTraining, TeacherSamplingFigures? MnistSampling);
+    double MatmulPeakGflopsPerCpuSecond, TeacherTrainingFigures? MnistTraining, TeacherTrainingFigures? ToyTraining,
+    TeacherSamplingFigures? MnistSampling);
 
 /// <summary>
 /// Times the TarFlow teacher on the two configurations the project trains: MNIST (1x28x28 in 4x4 patches: 49 tokens of
@@ -81,7 +90,7 @@ public static class TeacherBenchmark
 
     /// <summary>
     /// Runs the benchmark with libtorch set to <paramref name="threads"/> threads (restored afterwards).
-    /// <paramref name="trainSteps"/> timed training steps per configuration (after 3 untimed ones);
+    /// <paramref name="trainSteps"/> timed training steps per configuration (after 3 untimed ones for MNIST, 40 for 2-D);
     /// <paramref name="repeats"/> timed encodes and cached decodes; <paramref name="uncached"/>: also time one uncached
     /// decode (tens of seconds on two cores).
     /// </summary>
@@ -96,11 +105,14 @@ public static class TeacherBenchmark
         set_num_threads(threads);
         try
         {
-            double peak = MatmulBenchmark.GflopsPerSecond(device: device);
-            var mnist = training ? Train("mnist", Mnist, MnistBatch, trainSteps, peak, seed, deviceSpec) : null;
-            var toy = training ? Train("2d", Toy, ToyBatch, trainSteps, peak, seed, deviceSpec) : null;
+            var peak = Peak(device);
+            var mnist = training ? Train("mnist", Mnist, MnistBatch, 3, trainSteps, seed, deviceSpec) : null;
+            var toy = training ? Train("2d", Toy, ToyBatch, 40, trainSteps, seed, deviceSpec) : null;
             var sample = sampling ? Sample(Mnist, MnistBatch, repeats, uncached, seed, deviceSpec) : null;
-            return new TeacherBenchmarkFigures(get_num_threads(), LoadAverage(), peak, mnist, toy, sample);
+            var after = Peak(device);
+            (double wall, double cpu) = (Math.Max(peak.Wall, after.Wall), Math.Max(peak.Cpu, after.Cpu));
+            return new TeacherBenchmarkFigures(get_num_threads(), LoadAverage(), wall, cpu,
+                mnist?.Against(wall, cpu), toy?.Against(wall, cpu), sample);
         }
         finally
         {
@@ -123,12 +135,59 @@ public static class TeacherBenchmark
     }
 
     /// <summary>Random data rows [rows, ...InputShape] in [-1, 1] on the device.</summary>
-    static Tensor Data(TeacherSpec spec, long rows, Generator generator, Device device) =>
-        (rand([rows, .. spec.InputShape], generator: generator) * 2 - 1).to(device);
-
-    static TeacherTrainingFigures Train(string name, TeacherSpec spec, int batch, int steps, double peak, long seed, DeviceSpec device)
+    static Tensor Data(TeacherSpec spec, long rows, Generator generator, Device device)
     {
-        const int warmup = 3;
+        using var scope = NewDisposeScope();
+        return (rand([rows, .. spec.InputShape], generator: generator) * 2 - 1).to(device).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Process CPU time so far (all threads), in seconds.</summary>
+    static double CpuSeconds() => Environment.CpuUsage.TotalTime.TotalSeconds;
+
+    /// <summary>
+    /// The float32 1024^3 matmul's peak: GFLOP per wall second of the fastest call (on a shared machine the median
+    /// of <see cref="MatmulBenchmark"/> includes other work's interruptions; the fastest call is the least disturbed)
+    /// and GFLOP per process CPU second over all calls.
+    /// </summary>
+    static (double Wall, double Cpu) Peak(string device)
+    {
+        const int n = 1024, calls = 15;
+        const double flops = 2.0 * n * n * n;
+        var dev = torch.device(device);
+        using var a = randn(n, n, device: dev);
+        using var b = randn(n, n, device: dev);
+        void Multiply() { using var c = matmul(a, b); Synchronise(dev); }
+        Multiply(); Multiply();
+        double fastest = double.PositiveInfinity, start = CpuSeconds();
+        for (int i = 0; i < calls; i++)
+        {
+            var watch = Stopwatch.StartNew();
+            Multiply();
+            fastest = Math.Min(fastest, watch.Elapsed.TotalSeconds);
+        }
+        return (flops / fastest / 1e9, calls * flops / (CpuSeconds() - start) / 1e9);
+    }
+
+    /// <summary>Timings of one configuration before they are set against the peak.</summary>
+    sealed record TrainingTimes(string Name, TeacherSpec Spec, int Batch, double StepSeconds, double ForwardBackwardSeconds, double StepCpuSeconds)
+    {
+        public TeacherTrainingFigures Against(double peakWall, double peakCpu)
+        {
+            double flops = TrainingFlops(Spec, Batch);
+            double achieved = flops / StepSeconds / 1e9;
+            return new TeacherTrainingFigures(Name, Batch, 1 / StepSeconds, 1 / ForwardBackwardSeconds, flops, achieved,
+                achieved / peakWall, flops / ForwardBackwardSeconds / 1e9 / peakWall, StepCpuSeconds,
+                flops / StepCpuSeconds / 1e9 / peakCpu);
+        }
+    }
+
+    /// <summary>
+    /// Times <paramref name="steps"/> training steps after <paramref name="warmup"/> untimed ones. Small models need
+    /// tens of warm-up steps: .NET compiles the managed side of a step fully only after about 30 calls, and on the
+    /// 2-D teacher that side is a large part of the step.
+    /// </summary>
+    static TrainingTimes Train(string name, TeacherSpec spec, int batch, int warmup, int steps, long seed, DeviceSpec device)
+    {
         var dev = device.ToDevice();
         var run = new TeacherRunSpec(spec, TeacherRunSpec.DefaultTraining(warmup + steps, batch, 1e-4, seed), "random", device);
         var teacher = TrainedTeacher.Create(run);
@@ -138,32 +197,30 @@ public static class TeacherBenchmark
         // Whole training steps, timed between the trainer's progress reports.
         var watch = Stopwatch.StartNew();
         var stepSeconds = new List<double>();
-        double last = 0;
+        double last = 0, cpuStart = 0;
         TeacherTraining.Run(teacher, data, null, progress: p =>
         {
             double now = watch.Elapsed.TotalSeconds;
             if (p.Step > warmup) stepSeconds.Add(now - last);
+            else if (p.Step == warmup) cpuStart = CpuSeconds();
             last = now;
         });
-        double stepTime = Median(stepSeconds);
+        double stepCpu = (CpuSeconds() - cpuStart) / steps;
 
         // Forward + backward alone, on one fixed batch.
         var model = teacher.Model;
         model.train();
         using var x = data.narrow(0, 0, batch);
-        double fbTime = Timing.MedianSeconds(() =>
+        double forwardBackward = Timing.MedianSeconds(() =>
         {
             using var scope = NewDisposeScope();
             Teacher.Loss(model, x).backward();
             model.zero_grad();
+            Synchronise(dev);
         }, steps, warmup: 1);
         model.eval();
         model.Dispose();
-
-        double flops = TrainingFlops(spec, batch);
-        double achieved = flops / stepTime / 1e9;
-        return new TeacherTrainingFigures(name, batch, 1 / stepTime, 1 / fbTime, flops, achieved, achieved / peak,
-            flops / fbTime / 1e9 / peak);
+        return new TrainingTimes(name, spec, batch, Median(stepSeconds), forwardBackward, stepCpu);
     }
 
     static TeacherSamplingFigures Sample(TeacherSpec spec, int batch, int repeats, bool uncached, long seed, DeviceSpec device)
@@ -174,20 +231,34 @@ public static class TeacherBenchmark
         model.to(dev);
         model.eval();
         // Non-zero output projections, so that decoding does real work (a new model is the identity).
+        using (var scope = NewDisposeScope())
         using (no_grad())
             foreach (var (pname, p) in model.named_parameters())
                 if (pname.Contains("proj_out.")) p.copy_(randn(p.shape, generator: generator).to(dev) * 0.01);
         using var x = Data(spec, batch, generator, dev);
-        using var z = randn([batch, .. spec.InputShape], generator: generator).to(dev);
+        using var z = Data(spec, batch, generator, dev); // stands in for noise: the cost does not depend on the values
         using var _ = no_grad();
         double encode = Timing.MedianSeconds(() =>
         {
-            var (zz, ld) = Teacher.Encode(model, x);
-            zz.Dispose(); ld.Dispose();
+            using var scope = NewDisposeScope();
+            Teacher.Encode(model, x);
+            Synchronise(dev);
         }, repeats, warmup: 1);
-        double cached = Timing.MedianSeconds(() => Teacher.Decode(model, z, useCache: true).Dispose(), repeats, warmup: 1);
-        double full = uncached ? Timing.MedianSeconds(() => Teacher.Decode(model, z, useCache: false).Dispose(), 1, warmup: 0) : double.NaN;
+        void Decode(bool cache)
+        {
+            using var scope = NewDisposeScope();
+            Teacher.Decode(model, z, useCache: cache);
+            Synchronise(dev);
+        }
+        double cached = Timing.MedianSeconds(() => Decode(true), repeats, warmup: 1);
+        double full = uncached ? Timing.MedianSeconds(() => Decode(false), 1, warmup: 0) : double.NaN;
         return new TeacherSamplingFigures(batch, batch / encode, cached, full, full / cached);
+    }
+
+    /// <summary>Waits for queued GPU work, so that a timing covers it.</summary>
+    static void Synchronise(Device device)
+    {
+        if (device.type == DeviceType.CUDA) cuda.synchronize();
     }
 
     static double Median(List<double> values)
