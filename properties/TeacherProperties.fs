@@ -97,11 +97,11 @@ module Gens =
                   Rows = rows; Seed = seed } }
 
     /// Small models with D <= 16 and weights of moderate size.
-    let cases = caseOver (layout 16) (Gen.elements [ 0.2; 0.35; 0.5 ]) (Gen.elements [ 0.1; 0.2; 0.3 ]) |> Arb.fromGen
+    let cases = caseOver (layout 16) (Gen.elements [ 0.2; 0.3; 0.4 ]) (Gen.elements [ 0.1; 0.2; 0.3 ]) |> Arb.fromGen
 
     /// Conditional cases only.
     let conditional =
-        caseOver (layout 16) (Gen.elements [ 0.2; 0.35; 0.5 ]) (Gen.elements [ 0.1; 0.2; 0.3 ])
+        caseOver (layout 16) (Gen.elements [ 0.2; 0.3; 0.4 ]) (Gen.elements [ 0.1; 0.2; 0.3 ])
         |> Gen.map (fun c -> { c with Classes = 3 })
         |> Arb.fromGen
 
