@@ -78,6 +78,9 @@ let trainTwoD () =
     Nfm.Regress.StudentTraining.Run(st, data.X, null, Couple.independent) |> ignore
     float settings.Steps / watch.Elapsed.TotalSeconds
 
+/// A benchmark's figures record as JSON, in the descriptions' naming convention.
+let toNode (r: 'T) = Text.Json.Nodes.JsonNode.Parse(Text.Json.JsonSerializer.Serialize(r, Nfm.Descriptions.Json.Options))
+
 let bench (args: ParseResults<BenchArgs>) =
     let name = args.GetResult BenchArgs.Name
     let valid = [ "ot"; "train-2d"; "matmul"; "student-nets"; "teacher-train"; "teacher-sample"; "memory"; "mnist-compare"; "all" ]
@@ -98,7 +101,7 @@ let bench (args: ParseResults<BenchArgs>) =
         add "train_2d_steps_per_second" (jnum sps)
     if run "student-nets" then
         let r = Nfm.Bench.StudentNetBenchmark.Run()
-        let node = Text.Json.Nodes.JsonNode.Parse(Text.Json.JsonSerializer.Serialize(r, Nfm.Descriptions.Json.Options))
+        let node = toNode r
         for t in r.Timings do
             printfn "student-nets: %-6s width %d depth %d, %d params, %d thread(s): %.2f train steps/s, %.1f passes/s, %.1f GFLOP/s (matmul %.1f)"
                 t.Net t.Width t.Depth t.Parameters t.Threads t.TrainStepsPerSecond t.ForwardPassesPerSecond t.TrainGflopsPerSecond t.MatmulGflopsPerSecond
@@ -115,13 +118,13 @@ let bench (args: ParseResults<BenchArgs>) =
             let s = r.MnistSampling
             printfn "teacher-sample: encode %.0f samples/s; a batch of %d decoded in %.2fs cached, %.2fs uncached (%.1fx)"
                 s.EncodeSamplesPerSecond s.Batch s.CachedSeconds s.UncachedSeconds s.CacheSpeedup
-        add "teacher" (Text.Json.Nodes.JsonNode.Parse(Text.Json.JsonSerializer.Serialize(r, Nfm.Descriptions.Json.Options)))
+        add "teacher" (toNode r)
     if name = "memory" then
         let r = Nfm.Bench.MemoryBenchmark.Run()
         printfn "memory: %d steps, resident %.1f MiB after warm-up (step %d) -> %.1f MiB at the end (%+.1f%%); live tensors %d -> %d"
             r.Steps (float r.ResidentAfterWarmup / 1048576.0) r.WarmupStep (float r.ResidentAtEnd / 1048576.0) r.GrowthPercent
             r.LiveTensorsAfterWarmup r.LiveTensorsAtEnd
-        add "memory" (Text.Json.Nodes.JsonNode.Parse(Text.Json.JsonSerializer.Serialize(r, Nfm.Descriptions.Json.Options)))
+        add "memory" (toNode r)
     if name = "mnist-compare" then
         let data = args.GetResult(BenchArgs.Data, "mnist:../shared/data/mnist")
         let outDir = outputFolder (args.GetResult(BenchArgs.Out, Path.Combine("results", "mnist-compare")))
@@ -131,7 +134,7 @@ let bench (args: ParseResults<BenchArgs>) =
         add "results" (jstr (Path.Combine(outDir, "results.json")))
     if run "ot" then
         let r = Nfm.Bench.OtBenchmark.Run()
-        let node = Text.Json.Nodes.JsonNode.Parse(Text.Json.JsonSerializer.Serialize(r, Nfm.Descriptions.Json.Options))
+        let node = toNode r
         printfn "ot: %s" (node.ToJsonString())
         add "ot" node
     writeJson out (jobj (List.ofSeq figures))
