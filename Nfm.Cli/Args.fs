@@ -25,10 +25,12 @@ type CompareArgs =
     | Grid of string
     | Eta of float
     | Classifier of file: string
+    | Workers of int
     | Json of file: string
     interface IArgParserTemplate with
         member a.Usage =
             match a with
+            | Workers _ -> "1 (default) or 2: with 2, the students that need no teacher train on a second thread while the teacher trains, each thread with one libtorch thread."
             | Classifier _ -> "MNIST: the FD-MNIST feature classifier checkpoint (default fd-classifier.ckpt; trained with the fixed recipe when missing)."
             | Data _ -> "data: a built-in 2-D set (checkerboard, moons, 8gaussians, 2spirals, rings), mnist:DIR or FILE.npy."
             | Out _ -> "output folder (results.json, results.md, quality.png, sample grids)."
@@ -146,10 +148,12 @@ type BenchArgs =
     | Data of spec: string
     | Budget of string
     | Out of dir: string
+    | Workers of int
     | Json of file: string
     interface IArgParserTemplate with
         member a.Usage =
             match a with
+            | Workers _ -> "mnist-compare: 1 or 2 (default 2: the students that need no teacher train on a second thread while the teacher trains)."
             | Name _ -> "ot | train-2d | matmul | student-nets | teacher-train | teacher-sample | all; memory (2,000 training steps, resident memory); mnist-compare (long: compare on MNIST)."
             | Data _ -> "mnist-compare: the MNIST folder as mnist:DIR (default mnist:../shared/data/mnist)."
             | Budget _ -> "mnist-compare: quick | standard | N (default standard)."

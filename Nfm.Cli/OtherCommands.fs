@@ -128,8 +128,10 @@ let bench (args: ParseResults<BenchArgs>) =
     if name = "mnist-compare" then
         let data = args.GetResult(BenchArgs.Data, "mnist:../shared/data/mnist")
         let outDir = outputFolder (args.GetResult(BenchArgs.Out, Path.Combine("results", "mnist-compare")))
+        let workers = args.GetResult(BenchArgs.Workers, 2)
+        if workers = 2 then torch.set_num_threads 1
         let md = Compare.run data None outDir (args.GetResult(BenchArgs.Budget, "standard")) 0L Quadratic None
-                             (fun () -> featureClassifier (Path.Combine(outDir, "fd-classifier.ckpt")) data)
+                             (fun () -> featureClassifier (Path.Combine(outDir, "fd-classifier.ckpt")) data) workers
         printfn "\n%s" md
         add "results" (jstr (Path.Combine(outDir, "results.json")))
     if run "ot" then
@@ -145,7 +147,7 @@ let demo (args: ParseResults<DemoArgs>) =
     let outDir = outputFolder (args.GetResult(DemoArgs.Out, "demo-out"))
     let seed = int64 (args.GetResult(DemoArgs.Seed, 0))
     let budget = args.TryGetResult DemoArgs.Steps |> Option.map (positive "steps" >> string) |> Option.defaultValue "quick"
-    let md = Compare.run "checkerboard" None outDir budget seed Quadratic None (fun () -> fail "checkerboard needs no feature classifier")
+    let md = Compare.run "checkerboard" None outDir budget seed Quadratic None (fun () -> fail "checkerboard needs no feature classifier") 1
     printfn "\n%s" md
     printfn "wrote %s" (Path.Combine(outDir, "results.json"))
     args.TryGetResult DemoArgs.Json |> Option.iter (fun p -> File.Copy(Path.Combine(outDir, "results.json"), outputPath p, true))
@@ -158,6 +160,7 @@ let compare (args: ParseResults<CompareArgs>) =
     let md = Compare.run (args.GetResult CompareArgs.Data) (args.TryGetResult CompareArgs.Labels) outDir
                          (args.GetResult(CompareArgs.Budget, "quick")) (int64 (args.GetResult(CompareArgs.Seed, 0))) grid eta
                          (fun () -> featureClassifier (args.GetResult(CompareArgs.Classifier, "fd-classifier.ckpt")) (args.GetResult CompareArgs.Data))
+                         (let w = args.GetResult(CompareArgs.Workers, 1) in (if w = 2 then torch.set_num_threads 1); w)
     printfn "\n%s" md
     printfn "wrote %s" (Path.Combine(outDir, "results.json"))
     args.TryGetResult CompareArgs.Json |> Option.iter (fun p -> File.Copy(Path.Combine(outDir, "results.json"), outputPath p, true))

@@ -4,9 +4,12 @@ module Nfm.Cli.Progress
 open System
 open System.Diagnostics
 
+/// Set when several bars advance at once (work on two threads): each then prints lines instead of redrawing.
+let mutable linesOnly = false
+
 type Bar(label: string, total: int64) =
     let watch = Stopwatch.StartNew()
-    let interactive = not Console.IsErrorRedirected
+    let interactive = not Console.IsErrorRedirected && not linesOnly
     let mutable lastDraw = -1.0
     let mutable lastDecile = -1L
 

@@ -123,8 +123,12 @@ public sealed class FeatureClassifier
     public static FeatureClassifier Create(FeatureClassifierSpec spec)
     {
         spec.Validate();
-        manual_seed(spec.Training.Seed);
-        var net = new FeatureClassifierNet(spec);
+        FeatureClassifierNet net;
+        lock (GlobalRng.Lock)
+        {
+            manual_seed(spec.Training.Seed);
+            net = new FeatureClassifierNet(spec);
+        }
         net.to(spec.Device.ToDevice());
         net.eval();
         return new FeatureClassifier(spec, net);

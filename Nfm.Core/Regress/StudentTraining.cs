@@ -41,8 +41,12 @@ public sealed record Student(StudentSpec Spec, nn.Module<Tensor, Tensor, Tensor?
     {
         spec.Validate();
         var device = spec.Device.ToDevice();
-        torch.manual_seed(spec.Training.Seed);
-        var net = VelocityNets.Create(spec.Net);
+        nn.Module<Tensor, Tensor, Tensor?, Tensor> net;
+        lock (GlobalRng.Lock)
+        {
+            torch.manual_seed(spec.Training.Seed);
+            net = VelocityNets.Create(spec.Net);
+        }
         net.to(device);
         return new Student(spec, net, TrainingState.Start(net, spec.Training, device));
     }
