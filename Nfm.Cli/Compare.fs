@@ -135,7 +135,7 @@ let budgetFor (name: string) (isImage: bool) =
     | "quick", false -> { TeacherSteps = 1500; StudentSteps = 2000; TeacherBatch = 256; StudentBatch = 256; EvalCount = 2000; Steps = twoD; SmallTeacherSteps = None }
     | "standard", false -> { TeacherSteps = 10000; StudentSteps = 10000; TeacherBatch = 256; StudentBatch = 256; EvalCount = 2000; Steps = twoD; SmallTeacherSteps = None }
     | "quick", true -> { TeacherSteps = 300; StudentSteps = 300; TeacherBatch = 64; StudentBatch = 64; EvalCount = 500; Steps = images; SmallTeacherSteps = Some 100 }
-    | "standard", true -> { TeacherSteps = 3000; StudentSteps = 2000; TeacherBatch = 64; StudentBatch = 64; EvalCount = 2000; Steps = images; SmallTeacherSteps = Some 800 }
+    | "standard", true -> { TeacherSteps = 4000; StudentSteps = 2000; TeacherBatch = 64; StudentBatch = 64; EvalCount = 2000; Steps = images; SmallTeacherSteps = Some 1000 }
     | n, img ->
         match Int32.TryParse n with
         | true, v when v > 0 ->
