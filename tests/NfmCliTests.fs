@@ -62,7 +62,7 @@ let tests =
             Expect.equal (root.GetProperty("metric").GetString()) "w2" "metric"
             let rows = [ for row in root.GetProperty("rows").EnumerateArray() -> row ]
             let methods = rows |> List.map (fun r -> r.GetProperty("method").GetString()) |> List.distinct |> List.sort
-            Expect.equal methods [ "independent"; "nfm"; "ot"; "teacher" ] "every method has rows"
+            Expect.equal methods [ "independent"; "nfm"; "nfm-from-encodings"; "ot"; "teacher"; "teacher-denoised" ] "every method has rows"
             for row in rows do
                 for field in [ "solver"; "grid"; "nfe"; "value"; "seconds_per_1000" ] do
                     Expect.isTrue (fst (row.TryGetProperty field)) (sprintf "row has %s" field)
@@ -71,6 +71,31 @@ let tests =
             Expect.equal (diag.GetProperty("pair_cost_per_dimension").EnumerateObject() |> Seq.length) 3 "a pair cost per coupling"
             for f in [ "quality.png"; "results.md"; "teacher.ckpt"; "nfm.pairs" ] do
                 Expect.isTrue (File.Exists(Path.Combine(dir, "c", f))) (sprintf "%s written" f)
+            let latency = [ for l in root.GetProperty("latency").EnumerateArray() -> l.GetProperty("method").GetString(), l.GetProperty("single_sample_seconds").GetDouble() ]
+            Expect.equal (latency |> List.map fst |> List.distinct) [ "independent"; "ot"; "nfm"; "teacher" ] "latency per method"
+            Expect.isTrue (latency |> List.forall (fun (_, s) -> s > 0.0 && System.Double.IsFinite s)) "latencies are positive"
+            let claims = root.GetProperty("claims")
+            for k in [ "nfm_over_independent_1step"; "nfm_over_ot_4step"; "nfm_best_at_most_16_steps_over_teacher"; "teacher_latency_over_nfm_4step" ] do
+                Expect.isTrue (claims.GetProperty(k).GetDouble() > 0.0) (sprintf "claim %s measured" k)
+        }
+        test "compare on two workers gives the same figures as on one, and a second run continues from the checkpoints" {
+            let dir = tempDir ()
+            let compare out workers = runIn dir 600 [ "compare"; "--data"; "moons"; "--out"; out; "--budget"; "12"; "--workers"; workers ]
+            ok (compare "one" "1") "one worker"
+            ok (compare "two" "2") "two workers"
+            let values out =
+                use j = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, out, "results.json")))
+                [ for row in j.RootElement.GetProperty("rows").EnumerateArray() ->
+                    row.GetProperty("method").GetString(), row.GetProperty("steps").GetInt32(), row.GetProperty("value").GetDouble() ]
+            let one = values "one"
+            Expect.equal (values "two") one "every figure equal"
+            let again = compare "one" "1"
+            ok again "second run"
+            Expect.stringContains again.Err "continuing from" "the second run continues the checkpoints"
+            Expect.equal (values "one") one "and finds the same figures"
+            let other = runIn dir 600 [ "compare"; "--data"; "moons"; "--out"; "one"; "--budget"; "13" ]
+            Expect.notEqual other.Code 0 "a folder made with another budget is refused"
+            Expect.stringContains other.Err "other settings" "names the problem"
         }
         test "students train on sinkhorn and reflow couplings" {
             let dir = tempDir ()
