@@ -40,7 +40,9 @@ public sealed record TrainedTeacher(TeacherRunSpec Spec, TeacherModel Model, Tra
         spec.Validate();
         var device = spec.Device.ToDevice();
         var init = new Generator((ulong)spec.Training.Seed);
-        var model = new TeacherModel(spec.Model, init);
+        TeacherModel model;
+        // The layers' constructors draw from libtorch's global generator before the weights are drawn from init.
+        lock (GlobalRng.Lock) model = new TeacherModel(spec.Model, init);
         model.to(device);
         return new TrainedTeacher(spec, model, TrainingState.Start(model, spec.Training, device));
     }
@@ -49,7 +51,8 @@ public sealed record TrainedTeacher(TeacherRunSpec Spec, TeacherModel Model, Tra
     public TeacherModel InferenceModel()
     {
         if (State.Ema is null) { Model.eval(); return Model; }
-        var m = new TeacherModel(Spec.Model);
+        TeacherModel m;
+        lock (GlobalRng.Lock) m = new TeacherModel(Spec.Model);
         m.to(Spec.Device.ToDevice());
         State.Ema.CopyTo(m);
         // Buffers (masks, prior variance) are not averaged: copy them as they are.
