@@ -12,10 +12,13 @@ type Bar(label: string, total: int64) =
     let interactive = not Console.IsErrorRedirected && not linesOnly
     let mutable lastDraw = -1.0
     let mutable lastDecile = -1L
+    // Work done before this process (a resumed run) does not count towards the rate.
+    let mutable baseline = -1L
 
     member _.Update(current: int64, info: string) =
+        if baseline < 0L then baseline <- max 0L (current - 1L)
         let secs = watch.Elapsed.TotalSeconds
-        let rate = if secs > 0.0 then float current / secs else 0.0
+        let rate = if secs > 0.0 then float (current - baseline) / secs else 0.0
         let eta = if rate > 0.0 then float (total - current) / rate else 0.0
         let frac = if total > 0L then float current / float total else 1.0
         let line () =
@@ -35,3 +38,17 @@ type Bar(label: string, total: int64) =
                 eprintfn "%s" (line ())
 
     member _.Elapsed = watch.Elapsed
+
+/// A progress callback for work counted in blocks whose total is known only once it starts (pair files): the bar is
+/// made on the first call, and again when the work starts over at block 1.
+let blocks (label: string) =
+    let mutable bar : Bar option = None
+    Action<int64, int64>(fun done_ total ->
+        let b =
+            match bar with
+            | Some b when done_ > 1L -> b
+            | _ ->
+                let b = Bar(label, total)
+                bar <- Some b
+                b
+        b.Update(done_, "blocks"))

@@ -226,14 +226,10 @@ let couple (args: ParseResults<CoupleArgs>) =
     let data = loadTraining dataSpec (args.TryGetResult CoupleArgs.N) seed (args.TryGetResult CoupleArgs.Labels)
     let eta = nonNegative "eta" (args.GetResult(CoupleArgs.Eta, TeacherCouplings.defaultEta teacher))
     let draws = positive "draws" (args.GetResult(CoupleArgs.Draws, 1))
-    let bar = Progress.Bar("couple", 1L)
-    let mutable barRef = bar
     let partial = out + ".partial"
     let pairs =
         TeacherPairs.Compute(teacher, data.X, data.Labels, eta, draws, seed, shard, shards, partialPath = partial,
-                             progress = Action<int64, int64>(fun d total ->
-                                 if d = 1L then barRef <- Progress.Bar("couple", total)
-                                 barRef.Update(d, "blocks")), cancel = cancellation)
+                             progress = Progress.blocks "couple", cancel = cancellation)
     pairs.Save out
     if File.Exists partial then File.Delete partial
     let s = pairs.Spec

@@ -74,6 +74,10 @@ let tests =
             let latency = [ for l in root.GetProperty("latency").EnumerateArray() -> l.GetProperty("method").GetString(), l.GetProperty("single_sample_seconds").GetDouble() ]
             Expect.equal (latency |> List.map fst |> List.distinct) [ "independent"; "ot"; "nfm"; "teacher" ] "latency per method"
             Expect.isTrue (latency |> List.forall (fun (_, s) -> s > 0.0 && System.Double.IsFinite s)) "latencies are positive"
+            for m in [ "independent"; "ot"; "nfm" ] do
+                let st = root.GetProperty("students").GetProperty(m)
+                Expect.isTrue (st.GetProperty("path_curvature_per_dim").GetDouble() >= 0.0) (sprintf "%s path curvature" m)
+                Expect.isTrue (st.GetProperty("nll_nats_per_dim").GetDouble() |> System.Double.IsFinite) (sprintf "%s held-out NLL" m)
             let claims = root.GetProperty("claims")
             for k in [ "nfm_over_independent_1step"; "nfm_over_ot_4step"; "nfm_best_at_most_16_steps_over_teacher"; "teacher_latency_over_nfm_4step" ] do
                 Expect.isTrue (claims.GetProperty(k).GetDouble() > 0.0) (sprintf "claim %s measured" k)
