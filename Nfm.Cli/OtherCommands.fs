@@ -103,8 +103,9 @@ let bench (args: ParseResults<BenchArgs>) =
         let r = Nfm.Bench.StudentNetBenchmark.Run()
         let node = toNode r
         for t in r.Timings do
-            printfn "student-nets: %-6s width %d depth %d, %d params, %d thread(s): %.2f train steps/s, %.1f passes/s, %.1f GFLOP/s (matmul %.1f)"
-                t.Net t.Width t.Depth t.Parameters t.Threads t.TrainStepsPerSecond t.ForwardPassesPerSecond t.TrainGflopsPerSecond t.MatmulGflopsPerSecond
+            printfn "student-nets: %-6s width %d depth %d, %d params, %d thread(s), batch %d: %.2f train steps/s, %.1f passes/s, %.1f GFLOP/s, MFU %.0f%% of the %.1f GFLOP/s matmul rate"
+                t.Net t.Width t.Depth t.Parameters t.Threads t.Batch t.TrainStepsPerSecond t.ForwardPassesPerSecond t.TrainGflopsPerSecond
+                (100.0 * t.TrainGflopsPerSecond / t.MatmulGflopsPerSecond) t.MatmulGflopsPerSecond
         add "student_nets" node
     if run "teacher-train" || run "teacher-sample" then
         let r = Nfm.Bench.TeacherBenchmark.Run(torch.get_num_threads (), training = run "teacher-train", sampling = run "teacher-sample")
