@@ -75,16 +75,6 @@ let evaluateOne (quality: torch.Tensor -> torch.Tensor -> float) (metric: string
         yield { Method = name; Solver = Spec.solverName solver; Grid = Spec.gridName grid; Steps = steps; Nfe = nfe
                 Value = value; SecondsPer1000 = secs * 1000.0 / float count } ]
 
-/// Median wall time of a call, after two warm-up calls.
-let medianSeconds (repeats: int) (f: unit -> unit) =
-    f (); f ()
-    let times =
-        [ for _ in 1 .. repeats ->
-            let w = Diagnostics.Stopwatch.StartNew()
-            f ()
-            w.Elapsed.TotalSeconds ] |> List.sort
-    times[times.Length / 2]
-
 /// Rows of the teacher (autoregressive sampling, not solver steps) are reported beside the table and drawn as levels.
 let isTeacherRow (r: Row) = r.Method.StartsWith "teacher"
 
@@ -172,7 +162,7 @@ let teacherJson (isImage: bool) (t: TeacherResult) : JsonNode =
            "test_nll_nats", jnum t.Nll; "test_bpd", (if isImage then jnum t.Bpd else jstr "n/a")
            "value", jnum t.Value; "value_denoised", jnum t.ValueDenoised; "nfe", jint (int64 t.Nfe)
            "seconds_per_1000", jnum (t.SampleSeconds * 1000.0)
-           "encodes_per_second", jnum t.EncodesPerSecond; "id", jstr (t.Teacher.Identity())
+           "encodes_per_second", jnum t.EncodesPerSecond; "id", jstr t.Pairs.Spec.TeacherId
            "sigma_f", jnum t.Pairs.Spec.SigmaF
            "encodings_frechet_to_standard_normal", jnum t.Gap.Distance
            "encodings_covariance_min_eigenvalue", jnum t.Gap.MinEigenvalue
@@ -358,14 +348,14 @@ let run (dataSpec: string) (labels: string option) (outDir: string) (budgetName:
         [ for (m, (st, _, _, _)) in allRuns do
             for steps in latencySteps do
                 let solver = Spec.paperSolver steps
-                let single = medianSeconds 9 (fun () -> StudentCommands.sampleStudent st 1 solver grid seed 0.0 None |> ignore)
-                let batch = medianSeconds 3 (fun () -> StudentCommands.sampleStudent st 64 solver grid seed 0.0 None |> ignore)
+                let single = Nfm.Bench.Timing.MedianSeconds((fun () -> StudentCommands.sampleStudent st 1 solver grid seed 0.0 None |> ignore), 9, 2)
+                let batch = Nfm.Bench.Timing.MedianSeconds((fun () -> StudentCommands.sampleStudent st 64 solver grid seed 0.0 None |> ignore), 3, 2)
                 yield m.Name, steps, single, batch * 1000.0 / 64.0 ]
     let teacherModel = teacher.Teacher.InferenceModel()
     let teacherSingle, teacherBatch =
         use g = new torch.Generator(uint64 seed)
-        medianSeconds 5 (fun () -> Nfm.Invert.Teacher.Sample(teacherModel, 1L, g).Dispose()),
-        medianSeconds 1 (fun () -> Nfm.Invert.Teacher.Sample(teacherModel, 64L, g).Dispose()) * 1000.0 / 64.0
+        Nfm.Bench.Timing.MedianSeconds((fun () -> Nfm.Invert.Teacher.Sample(teacherModel, 1L, g).Dispose()), 5, 2),
+        Nfm.Bench.Timing.MedianSeconds((fun () -> Nfm.Invert.Teacher.Sample(teacherModel, 64L, g).Dispose()), 1, 2) * 1000.0 / 64.0
     for (name, steps, single, per1000) in latency do
         eprintfn "latency %s %d steps: %.2f ms per sample alone, %.3f s per 1,000 at batch 64" name steps (single * 1000.0) per1000
     eprintfn "latency teacher (KV cache): %.2f ms per sample alone, %.3f s per 1,000 at batch 64" (teacherSingle * 1000.0) teacherBatch
@@ -398,10 +388,11 @@ let run (dataSpec: string) (labels: string option) (outDir: string) (budgetName:
             eprintfn "%s: path curvature %.4f per dimension, held-out NLL %.4f nats per dimension" m.Name curvature nll
             m.Name, jobj [ "final_loss", jnum loss; "train_seconds", jnum secs; "path_curvature_per_dim", jnum curvature
                            "nll_nats_per_dim", jnum nll ] :> JsonNode)
+    let mainTeacherJson = teacherJson isImage teacher
     let extra =
         [ "budget", jstr budgetName; "seed", jint seed; "student_steps", jint (int64 budget.StudentSteps); "workers", jint (int64 workers)
-          "teacher", teacherJson isImage teacher
-          "teachers", jarr ([ teacherJson isImage teacher ] @ (small |> Option.map (fst >> teacherJson isImage) |> Option.toList))
+          "teacher", mainTeacherJson
+          "teachers", jarr ([ mainTeacherJson.DeepClone() ] @ (small |> Option.map (fst >> teacherJson isImage) |> Option.toList))
           "nfm", jobj [ "eta", jnum eta; "sigma_f", jnum teacher.Pairs.Spec.SigmaF ]
           "diagnostics", jobj [ "encodings_frechet_to_standard_normal", jnum teacher.Gap.Distance
                                 "encodings_covariance_min_eigenvalue", jnum teacher.Gap.MinEigenvalue

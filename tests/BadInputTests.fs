@@ -41,6 +41,12 @@ let withExisting (name: string) =
 /// Runs nfm in dir (single-threaded libtorch) and expects a clean error mentioning `mentions`.
 let failsWith (dir: string) (mentions: string) (args: string list) = expectCleanError (runNfm dir 120 args) mentions
 
+/// failsWith in a fresh folder that holds an existing file `name`, which must survive the failed command unchanged.
+let failsKeeping (name: string) (mentions: string) (args: string list) =
+    let dir, check = withExisting name
+    failsWith dir mentions args
+    check ()
+
 /// Points [n, d] as float32.
 let points (n: int64) (d: int64) = torch.randn(n, d)
 
@@ -62,17 +68,13 @@ let permissionsIgnored (path: string) =
 let files =
     testSequenced <| testList "bad input: files" [
         test "missing data file (teacher train)" {
-            let dir, check = withExisting "t.ckpt"
-            failsWith dir "nope.npy" [ "teacher"; "train"; "--data"; "nope.npy"; "--out"; "t.ckpt"; "--resume" ]
-            check ()
+            failsKeeping "t.ckpt" "nope.npy" [ "teacher"; "train"; "--data"; "nope.npy"; "--out"; "t.ckpt"; "--resume" ]
         }
         test "missing samples file (eval)" {
             failsWith (tempDir ()) "missing.npy" [ "eval"; "--samples"; "missing.npy"; "--reference"; "moons" ]
         }
         test "missing checkpoint (student sample)" {
-            let dir, check = withExisting "x.npy"
-            failsWith dir "none.ckpt" [ "student"; "sample"; "--student"; "none.ckpt"; "--count"; "5"; "--out"; "x.npy" ]
-            check ()
+            failsKeeping "x.npy" "none.ckpt" [ "student"; "sample"; "--student"; "none.ckpt"; "--count"; "5"; "--out"; "x.npy" ]
         }
         test "unreadable samples file (chmod 000)" {
             let dir = tempDir ()
@@ -171,39 +173,25 @@ let files =
 let options =
     testSequenced <| testList "bad input: options and names" [
         test "--batch 0" {
-            let dir, check = withExisting "t.ckpt"
-            failsWith dir "--batch must be a positive integer" [ "teacher"; "train"; "--data"; "moons"; "--out"; "t.ckpt"; "--batch"; "0" ]
-            check ()
+            failsKeeping "t.ckpt" "--batch must be a positive integer" [ "teacher"; "train"; "--data"; "moons"; "--out"; "t.ckpt"; "--batch"; "0" ]
         }
         test "--eta -1" {
-            let dir, check = withExisting "p.pairs"
-            failsWith dir "--eta must be a finite number >= 0" [ "couple"; "--teacher"; teacher (); "--data"; "moons"; "--eta"; "-1"; "--out"; "p.pairs" ]
-            check ()
+            failsKeeping "p.pairs" "--eta must be a finite number >= 0" [ "couple"; "--teacher"; teacher (); "--data"; "moons"; "--eta"; "-1"; "--out"; "p.pairs" ]
         }
         test "--count 0" {
-            let dir, check = withExisting "x.npy"
-            failsWith dir "--count must be a positive integer" [ "teacher"; "sample"; "--teacher"; teacher (); "--count"; "0"; "--out"; "x.npy" ]
-            check ()
+            failsKeeping "x.npy" "--count must be a positive integer" [ "teacher"; "sample"; "--teacher"; teacher (); "--count"; "0"; "--out"; "x.npy" ]
         }
         test "--nfe 0" {
-            let dir, check = withExisting "x.npy"
-            failsWith dir "--nfe must be a positive integer" [ "student"; "sample"; "--student"; student (); "--count"; "5"; "--nfe"; "0"; "--out"; "x.npy" ]
-            check ()
+            failsKeeping "x.npy" "--nfe must be a positive integer" [ "student"; "sample"; "--student"; student (); "--count"; "5"; "--nfe"; "0"; "--out"; "x.npy" ]
         }
         test "--cfg nan" {
-            let dir, check = withExisting "x.npy"
-            failsWith dir "--cfg must be a finite number" [ "student"; "sample"; "--student"; student (); "--count"; "5"; "--cfg"; "nan"; "--out"; "x.npy" ]
-            check ()
+            failsKeeping "x.npy" "--cfg must be a finite number" [ "student"; "sample"; "--student"; student (); "--count"; "5"; "--cfg"; "nan"; "--out"; "x.npy" ]
         }
         test "unknown solver" {
-            let dir, check = withExisting "x.npy"
-            failsWith dir "rk9" [ "student"; "sample"; "--student"; student (); "--count"; "5"; "--solver"; "rk9"; "--out"; "x.npy" ]
-            check ()
+            failsKeeping "x.npy" "rk9" [ "student"; "sample"; "--student"; student (); "--count"; "5"; "--solver"; "rk9"; "--out"; "x.npy" ]
         }
         test "unknown grid" {
-            let dir, check = withExisting "x.npy"
-            failsWith dir "unknown time grid 'cubic'" [ "student"; "sample"; "--student"; student (); "--count"; "5"; "--grid"; "cubic"; "--out"; "x.npy" ]
-            check ()
+            failsKeeping "x.npy" "unknown time grid 'cubic'" [ "student"; "sample"; "--student"; student (); "--count"; "5"; "--grid"; "cubic"; "--out"; "x.npy" ]
         }
         test "unknown data set" {
             failsWith (tempDir ()) "unknown data 'spirals3'" [ "teacher"; "train"; "--data"; "spirals3"; "--out"; "t.ckpt" ]
@@ -246,9 +234,7 @@ let outputs =
             failsWith (tempDir ()) "does not exist" [ "teacher"; "sample"; "--teacher"; teacher (); "--count"; "5"; "--out"; "no/such/x.npy" ]
         }
         test "--png in a missing folder: nothing is written, not even --out" {
-            let dir, check = withExisting "x.npy"
-            failsWith dir "does not exist" [ "student"; "sample"; "--student"; student (); "--count"; "5"; "--out"; "x.npy"; "--png"; "no/g.png" ]
-            check ()
+            failsKeeping "x.npy" "does not exist" [ "student"; "sample"; "--student"; student (); "--count"; "5"; "--out"; "x.npy"; "--png"; "no/g.png" ]
         }
         test "--logdet in a missing folder: nothing is written, not even --out" {
             let dir, check = withExisting "z.npy"
@@ -278,14 +264,10 @@ let outputs =
 let checkpoints =
     testSequenced <| testList "bad input: checkpoints" [
         test "a student checkpoint passed as a teacher" {
-            let dir, check = withExisting "x.npy"
-            failsWith dir "is a student checkpoint, expected a teacher" [ "teacher"; "sample"; "--teacher"; student (); "--count"; "5"; "--out"; "x.npy" ]
-            check ()
+            failsKeeping "x.npy" "is a student checkpoint, expected a teacher" [ "teacher"; "sample"; "--teacher"; student (); "--count"; "5"; "--out"; "x.npy" ]
         }
         test "a teacher checkpoint passed as a student" {
-            let dir, check = withExisting "x.npy"
-            failsWith dir "is a teacher checkpoint, expected a student" [ "student"; "sample"; "--student"; teacher (); "--count"; "5"; "--out"; "x.npy" ]
-            check ()
+            failsKeeping "x.npy" "is a teacher checkpoint, expected a student" [ "student"; "sample"; "--student"; teacher (); "--count"; "5"; "--out"; "x.npy" ]
         }
         test "a truncated checkpoint" {
             let dir, check = withExisting "x.npy"
