@@ -323,6 +323,35 @@ type CoupleArgs =
             | N _ -> "rows of a built-in 2-D set (default 20000, as student train)."
             | Seed _ -> "seed of the data draw and the noise (default 0)."
 
+type ReportReadmeArgs =
+    | File of path: string
+    | Check
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | File _ -> "the markdown file whose generated blocks are rewritten (default README.md); paths in its markers are relative to its folder."
+            | Check -> "write nothing; fail, naming the first stale block, when a block differs from what its JSON gives."
+
+type ReportDiffArgs =
+    | [<Mandatory>] Expected of file: string
+    | [<Mandatory>] Actual of file: string
+    | Tolerance of float
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Expected _ -> "the saved results.json (e.g. results/demo/results.json)."
+            | Actual _ -> "the results.json of a fresh run."
+            | Tolerance _ -> "largest allowed difference of a row's value or a teacher figure (default 1e-6); timings are not compared."
+
+type ReportArgs =
+    | [<CliPrefix(CliPrefix.None)>] Readme of ParseResults<ReportReadmeArgs>
+    | [<CliPrefix(CliPrefix.None)>] Diff of ParseResults<ReportDiffArgs>
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Readme _ -> "regenerate the tables between '<!-- generated: KIND PATH -->' and '<!-- end generated -->' markers from the results JSON (KIND: methods, teachers, claims, seeds)."
+            | Diff _ -> "compare a fresh run's results.json with a saved one; exit 1 listing every row that differs."
+
 type NfmArgs =
     | [<CliPrefix(CliPrefix.None)>] Demo of ParseResults<DemoArgs>
     | [<CliPrefix(CliPrefix.None)>] Compare of ParseResults<CompareArgs>
@@ -331,6 +360,8 @@ type NfmArgs =
     | [<CliPrefix(CliPrefix.None)>] Couple of ParseResults<CoupleArgs>
     | [<CliPrefix(CliPrefix.None)>] Eval of ParseResults<EvalArgs>
     | [<CliPrefix(CliPrefix.None)>] Bench of ParseResults<BenchArgs>
+    | [<CliPrefix(CliPrefix.None)>] Report of ParseResults<ReportArgs>
+    | Version
     | Verbose
     | Threads of int
     interface IArgParserTemplate with
@@ -344,5 +375,7 @@ type NfmArgs =
             | Couple _ -> "precompute NFM pairs (noise = teacher encoding of the data) for a data set."
             | Eval _ -> "quality of samples against reference data (w2, mmd, fd)."
             | Bench _ -> "benchmarks: print figures and write JSON."
+            | Report _ -> "README tables from the results JSON, and a fresh run's figures against saved ones."
+            | Version -> "print the version and the git commit this build was made from."
             | Verbose -> "print stack traces on errors."
 

@@ -59,6 +59,25 @@ let jint (v: int64) : JsonNode = JsonValue.Create v
 let jstr (v: string) : JsonNode = JsonValue.Create v
 let jarr (items: JsonNode seq) : JsonNode = JsonArray(Seq.toArray items)
 
+/// The version of this build and the git commit it was built from ("0.1.0+1a2b3c4d5e6f", "-dirty" when the working
+/// tree had uncommitted changes), recorded by the build in the assembly's informational version.
+let buildVersion () =
+    let a = Reflection.Assembly.GetExecutingAssembly()
+    match Reflection.CustomAttributeExtensions.GetCustomAttribute<Reflection.AssemblyInformationalVersionAttribute>(a) with
+    | null -> "unknown"
+    | v -> v.InformationalVersion
+
+/// The git commit this build was made from, or "unknown" when it was built outside a git checkout.
+let buildCommit () =
+    let v = buildVersion ()
+    match v.IndexOf '+' with
+    | -1 -> "unknown"
+    | i -> v.Substring(i + 1)
+
+/// This process's command line as a user would type it ("nfm demo --out x"), recorded in results files.
+let commandLine () =
+    "nfm " + String.Join(" ", Environment.GetCommandLineArgs() |> Array.skip 1)
+
 /// Cancelled by the first Ctrl-C (long commands stop after saving what they can); a second one exits at once.
 let cancellation =
     let cts = new CancellationTokenSource()

@@ -173,7 +173,7 @@ let teacherJson (isImage: bool) (t: TeacherResult) : JsonNode =
 /// on a second thread while the teacher trains (every piece has its own seeded generator, so the figures do not depend
 /// on the number of workers). Checkpoints in the output folder are continued when the command is run again.
 /// Returns the markdown summary.
-let run (dataSpec: string) (labels: string option) (outDir: string) (budgetName: string) (seed: int64) (grid: Grid) (eta: float option)
+let run (command: string) (dataSpec: string) (labels: string option) (outDir: string) (budgetName: string) (seed: int64) (grid: Grid) (eta: float option)
         (featureClassifier: unit -> Nfm.Metrics.FeatureClassifier) (workers: int) =
     if workers < 1 || workers > 2 then fail (sprintf "--workers %d: expected 1 or 2" workers)
     if workers = 2 then Progress.linesOnly <- true
@@ -371,17 +371,18 @@ let run (dataSpec: string) (labels: string option) (outDir: string) (budgetName:
     // The paper's claims at this scale, as measured (ratios of the student's metric to the others').
     let valueOf name steps = rows |> List.tryFind (fun r -> r.Method = name && r.Steps = steps) |> Option.map (fun r -> r.Value)
     let claims =
-        [ for steps in budget.Steps |> List.filter (fun s -> s <= 4) do
+        [ for steps in budget.Steps do
             match valueOf "nfm" steps, valueOf "independent" steps, valueOf "ot" steps with
             | Some n, Some i, Some o ->
-                yield sprintf "nfm_over_independent_%dstep" steps, jnum (n / i)
-                yield sprintf "nfm_over_ot_%dstep" steps, jnum (n / o)
+                yield sprintf "nfm_over_independent_%dstep" steps, n / i
+                yield sprintf "nfm_over_ot_%dstep" steps, n / o
             | _ -> ()
           let best = budget.Steps |> List.filter (fun s -> s <= 16) |> List.choose (fun s -> valueOf "nfm" s) |> List.min
-          yield "nfm_best_at_most_16_steps_over_teacher", jnum (best / teacher.Value)
+          yield "nfm_best_at_most_16_steps_over_teacher", best / teacher.Value
           match latency |> List.tryFind (fun (n, s, _, _) -> n = "nfm" && s = List.max latencySteps) with
-          | Some (_, s, single, _) -> yield sprintf "teacher_latency_over_nfm_%dstep" s, jnum (teacherSingle / single)
+          | Some (_, s, single, _) -> yield sprintf "teacher_latency_over_nfm_%dstep" s, teacherSingle / single
           | None -> () ]
+    let claimChecks = Claims.checkAll claims
     let finalLosses =
         allRuns |> List.map (fun (m, (st, loss, secs, _)) ->
             let curvature, nll = studentDiagnostics st
@@ -390,7 +391,7 @@ let run (dataSpec: string) (labels: string option) (outDir: string) (budgetName:
                            "nll_nats_per_dim", jnum nll ] :> JsonNode)
     let mainTeacherJson = teacherJson isImage teacher
     let extra =
-        [ "budget", jstr budgetName; "seed", jint seed; "student_steps", jint (int64 budget.StudentSteps); "workers", jint (int64 workers)
+        [ "command", jstr command; "commit", jstr (buildCommit ()); "budget", jstr budgetName; "seed", jint seed; "student_steps", jint (int64 budget.StudentSteps); "workers", jint (int64 workers)
           "teacher", mainTeacherJson
           "teachers", jarr ([ mainTeacherJson.DeepClone() ] @ (small |> Option.map (fst >> teacherJson isImage) |> Option.toList))
           "nfm", jobj [ "eta", jnum eta; "sigma_f", jnum teacher.Pairs.Spec.SigmaF ]
@@ -403,7 +404,9 @@ let run (dataSpec: string) (labels: string option) (outDir: string) (budgetName:
                                       "seconds_per_1000_at_batch_64", jnum per1000 ] ]
                            @ [ jobj [ "method", jstr "teacher"; "steps", jint (int64 teacher.Nfe); "single_sample_seconds", jnum teacherSingle
                                       "seconds_per_1000_at_batch_64", jnum teacherBatch ] ])
-          "claims", jobj claims
+          "claims", jobj [ for (k, v) in claims -> k, jnum v ]
+          "claim_checks", jarr [ for c in claimChecks ->
+                                   jobj [ "claim", jstr c.Statement; "ratio", jnum c.Ratio; "target", jstr c.Target; "holds", JsonValue.Create c.Holds ] ]
           "students", jobj finalLosses
           "n_reference", jint (int64 evalCount) ]
         @ (if isMnist then [ "feature_network", jstr (classifier.Force().Identity()) ] else [])
@@ -418,6 +421,6 @@ let run (dataSpec: string) (labels: string option) (outDir: string) (budgetName:
         + "\nlatency of one sample (ms): "
         + String.concat ", " ([ for (name, steps, single, _) in latency -> sprintf "%s %d steps %.2f" name steps (single * 1000.0) ]
                               @ [ sprintf "teacher %.2f" (teacherSingle * 1000.0) ]) + "\n"
-        + "\nclaims as measured: " + String.concat ", " [ for (k, v) in claims -> sprintf "%s %s" k (v.ToString()) ] + "\n"
+        + "\nclaims as measured:\n" + String.concat "" [ for c in claimChecks -> "- " + Claims.describe c + "\n" ]
     Nfm.Data.AtomicFile.WriteAllBytes(Path.Combine(outDir, "results.md"), ReadOnlyMemory(Text.Encoding.UTF8.GetBytes md))
     md

@@ -17,6 +17,10 @@ let main argv =
             | Some (Compare c) -> Nfm.Data.Toy2D.IsName(c.GetResult CompareArgs.Data)
             | _ -> false
         if smallModels && not (args.Contains NfmArgs.Threads) then TorchSharp.torch.set_num_threads 1
+        if args.Contains NfmArgs.Version then
+            printfn "nfm %s" (buildVersion ())
+            0
+        else
         match args.GetSubCommand() with
         | Demo a -> OtherCommands.demo a
         | Compare a -> OtherCommands.compare a
@@ -36,4 +40,8 @@ let main argv =
         | Couple a -> TeacherCommands.couple a
         | Eval a -> OtherCommands.eval a
         | Bench a -> OtherCommands.bench a
-        | Verbose | Threads _ -> 0)
+        | Report r ->
+            match r.GetSubCommand() with
+            | ReportArgs.Readme a -> ReportCommands.readme a
+            | ReportArgs.Diff a -> ReportCommands.diff a
+        | Verbose | Threads _ | Version -> 0)

@@ -182,4 +182,29 @@ let tests =
                 Expect.isTrue (dropped.ge((-1L).ToScalar()).all().item<bool>()) "only -1 or the label"
             }
         ]
+        testList "ema" [
+            test "a teacher trained with EMA decodes with the averaged weights and the trained buffers" {
+                // Regression: the EMA copy asked for every buffer (the prior variance 'var', the attention masks) among
+                // the averaged parameters and failed with "weights lack tensor 'var'".
+                let model = TeacherSpec([| 2L |], 1, 8, 2, 1, HeadDim = 4)
+                let training = TeacherRunSpec.DefaultTraining(20, 32, 1e-2, 3L, 0, 0.9)
+                let spec = TeacherRunSpec(model, training, "checkerboard", DeviceSpec()).Validate()
+                let data = (Nfm.Data.Toy2D.Sample("checkerboard", 256L, 0L)).X
+                let t = TeacherTraining.Run(TrainedTeacher.Create spec, data, null)
+                let inference = t.InferenceModel()
+                Expect.isFalse (obj.ReferenceEquals(inference, t.Model)) "a separate model holds the average"
+                let differs =
+                    Seq.zip (t.Model.named_parameters()) (inference.named_parameters())
+                    |> Seq.exists (fun (struct (_, a), struct (_, b)) -> not (a.allclose(b)))
+                Expect.isTrue differs "averaged weights differ from the trained ones after 20 steps at decay 0.9"
+                for (struct (name, a), struct (_, b)) in Seq.zip (t.Model.named_buffers()) (inference.named_buffers()) do
+                    Expect.isTrue (a.equal(b).all().item<bool>()) (sprintf "buffer %s copied as it is" name)
+                use _ = torch.no_grad()
+                let x = data.narrow(0L, 0L, 64L)
+                let struct (z, _) = Teacher.Encode(inference, x)
+                let back = Teacher.Decode(inference, z)
+                let err = (back - x).abs().max().item<float32>()
+                Expect.isLessThan err 1e-4f "decode (encode x) = x with the averaged weights"
+            }
+        ]
     ]

@@ -40,8 +40,11 @@ public sealed class Ema
     /// <summary>The averaged tensors by parameter name.</summary>
     public IReadOnlyDictionary<string, Tensor> Weights => shadow;
 
-    /// <summary>Copies the averaged weights into <paramref name="module"/> (a separate instance used for sampling).</summary>
-    public void CopyTo(nn.Module module) => Parameters.Copy(shadow, module);
+    /// <summary>
+    /// Copies the averaged weights into the parameters of <paramref name="module"/> (a separate instance used for
+    /// sampling). Buffers are not averaged: the caller copies them from the trained module.
+    /// </summary>
+    public void CopyTo(nn.Module module) => Parameters.Copy(shadow, module, includeBuffers: false);
 
     /// <summary>Overwrites the average from saved tensors.</summary>
     public void Load(IReadOnlyDictionary<string, Tensor> weights)
@@ -58,11 +61,16 @@ public sealed class Ema
 /// <summary>Copying named tensors into a module's parameters, with shape checks.</summary>
 public static class Parameters
 {
-    /// <summary>Copies each named tensor into the parameter or buffer of the same name; throws naming a missing or mis-shaped one.</summary>
-    public static void Copy(IReadOnlyDictionary<string, Tensor> source, nn.Module module)
+    /// <summary>
+    /// Copies each named tensor into the parameter (and, unless <paramref name="includeBuffers"/> is false, the buffer)
+    /// of the same name; throws naming a missing or mis-shaped one.
+    /// </summary>
+    public static void Copy(IReadOnlyDictionary<string, Tensor> source, nn.Module module, bool includeBuffers = true)
     {
         using var _ = no_grad();
-        foreach (var (name, p) in module.named_parameters().Select(x => (x.name, (Tensor)x.parameter)).Concat(module.named_buffers()))
+        var targets = module.named_parameters().Select(x => (x.name, (Tensor)x.parameter));
+        if (includeBuffers) targets = targets.Concat(module.named_buffers());
+        foreach (var (name, p) in targets)
         {
             if (!source.TryGetValue(name, out var t)) throw new InvalidDataException($"weights lack tensor '{name}'");
             if (!t.shape.SequenceEqual(p.shape))

@@ -1,0 +1,226 @@
+namespace Nfm.FSharp
+
+open System
+open System.IO
+open System.Text.Json.Nodes
+
+/// The paper's claims, checked on a comparison's measured ratios: one place that says what each ratio claims and
+/// what value makes the claim hold, used by `compare` (printed and saved) and by the README tables.
+module Claims =
+    /// One claim as measured: the ratio's key in results.json, what it states, the target and whether it holds.
+    type Claim = { Key: string; Statement: string; Ratio: float; Target: string; Holds: bool }
+
+    let private stepsOf (key: string) (prefix: string) =
+        match Int32.TryParse(key.Substring(prefix.Length).Replace("step", "")) with
+        | true, s -> Some s
+        | _ -> None
+
+    let private plural s = if s = 1 then "1 step" else sprintf "%d steps" s
+
+    /// The claim a ratio stands for, or None for a key this module does not know.
+    let check (key: string) (ratio: float) : Claim option =
+        let make statement target holds = Some { Key = key; Statement = statement; Ratio = ratio; Target = target; Holds = holds }
+        if key.StartsWith "nfm_over_independent_" then
+            match stepsOf key "nfm_over_independent_" with
+            | Some s when s <= 4 -> make (sprintf "NFM at most half the independent student's value at %s" (plural s)) "<= 0.5" (ratio <= 0.5)
+            | Some s -> make (sprintf "NFM below the independent student at %s" (plural s)) "< 1" (ratio < 1.0)
+            | None -> None
+        elif key.StartsWith "nfm_over_ot_" then
+            stepsOf key "nfm_over_ot_" |> Option.bind (fun s -> make (sprintf "NFM below minibatch OT at %s" (plural s)) "< 1" (ratio < 1.0))
+        elif key = "nfm_best_at_most_16_steps_over_teacher" then
+            make "NFM (best at 16 steps or fewer) below its own teacher" "< 1" (ratio < 1.0)
+        elif key.StartsWith "teacher_latency_over_nfm_" then
+            stepsOf key "teacher_latency_over_nfm_"
+            |> Option.bind (fun s -> make (sprintf "one NFM sample at %s at least 10x faster than the KV-cached teacher" (plural s)) ">= 10" (ratio >= 10.0))
+        else None
+
+    /// Every known claim among named ratios, in their order.
+    let checkAll (ratios: (string * float) list) = ratios |> List.choose (fun (k, v) -> check k v)
+
+    /// One line per claim: statement, measured ratio, target and "holds" or "does not hold".
+    let describe (c: Claim) =
+        sprintf "%s: ratio %.3f (target %s): %s" c.Statement c.Ratio c.Target (if c.Holds then "holds" else "does not hold")
+
+/// Tables for the README made from the results JSON under results/ (so the figures there are never typed by hand), and
+/// the comparison of a fresh run's results with saved ones.
+module Report =
+    /// One row of a results.json (the fields CLI.md fixes).
+    type Row = { Method: string; Solver: string; Grid: string; Nfe: int; Steps: int; Value: float }
+
+    /// A results.json of `compare` or `demo`, read.
+    type Results = { Path: string; Data: string; Metric: string; Rows: Row list; Json: JsonObject }
+
+    let private num (n: JsonNode) =
+        match n with
+        | null -> nan
+        | n ->
+            match n.GetValueKind() with
+            | Text.Json.JsonValueKind.Number -> n.GetValue<float>()
+            | Text.Json.JsonValueKind.String -> (match Double.TryParse(n.GetValue<string>(), Globalization.CultureInfo.InvariantCulture) with
+                                                 | true, v -> v
+                                                 | _ -> nan)
+            | _ -> nan
+
+    let private str (n: JsonNode) = if isNull n then "" else n.ToString()
+
+    /// Reads a results.json; a missing or malformed file is an error naming it.
+    let read (path: string) : Results =
+        if not (File.Exists path) then invalidArg "path" (sprintf "results file '%s' not found" path)
+        let json =
+            try JsonNode.Parse(File.ReadAllText path).AsObject()
+            with e -> invalidArg "path" (sprintf "'%s' is not a results JSON object: %s" path e.Message)
+        let rows =
+            match json["rows"] with
+            | :? JsonArray as a ->
+                [ for r in a ->
+                    let nfe = int (num r["nfe"])
+                    { Method = str r["method"]; Solver = str r["solver"]; Grid = str r["grid"]; Nfe = nfe
+                      Steps = (match r["steps"] with null -> nfe | s -> int (num s)); Value = num r["value"] } ]
+            | _ -> invalidArg "path" (sprintf "'%s' has no rows[] array" path)
+        { Path = path; Data = str json["data"]; Metric = str json["metric"]; Rows = rows; Json = json }
+
+    let private isTeacher (r: Row) = r.Method.StartsWith "teacher"
+
+    /// Figures of a metric at the precision they are reported in.
+    let format (metric: string) (v: float) = if Double.IsNaN v then "n/a" elif metric = "fd" then sprintf "%.1f" v else sprintf "%.4f" v
+
+    /// Where a table's figures come from: the command and commit the JSON records, and the file.
+    let provenance (r: Results) =
+        let commit = match str r.Json["commit"] with "" -> "not recorded" | c -> c
+        let command = match str r.Json["command"] with "" -> "not recorded" | c -> c
+        sprintf "Generated by `nfm report readme` from [%s](%s); made by `%s` at commit %s." r.Path r.Path command commit
+
+    let private table (header: string list) (right: bool list) (lines: string list list) =
+        let row cells = "| " + String.concat " | " cells + " |"
+        let sep = "|" + String.concat "|" (right |> List.map (fun r -> if r then "---:" else "---")) + "|"
+        String.concat "\n" ([ row header; sep ] @ (lines |> List.map row))
+
+    /// Students' metric per method (rows) and step count (columns); teacher rows left out.
+    let methodTable (r: Results) =
+        let rows = r.Rows |> List.filter (isTeacher >> not)
+        let steps = rows |> List.map (fun x -> x.Steps) |> List.distinct |> List.sort
+        let methods = rows |> List.map (fun x -> x.Method) |> List.distinct
+        let cell m s = match rows |> List.tryFind (fun x -> x.Method = m && x.Steps = s) with
+                       | Some x -> format r.Metric x.Value
+                       | None -> ""
+        table ("method" :: (steps |> List.map (fun s -> if s = 1 then "1 step" else sprintf "%d steps" s))) (false :: (steps |> List.map (fun _ -> true)))
+              [ for m in methods -> m :: (steps |> List.map (cell m)) ]
+
+    /// Per teacher budget: training steps, the metric of its samples (and denoised), held-out NLL and bits/dim, and
+    /// how Gaussian its encodings are.
+    let teacherTable (r: Results) =
+        let teachers =
+            match r.Json["teachers"] with
+            | :? JsonArray as a -> [ for t in a -> t ]
+            | _ -> match r.Json["teacher"] with null -> [] | t -> [ t ]
+        let isImage = teachers |> List.exists (fun t -> not (Double.IsNaN(num t["test_bpd"])))
+        table ([ "teacher"; r.Metric; r.Metric + " denoised"; "held-out NLL (nats)" ] @ (if isImage then [ "bits/dim" ] else [])
+               @ [ "encodings: Fréchet distance to N(0, I)"; "covariance eigenvalues"; "training (s)" ])
+              ([ false; true; true; true ] @ (if isImage then [ true ] else []) @ [ true; false; true ])
+              [ for t in teachers ->
+                  [ sprintf "%d steps" (int (num t["steps"])); format r.Metric (num t["value"]); format r.Metric (num t["value_denoised"])
+                    sprintf "%.3f" (num t["test_nll_nats"]) ]
+                  @ (if isImage then [ sprintf "%.2f" (num t["test_bpd"]) ] else [])
+                  @ [ sprintf "%.2f" (num t["encodings_frechet_to_standard_normal"])
+                      sprintf "%.3f .. %.3f" (num t["encodings_covariance_min_eigenvalue"]) (num t["encodings_covariance_max_eigenvalue"])
+                      sprintf "%.0f" (num t["train_seconds"]) ] ]
+
+    /// The claims of a run: measured ratio, target and whether it holds.
+    let claimsTable (r: Results) =
+        let ratios =
+            match r.Json["claims"] with
+            | :? JsonObject as o -> [ for kv in o -> kv.Key, num kv.Value ]
+            | _ -> []
+        table [ "claim"; "measured ratio"; "target"; "holds" ] [ false; true; false; false ]
+              [ for c in Claims.checkAll ratios -> [ c.Statement; sprintf "%.3f" c.Ratio; c.Target; (if c.Holds then "**holds**" else "does not hold") ] ]
+
+    /// Mean and sample standard deviation.
+    let meanSd (xs: float list) =
+        let m = List.average xs
+        m, (if xs.Length < 2 then 0.0 else sqrt ((xs |> List.sumBy (fun x -> (x - m) ** 2.0)) / float (xs.Length - 1)))
+
+    /// The results.json of each seed of a seed study: FOLDER/seed-*/results.json, by seed.
+    let seedRuns (folder: string) =
+        if not (Directory.Exists folder) then invalidArg "folder" (sprintf "seed-study folder '%s' not found" folder)
+        [ for d in Directory.GetDirectories(folder, "seed-*") do
+            let p = Path.Combine(d, "results.json")
+            if File.Exists p then yield read p ]
+        |> List.sortBy (fun r -> num r.Json["seed"])
+
+    /// A seed study: per seed and as mean ± standard deviation, the teacher's metric and held-out NLL and each student's
+    /// metric at each step count.
+    let seedsTable (folder: string) =
+        let runs = seedRuns folder
+        if runs.IsEmpty then invalidArg "folder" (sprintf "'%s' holds no seed-*/results.json" folder)
+        let metric = runs.Head.Metric
+        let columns =
+            [ "teacher", (fun (r: Results) -> num r.Json["teacher"].["value"])
+              "teacher NLL", (fun (r: Results) -> num r.Json["teacher"].["test_nll_nats"]) ]
+            @ [ for m in [ "independent"; "ot"; "nfm" ] do
+                  for s in [ 1; 4; 32 ] do
+                      if runs.Head.Rows |> List.exists (fun x -> x.Method = m && x.Steps = s) then
+                          yield sprintf "%s %d" m s,
+                                (fun (r: Results) -> match r.Rows |> List.tryFind (fun x -> x.Method = m && x.Steps = s) with
+                                                     | Some x -> x.Value
+                                                     | None -> nan) ]
+        let fmt (name: string) v = if name = "teacher NLL" then sprintf "%.3f" v else format metric v
+        table ("seed" :: (columns |> List.map fst)) (false :: (columns |> List.map (fun _ -> true)))
+              ([ for r in runs -> sprintf "%d" (int (num r.Json["seed"])) :: [ for (n, f) in columns -> fmt n (f r) ] ]
+               @ [ "mean ± sd" :: [ for (n, f) in columns -> let m, sd = meanSd [ for r in runs -> f r ] in sprintf "%s ± %s" (fmt n m) (fmt n sd) ] ])
+
+    let private seedsProvenance (folder: string) =
+        let runs = seedRuns folder
+        let commits = runs |> List.map (fun r -> match str r.Json["commit"] with "" -> "not recorded" | c -> c) |> List.distinct
+        sprintf "Generated by `nfm report readme` from %s/seed-*/results.json; made by `%s` (one run per seed) at commit %s."
+            folder (match str runs.Head.Json["command"] with "" -> "not recorded" | c -> c) (String.concat ", " commits)
+
+    /// The text of one generated block: KIND is methods, teachers, claims (a results.json) or seeds (a seed-study folder).
+    let block (kind: string) (path: string) =
+        match kind with
+        | "methods" -> let r = read path in provenance r + "\n\n" + methodTable r
+        | "teachers" -> let r = read path in provenance r + "\n\n" + teacherTable r
+        | "claims" -> let r = read path in provenance r + "\n\n" + claimsTable r
+        | "seeds" -> seedsProvenance path + "\n\n" + seedsTable path
+        | k -> invalidArg "kind" (sprintf "unknown generated block kind '%s' (expected methods, teachers, claims or seeds)" k)
+
+    let private startMarker = "<!-- generated: "
+    let private endMarker = "<!-- end generated -->"
+
+    /// Regenerates every block between `<!-- generated: KIND PATH -->` and `<!-- end generated -->` of a markdown text,
+    /// paths relative to baseDir. Returns the new text.
+    let regenerate (baseDir: string) (text: string) =
+        let lines = text.Replace("\r\n", "\n").Split('\n') |> List.ofArray
+        let rec go (acc: string list) (rest: string list) =
+            match rest with
+            | [] -> List.rev acc
+            | l :: tail when l.StartsWith startMarker ->
+                let words = l.Substring(startMarker.Length).Replace("-->", "").Trim().Split(' ', StringSplitOptions.RemoveEmptyEntries)
+                if words.Length <> 2 then invalidArg "text" (sprintf "malformed marker '%s' (expected KIND PATH)" l)
+                let afterEnd = tail |> List.skipWhile (fun x -> x.Trim() <> endMarker)
+                if afterEnd.IsEmpty then invalidArg "text" (sprintf "marker '%s' has no '%s'" l endMarker)
+                let body = block words[0] (Path.Combine(baseDir, words[1]))
+                let body = body.Replace(Path.Combine(baseDir, words[1]), words[1])
+                let bodyLines = [ "" ] @ (body.Split('\n') |> List.ofArray) @ [ "" ]
+                go (endMarker :: (List.rev bodyLines) @ (l :: acc)) afterEnd.Tail
+            | l :: tail -> go (l :: acc) tail
+        String.concat "\n" (go [] lines)
+
+    /// Differences between the rows (metric values) and teacher figures of two runs beyond a tolerance; empty when they
+    /// agree. Timings are not compared.
+    let diff (expected: Results) (actual: Results) (tolerance: float) =
+        let key (r: Row) = r.Method, r.Solver, r.Grid, r.Nfe
+        let e = expected.Rows |> List.map (fun r -> key r, r.Value) |> Map.ofList
+        let a = actual.Rows |> List.map (fun r -> key r, r.Value) |> Map.ofList
+        let name (m, s, g, n) = sprintf "%s %s/%s nfe %d" m s g n
+        let close x y = (Double.IsNaN x && Double.IsNaN y) || abs (x - y) <= tolerance
+        [ for KeyValue(k, v) in e do
+            match a.TryFind k with
+            | None -> yield sprintf "row %s: missing from %s" (name k) actual.Path
+            | Some w when not (close v w) -> yield sprintf "row %s: %s has %.9g, %s has %.9g" (name k) expected.Path v actual.Path w
+            | _ -> ()
+          for KeyValue(k, _) in a do
+            if not (e.ContainsKey k) then yield sprintf "row %s: not in %s" (name k) expected.Path
+          for field in [ "test_nll_nats"; "value"; "sigma_f" ] do
+            let x, y = num (expected.Json["teacher"] |> Option.ofObj |> Option.map (fun t -> t[field]) |> Option.toObj),
+                       num (actual.Json["teacher"] |> Option.ofObj |> Option.map (fun t -> t[field]) |> Option.toObj)
+            if not (close x y) then yield sprintf "teacher %s: %s has %.9g, %s has %.9g" field expected.Path x actual.Path y ]

@@ -1,0 +1,99 @@
+/// The README's generated tables, the claims' verdicts, the fresh-run check and the build's version.
+module Nfm.Tests.ReportTests
+
+open System.IO
+open System.Text.RegularExpressions
+open Expecto
+open Nfm.FSharp
+open Nfm.Tests.Cli
+
+/// A small results.json in the shape `compare` writes.
+let private results (nfm1: float) =
+    sprintf """{ "data": "checkerboard", "metric": "w2", "command": "nfm demo", "commit": "0123456789ab",
+  "rows": [ { "method": "independent", "solver": "euler", "grid": "quadratic", "steps": 1, "nfe": 1, "value": 2.0, "seconds_per_1000": 0.1 },
+            { "method": "independent", "solver": "heun", "grid": "quadratic", "steps": 8, "nfe": 15, "value": 0.4, "seconds_per_1000": 0.2 },
+            { "method": "nfm", "solver": "euler", "grid": "quadratic", "steps": 1, "nfe": 1, "value": %.9f, "seconds_per_1000": 0.1 },
+            { "method": "nfm", "solver": "heun", "grid": "quadratic", "steps": 8, "nfe": 15, "value": 0.3, "seconds_per_1000": 0.3 },
+            { "method": "teacher", "solver": "autoregressive", "grid": "-", "steps": 8, "nfe": 8, "value": 0.25, "seconds_per_1000": 1.0 } ],
+  "teacher": { "steps": 100, "value": 0.25, "value_denoised": 0.24, "test_nll_nats": 3.1, "test_bpd": "n/a", "sigma_f": 1.2,
+               "encodings_frechet_to_standard_normal": 0.05, "encodings_covariance_min_eigenvalue": 0.9,
+               "encodings_covariance_max_eigenvalue": 1.1, "train_seconds": 12.0 },
+  "claims": { "nfm_over_independent_1step": %.9f, "nfm_over_ot_1step": 1.07, "teacher_latency_over_nfm_4step": 12.0 } }""" nfm1 (nfm1 / 2.0)
+
+let private writeRun (dir: string) (name: string) (nfm1: float) =
+    let p = Path.Combine(dir, name)
+    File.WriteAllText(p, results nfm1)
+    p
+
+let private readme = "# title\n\ntext before\n\n<!-- generated: methods r.json -->\nstale\n<!-- end generated -->\n\n<!-- generated: claims r.json -->\n<!-- end generated -->\ntext after\n"
+
+[<Tests>]
+let tests =
+    testList "report" [
+        test "claims: each ratio against its target" {
+            let c k v = (Claims.check k v).Value
+            Expect.isTrue (c "nfm_over_independent_1step" 0.5).Holds "at most half at 1 step: 0.5 holds"
+            Expect.isFalse (c "nfm_over_independent_4step" 0.53).Holds "0.53 at 4 steps is not at most half"
+            Expect.isTrue (c "nfm_over_independent_16step" 0.9).Holds "below independent at 16 steps"
+            Expect.isFalse (c "nfm_over_ot_1step" 1.07).Holds "1.07 of OT is not below OT"
+            Expect.isTrue (c "teacher_latency_over_nfm_4step" 10.0).Holds "10x is enough"
+            Expect.isFalse (c "teacher_latency_over_nfm_4step" 8.3).Holds "8.3x is not"
+            Expect.isTrue (c "nfm_best_at_most_16_steps_over_teacher" 0.83).Holds "below the teacher"
+            Expect.isNone (Claims.check "something_else" 1.0) "unknown keys are no claim"
+            Expect.stringContains (Claims.describe (c "nfm_over_ot_2step" 1.2)) "does not hold" "verdict in words"
+        }
+        test "readme blocks are regenerated from the JSON, and regenerating again changes nothing" {
+            let dir = tempDir ()
+            writeRun dir "r.json" 0.5 |> ignore
+            let once = Report.regenerate dir readme
+            Expect.isFalse (once.Contains "stale") "the old block content is replaced"
+            Expect.stringContains once "| nfm | 0.5000 | 0.3000 |" "the nfm row with its values"
+            Expect.stringContains once "| independent | 2.0000 | 0.4000 |" "the independent row"
+            Expect.isFalse (once.Contains "| teacher |") "teacher rows are not student columns"
+            Expect.stringContains once "commit 0123456789ab" "the commit the JSON records"
+            Expect.stringContains once "`nfm demo`" "the command the JSON records"
+            Expect.stringContains once "NFM below minibatch OT at 1 step | 1.070 | < 1 | does not hold" "a claim that fails says so"
+            Expect.stringContains once "text after" "text outside the blocks is kept"
+            Expect.equal (Report.regenerate dir once) once "idempotent"
+        }
+        test "nfm report readme --check fails on a stale block and passes after rewriting" {
+            let dir = tempDir ()
+            writeRun dir "r.json" 0.5 |> ignore
+            File.WriteAllText(Path.Combine(dir, "README.md"), readme)
+            let stale = runIn dir 60 [ "report"; "readme"; "--check" ]
+            CliTests.expectCleanError stale "stale"
+            Expect.equal (File.ReadAllText(Path.Combine(dir, "README.md"))) readme "--check writes nothing"
+            let write = runIn dir 60 [ "report"; "readme" ]
+            Expect.equal write.Code 0 (sprintf "rewrite succeeds: %s" write.Err)
+            let ok = runIn dir 60 [ "report"; "readme"; "--check" ]
+            Expect.equal ok.Code 0 (sprintf "check passes after the rewrite: %s" ok.Err)
+            writeRun dir "r.json" 0.6 |> ignore
+            CliTests.expectCleanError (runIn dir 60 [ "report"; "readme"; "--check" ]) "is stale"
+        }
+        test "a marker naming an unknown kind or a missing file is a clear error" {
+            let dir = tempDir ()
+            File.WriteAllText(Path.Combine(dir, "README.md"), "<!-- generated: bogus r.json -->\n<!-- end generated -->\n")
+            CliTests.expectCleanError (runIn dir 60 [ "report"; "readme"; "--check" ]) "unknown generated block kind"
+            File.WriteAllText(Path.Combine(dir, "README.md"), "<!-- generated: methods nothing.json -->\n<!-- end generated -->\n")
+            CliTests.expectCleanError (runIn dir 60 [ "report"; "readme" ]) "not found"
+        }
+        test "diff: equal runs agree; a value moved by more than the tolerance is named" {
+            let dir = tempDir ()
+            let a = Report.read (writeRun dir "a.json" 0.5)
+            let same = Report.read (writeRun dir "b.json" (0.5 + 1e-8))
+            Expect.isEmpty (Report.diff a same 1e-6) "1e-8 apart is within 1e-6"
+            let moved = Report.read (writeRun dir "c.json" (0.5 + 1e-5))
+            let problems = Report.diff a moved 1e-6
+            Expect.equal problems.Length 1 (sprintf "one row differs: %A" problems)
+            Expect.stringContains problems.Head "nfm euler/quadratic nfe 1" "the row is named"
+            let r = runIn dir 60 [ "report"; "diff"; "--expected"; "a.json"; "--actual"; "c.json" ]
+            Expect.notEqual r.Code 0 "the command fails"
+            Expect.stringContains r.Err "differ" "and says why"
+            Expect.equal (runIn dir 60 [ "report"; "diff"; "--expected"; "a.json"; "--actual"; "b.json" ]).Code 0 "agreeing runs pass"
+        }
+        test "nfm --version names the version and the commit it was built from" {
+            let r = runIn (tempDir ()) 60 [ "--version" ]
+            Expect.equal r.Code 0 r.Err
+            Expect.isTrue (Regex.IsMatch(r.Out.Trim(), @"^nfm \d+\.\d+\.\d+\+[0-9a-f]{12}(-dirty)?$")) (sprintf "version line: %s" r.Out)
+        }
+    ]
