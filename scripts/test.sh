@@ -16,6 +16,23 @@ for suite in properties/bin/Release/net10.0/Nfm.Properties.dll tests/bin/Release
   else total_pass=$((total_pass + ${line%% passed*})); f=${line#*, }; total_fail=$((total_fail + ${f%% failed})); fi
   rm -f "$log"
 done
+# Figures that cannot go stale: a fresh `nfm demo` must reproduce the saved results/demo/results.json (every row's value
+# and the teacher's figures within 1e-6; it is deterministic on one libtorch thread), and every generated table in the
+# README must match its results JSON. NFM_FIGURES=0 skips both (for quick local runs; CI always runs them).
+nfm=Nfm.Cli/bin/Release/net10.0/nfm.dll
+figure_check() {
+  local name=$1; shift
+  if "$@"; then echo "[figures] $name: passed"; total_pass=$((total_pass + 1))
+  else echo "[figures] $name: FAILED"; total_fail=$((total_fail + 1)); rc=1; fi
+}
+if [ "${NFM_FIGURES:-1}" != "0" ]; then
+  demo_out=$(mktemp -d)
+  figure_check "a fresh nfm demo reproduces results/demo/results.json" \
+    bash -c "dotnet $nfm demo --out '$demo_out' > '$demo_out/log' 2>&1 || { tail -n 20 '$demo_out/log'; exit 1; }; dotnet $nfm report diff --expected results/demo/results.json --actual '$demo_out/results.json'"
+  figure_check "README tables match the results JSON" dotnet "$nfm" report readme --file README.md --check
+  rm -rf "$demo_out"
+fi
+
 echo
 echo "${total_pass} passed, ${total_fail} failed"
 exit $rc
