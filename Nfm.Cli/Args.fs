@@ -26,6 +26,7 @@ type CompareArgs =
     | Eta of float
     | Classifier of file: string
     | Workers of int
+    | Logdir of dir: string
     | Json of file: string
     interface IArgParserTemplate with
         member a.Usage =
@@ -39,6 +40,7 @@ type CompareArgs =
             | Seed _ -> "random seed (default 0)."
             | Grid _ -> "time grid for sampling: quadratic (default) or uniform."
             | Eta _ -> "NFM coupling noise eta (default: the teacher's training sigma)."
+            | Logdir _ -> "write TensorBoard event files to this folder (loss, learning rate, gradient norm, skipped steps; teachers' held-out NLL; the metric against sampling steps; sample grids)."
             | Json _ -> "also write the results JSON to this file."
 
 type StudentTrainArgs =
@@ -60,6 +62,7 @@ type StudentTrainArgs =
     | Conditional
     | N of int
     | Device of string
+    | Logdir of dir: string
     | Json of file: string
     interface IArgParserTemplate with
         member a.Usage =
@@ -82,6 +85,7 @@ type StudentTrainArgs =
             | Conditional -> "class-conditional student (needs labels); label dropout 0.1."
             | N _ -> "rows to draw from a built-in 2-D set (default 20000)."
             | Device _ -> "cpu (default) or cuda."
+            | Logdir _ -> "write TensorBoard event files to this folder (loss, learning rate, gradient norm, skipped steps)."
             | Json _ -> "write the training figures (final loss, steps/s) to this JSON file."
 
 type StudentSampleArgs =
@@ -182,6 +186,7 @@ type TeacherTrainArgs =
     | Eval_Every of int
     | N of int
     | Device of string
+    | Logdir of dir: string
     | Json of file: string
     interface IArgParserTemplate with
         member a.Usage =
@@ -207,6 +212,7 @@ type TeacherTrainArgs =
             | Eval_Every _ -> "steps between held-out NLL reports and sample grids (default 0 = only at the end)."
             | N _ -> "rows to draw from a built-in 2-D set (default 20000)."
             | Device _ -> "cpu (default) or cuda."
+            | Logdir _ -> "write TensorBoard event files to this folder (loss, learning rate, gradient norm, skipped steps; held-out NLL and bits/dim at --eval-every; the sample grid)."
             | Json _ -> "write the training figures to this JSON file."
 
 type TeacherEncodeArgs =

@@ -78,6 +78,10 @@ let buildCommit () =
 let commandLine () =
     "nfm " + String.Join(" ", Environment.GetCommandLineArgs() |> Array.skip 1)
 
+/// The TensorBoard log of a --logdir option, if given (its parent folder must exist).
+let tensorBoard (dir: string option) =
+    dir |> Option.map (fun d -> try Nfm.Regress.TensorBoardLog(d) with :? ArgumentException as e -> raise (UserError e.Message))
+
 /// Cancelled by the first Ctrl-C (long commands stop after saving what they can); a second one exits at once.
 let cancellation =
     let cts = new CancellationTokenSource()

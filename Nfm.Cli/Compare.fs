@@ -36,7 +36,7 @@ let resumable (what: string) (path: string) (wanted: string) (load: string -> 'T
     else fresh ()
 
 /// Trains (or continues) one student; returns it with its final loss and the training seconds of this process.
-let trainStudent (settings: StudentSettings) (architecture: Nfm.Descriptions.Architecture) (data: Nfm.Data.Dataset) (outDir: string) (m: Method) =
+let trainStudent (log: Nfm.Regress.TensorBoardLog option) (settings: StudentSettings) (architecture: Nfm.Descriptions.Architecture) (data: Nfm.Data.Dataset) (outDir: string) (m: Method) =
     let spec0 = Student.spec settings m.CouplingText data
     let net = Nfm.Descriptions.VelocityNetSpec(spec0.Net.InputShape, spec0.Net.Width, spec0.Net.Depth, spec0.Net.Activation,
                                                 spec0.Net.TimeFeatures, spec0.Net.Classes, architecture)
@@ -49,14 +49,17 @@ let trainStudent (settings: StudentSettings) (architecture: Nfm.Descriptions.Arc
     let watch = Diagnostics.Stopwatch.StartNew()
     let st =
         StudentTraining.Run(start, data.X, null, m.Coupling, path,
-                            Action<_>(fun p -> last <- p.Loss; bar.Update(p.Step, sprintf "loss %.4f" p.Loss)), cancellation)
+                            Action<_>(fun p ->
+                                last <- p.Loss
+                                log |> Option.iter (fun l -> l.Training(m.Name).Invoke p)
+                                bar.Update(p.Step, sprintf "loss %.4f" p.Loss)), cancellation)
     if cancellation.IsCancellationRequested then fail "interrupted; trained students so far are saved in the output folder"
     eprintfn "%s: final loss %.4f, %.1fs" m.Name last watch.Elapsed.TotalSeconds
     st, last, watch.Elapsed.TotalSeconds
 
 /// Samples a student at each step count (the paper's solver choice: Euler up to 4 steps, Heun above) from fresh noise,
 /// or from the given starting points, and scores the samples.
-let evaluateOne (quality: torch.Tensor -> torch.Tensor -> float) (metric: string) (name: string) (st: Student) (x0: torch.Tensor option)
+let evaluateOne (log: Nfm.Regress.TensorBoardLog option) (quality: torch.Tensor -> torch.Tensor -> float) (metric: string) (name: string) (st: Student) (x0: torch.Tensor option)
                 (stepCounts: int list) (grid: Grid) (count: int) (reference: torch.Tensor) (seed: int64) (outDir: string) =
     [ for steps in stepCounts do
         let solver = Spec.paperSolver steps
@@ -68,9 +71,11 @@ let evaluateOne (quality: torch.Tensor -> torch.Tensor -> float) (metric: string
                 let r = Nfm.Sampling.StudentSampler.FromNoise(st.SamplingNet(), z, Spec.solver grid solver)
                 r.X, r.Nfe, watch.Elapsed.TotalSeconds
         let value = quality x reference
+        log |> Option.iter (fun l -> l.Scalar(sprintf "%s/%s_by_sampling_steps" name metric, value, int64 steps))
         if steps = List.max stepCounts || steps = 1 then
-            StudentCommands.savePng (Path.Combine(outDir, sprintf "samples-%s-%dstep.png" name steps))
-                (sprintf "%s, %d %s steps, %s %.3f" name steps (Spec.solverName solver) metric value) x
+            let png = Path.Combine(outDir, sprintf "samples-%s-%dstep.png" name steps)
+            StudentCommands.savePng png (sprintf "%s, %d %s steps, %s %.3f" name steps (Spec.solverName solver) metric value) x
+            log |> Option.iter (fun l -> l.Image(sprintf "%s/samples_%dstep" name steps, png, int64 steps))
         eprintfn "%s, %d steps: %s %.4f" name steps metric value
         yield { Method = name; Solver = Spec.solverName solver; Grid = Spec.gridName grid; Steps = steps; Nfe = nfe
                 Value = value; SecondsPer1000 = secs * 1000.0 / float count } ]
@@ -173,7 +178,7 @@ let teacherJson (isImage: bool) (t: TeacherResult) : JsonNode =
 /// on a second thread while the teacher trains (every piece has its own seeded generator, so the figures do not depend
 /// on the number of workers). Checkpoints in the output folder are continued when the command is run again.
 /// Returns the markdown summary.
-let run (command: string) (dataSpec: string) (labels: string option) (outDir: string) (budgetName: string) (seed: int64) (grid: Grid) (eta: float option)
+let run (command: string) (log: Nfm.Regress.TensorBoardLog option) (dataSpec: string) (labels: string option) (outDir: string) (budgetName: string) (seed: int64) (grid: Grid) (eta: float option)
         (featureClassifier: unit -> Nfm.Metrics.FeatureClassifier) (workers: int) =
     if workers < 1 || workers > 2 then fail (sprintf "--workers %d: expected 1 or 2" workers)
     if workers = 2 then Progress.linesOnly <- true
@@ -202,8 +207,8 @@ let run (command: string) (dataSpec: string) (labels: string option) (outDir: st
             Times = (if isImage then LogitNormal(0.0, 1.0) else UniformTimes) }
     let architecture = if isImage then Nfm.Descriptions.Architecture.UNet else Nfm.Descriptions.Architecture.Mlp
     let studentRows (m: Method) =
-        let st, loss, secs = trainStudent settings architecture data outDir m
-        st, loss, secs, evaluateOne quality metric m.Name st None budget.Steps grid evalCount reference (seed + 2L) outDir
+        let st, loss, secs = trainStudent log settings architecture data outDir m
+        st, loss, secs, evaluateOne log quality metric m.Name st None budget.Steps grid evalCount reference (seed + 2L) outDir
     // Path curvature (rectified-flow sense: 256 noise rows, 16 Heun steps, uniform grid) and the student's held-out
     // negative log-likelihood per dimension by integrating the divergence (8 RK4 steps; exact for vectors, Hutchinson
     // with 4 Rademacher probes per evaluation on 64 rows for images).
@@ -237,7 +242,10 @@ let run (command: string) (dataSpec: string) (labels: string option) (outDir: st
         let tw = Diagnostics.Stopwatch.StartNew()
         let teacher =
             Nfm.Invert.TeacherTraining.Run(start, data.X, null, path,
-                                           Action<_>(fun p -> loss <- p.Loss; bar.Update(p.Step, sprintf "loss %.4f" p.Loss)), cancellation)
+                                           Action<_>(fun p ->
+                                               loss <- p.Loss
+                                               log |> Option.iter (fun l -> l.Training("teacher" + suffix).Invoke p)
+                                               bar.Update(p.Step, sprintf "loss %.4f" p.Loss)), cancellation)
         if cancellation.IsCancellationRequested then fail "interrupted; the teacher trained so far is saved in the output folder"
         let trainSeconds = tw.Elapsed.TotalSeconds
         let model = teacher.InferenceModel()
@@ -254,6 +262,12 @@ let run (command: string) (dataSpec: string) (labels: string option) (outDir: st
         let value, valueDenoised = quality samples reference, quality denoised reference
         let nfe = int (int64 tspec.Model.Blocks * (tspec.Model.Tokens - 1L))
         StudentCommands.savePng (Path.Combine(outDir, sprintf "samples-teacher%s.png" suffix)) (sprintf "teacher%s, %s %.3f" suffix metric value) samples
+        log |> Option.iter (fun l ->
+            let step = int64 teacher.State.Step
+            l.Scalar(sprintf "teacher%s/heldout_nll_nats" suffix, nll, step)
+            if isImage then l.Scalar(sprintf "teacher%s/heldout_bits_per_dim" suffix, bpd, step)
+            l.Scalar(sprintf "teacher%s/%s" suffix metric, value, step)
+            l.Image(sprintf "teacher%s/samples" suffix, Path.Combine(outDir, sprintf "samples-teacher%s.png" suffix), step))
         StudentCommands.savePng (Path.Combine(outDir, sprintf "samples-teacher%s-denoised.png" suffix))
             (sprintf "teacher%s denoised, %s %.3f" suffix metric valueDenoised) denoised
         eprintfn "teacher%s: %s %.4f (denoised %.4f), held-out NLL %.4f nats, %.4f bits/dim" suffix metric value valueDenoised nll bpd
@@ -341,7 +355,7 @@ let run (command: string) (dataSpec: string) (labels: string option) (outDir: st
     // is the student's own error, without the mismatch between N(0, I) and the encodings' distribution.
     let encodedRows =
         let enc = Nfm.Couple.TeacherPairs.Compute(teacher.Teacher, reference, null, eta, 1, seed + 7L, sigmaF = Nullable teacher.Pairs.Spec.SigmaF)
-        evaluateOne quality metric "nfm-from-encodings" nfmStudent (Some enc.X0[0L]) budget.Steps grid evalCount reference (seed + 2L) outDir
+        evaluateOne log quality metric "nfm-from-encodings" nfmStudent (Some enc.X0[0L]) budget.Steps grid evalCount reference (seed + 2L) outDir
     // Latency of one sample and throughput at batch 64, per method and step count, and the teacher's (KV-cached).
     let latencySteps = budget.Steps |> List.filter (fun s -> s <= 4)
     let latency =

@@ -131,7 +131,7 @@ let bench (args: ParseResults<BenchArgs>) =
         let outDir = outputFolder (args.GetResult(BenchArgs.Out, Path.Combine("results", "mnist-compare")))
         let workers = args.GetResult(BenchArgs.Workers, 2)
         if workers = 2 then torch.set_num_threads 1
-        let md = Compare.run (commandLine ()) data None outDir (args.GetResult(BenchArgs.Budget, "standard")) 0L Quadratic None
+        let md = Compare.run (commandLine ()) None data None outDir (args.GetResult(BenchArgs.Budget, "standard")) 0L Quadratic None
                              (fun () -> featureClassifier (Path.Combine(outDir, "fd-classifier.ckpt")) data) workers
         printfn "\n%s" md
         add "results" (jstr (Path.Combine(outDir, "results.json")))
@@ -161,7 +161,7 @@ let demo (args: ParseResults<DemoArgs>) =
     let outDir = outputFolder (args.GetResult(DemoArgs.Out, "demo-out"))
     let seed = int64 (args.GetResult(DemoArgs.Seed, 0))
     let budget = args.TryGetResult DemoArgs.Steps |> Option.map (positive "steps" >> string) |> Option.defaultValue "quick"
-    let md = Compare.run (commandLine ()) "checkerboard" None outDir budget seed Quadratic None (fun () -> fail "checkerboard needs no feature classifier") 1
+    let md = Compare.run (commandLine ()) None "checkerboard" None outDir budget seed Quadratic None (fun () -> fail "checkerboard needs no feature classifier") 1
     printfn "\n%s" md
     printfn "%s" (twoDStory (Path.Combine(outDir, "results.json")))
     printfn "wrote %s" (Path.Combine(outDir, "results.json"))
@@ -172,7 +172,7 @@ let compare (args: ParseResults<CompareArgs>) =
     let outDir = outputFolder (args.GetResult CompareArgs.Out)
     let grid = Spec.parseGrid (args.GetResult(CompareArgs.Grid, "quadratic"))
     let eta = args.TryGetResult CompareArgs.Eta |> Option.map (nonNegative "eta")
-    let md = Compare.run (commandLine ()) (args.GetResult CompareArgs.Data) (args.TryGetResult CompareArgs.Labels) outDir
+    let md = Compare.run (commandLine ()) (tensorBoard (args.TryGetResult CompareArgs.Logdir)) (args.GetResult CompareArgs.Data) (args.TryGetResult CompareArgs.Labels) outDir
                          (args.GetResult(CompareArgs.Budget, "quick")) (int64 (args.GetResult(CompareArgs.Seed, 0))) grid eta
                          (fun () -> featureClassifier (args.GetResult(CompareArgs.Classifier, "fd-classifier.ckpt")) (args.GetResult CompareArgs.Data))
                          (let w = args.GetResult(CompareArgs.Workers, 1) in (if w = 2 then torch.set_num_threads 1); w)

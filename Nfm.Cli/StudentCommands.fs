@@ -71,6 +71,7 @@ let train (args: ParseResults<StudentTrainArgs>) =
         elif File.Exists out then
             fail (sprintf "'%s' exists; pass --resume to continue it, or choose another --out" out)
         else Student.Create spec
+    let log = tensorBoard (args.TryGetResult StudentTrainArgs.Logdir)
     let bar = Progress.Bar("student", int64 steps)
     let mutable lastLoss = nan
     let startStep = student.State.Step
@@ -79,6 +80,7 @@ let train (args: ParseResults<StudentTrainArgs>) =
         StudentTraining.Run(student, data.X, (if spec.Net.Classes > 0 then data.Labels else null), coupling, out,
                             Action<_>(fun p ->
                                 lastLoss <- p.Loss
+                                log |> Option.iter (fun l -> l.Training("student").Invoke p)
                                 bar.Update(p.Step, sprintf "loss %.4f" p.Loss)), cancellation)
     let secs = watch.Elapsed.TotalSeconds
     let ran = trained.State.Step - startStep

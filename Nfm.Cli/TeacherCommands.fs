@@ -87,23 +87,32 @@ let train (args: ParseResults<TeacherTrainArgs>) =
         elif Nfm.Data.Toy2D.IsName dataSpec then Some (Nfm.Data.DataSource.Load(dataSpec, 2000L, int64 seed + 1L))
         else None
     let evalEvery = args.GetResult(TeacherTrainArgs.Eval_Every, 0)
+    let log = tensorBoard (args.TryGetResult TeacherTrainArgs.Logdir)
     let bar = Progress.Bar("teacher", int64 steps)
     let mutable last = nan
     let start = teacher.State.Step
     let watch = Diagnostics.Stopwatch.StartNew()
-    let report (t: TrainedTeacher) =
+    let logHeldOut (step: int64) (nll: float) (bpd: float) =
+        log |> Option.iter (fun l ->
+            l.Scalar("teacher/heldout_nll_nats", nll, step)
+            if rowShape.Length = 3 then l.Scalar("teacher/heldout_bits_per_dim", bpd, step))
+    // The record's State is the one training started from (the model and EMA are updated in place): the step comes
+    // from the progress report.
+    let report (t: TrainedTeacher) (step: int64) =
         test |> Option.iter (fun ds ->
             let x = ds.X.narrow(0L, 0L, min ds.X.shape[0] 2000L)
             let nll, bpd = nllOf t x ds.Labels
-            eprintfn "\nstep %d: held-out NLL %.4f nats%s" t.State.Step nll (if rowShape.Length = 3 then sprintf ", %.3f bits/dim" bpd else ""))
+            logHeldOut step nll bpd
+            eprintfn "\nstep %d: held-out NLL %.4f nats%s" step nll (if rowShape.Length = 3 then sprintf ", %.3f bits/dim" bpd else ""))
     let trained =
         TeacherTraining.Run(teacher, data.X, (if conditional then data.Labels else null), out,
                             Action<_>(fun p ->
                                 last <- p.Loss
+                                log |> Option.iter (fun l -> l.Training("teacher").Invoke p)
                                 bar.Update(p.Step, sprintf "loss %.4f" p.Loss)
                                 if evalEvery > 0 && p.Step % int64 evalEvery = 0L && p.Step < int64 steps then
                                     // The model and EMA are updated in place: the initial value sees the current weights.
-                                    report teacher
+                                    report teacher p.Step
                                     teacher.Model.train()), cancellation)
     let secs = watch.Elapsed.TotalSeconds
     let ran = trained.State.Step - start
@@ -113,6 +122,7 @@ let train (args: ParseResults<TeacherTrainArgs>) =
                        "steps_per_second", jnum (float ran / max secs 1e-9); "teacher_id", jstr (trained.Identity()) ]
     test |> Option.iter (fun ds ->
         let nll, bpd = nllOf trained (ds.X.narrow(0L, 0L, min ds.X.shape[0] 2000L)) ds.Labels
+        logHeldOut trained.State.Step nll bpd
         printfn "held-out NLL %.4f nats%s" nll (if rowShape.Length = 3 then sprintf ", %.3f bits/dim" bpd else "")
         figures.Add(("test_nll", jnum nll))
         if rowShape.Length = 3 then figures.Add(("test_bpd", jnum bpd)))
@@ -122,6 +132,7 @@ let train (args: ParseResults<TeacherTrainArgs>) =
         let x = Teacher.Sample(trained.InferenceModel(), 64L, g, labels)
         let png = Path.ChangeExtension(out, ".samples.png")
         Nfm.Plots.ImageGrid.Save(png, x.cpu(), 8)
+        log |> Option.iter (fun l -> l.Image("teacher/samples", png, trained.State.Step))
         printfn "sample grid: %s" png
     json |> Option.iter (fun p -> writeJson p (jobj (List.ofSeq figures)))
     if cancellation.IsCancellationRequested then 130 else 0

@@ -3,8 +3,13 @@ using static TorchSharp.torch;
 
 namespace Nfm.Regress;
 
-/// <summary>What a training loop reports after each step.</summary>
-public readonly record struct TrainingProgress(long Step, long TotalSteps, double Loss, bool Skipped);
+/// <summary>
+/// What a training loop reports after each step: the step reached, the loss, whether the update was skipped (a
+/// non-finite loss or gradient), the learning rate the step used, the gradient norm before clipping (NaN when the loss
+/// was not finite) and the run's skipped steps so far.
+/// </summary>
+public readonly record struct TrainingProgress(long Step, long TotalSteps, double Loss, bool Skipped,
+    double LearningRate = double.NaN, double GradNorm = double.NaN, long SkippedSteps = 0);
 
 /// <summary>
 /// The loop every trainer shares: from the state's step to the spec's step count, each step inside its own dispose
@@ -25,9 +30,11 @@ public static class TrainingLoop
             using (var scope = NewDisposeScope())
             {
                 var loss = lossOfStep(state);
+                double lr = LearningRate.At(spec, state.Step);
                 var outcome = Optimisation.Apply(state, loss);
                 state = outcome.State;
-                progress?.Invoke(new TrainingProgress(state.Step, spec.Steps, outcome.Loss, outcome.Skipped));
+                progress?.Invoke(new TrainingProgress(state.Step, spec.Steps, outcome.Loss, outcome.Skipped, lr, outcome.GradNorm,
+                    state.SkippedSteps));
             }
             if (save is not null && spec.SaveEvery > 0 && state.Step % spec.SaveEvery == 0 && state.Step < spec.Steps)
                 save(state);
