@@ -355,7 +355,7 @@ type ReportArgs =
     interface IArgParserTemplate with
         member a.Usage =
             match a with
-            | Readme _ -> "regenerate the tables between '<!-- generated: KIND PATH -->' and '<!-- end generated -->' markers from the results JSON (KIND: methods, teachers, claims, seeds)."
+            | Readme _ -> "regenerate the tables between '<!-- generated: KIND PATH -->' and '<!-- end generated -->' markers from the results JSON (KIND: methods, teachers, students, claims, seeds)."
             | Diff _ -> "compare a fresh run's results.json with a saved one; exit 1 listing every row that differs."
 
 type NfmArgs =
