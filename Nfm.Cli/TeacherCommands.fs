@@ -121,7 +121,7 @@ let train (args: ParseResults<TeacherTrainArgs>) =
         let labels = sampleLabels classes 64 None (spec.Device.ToDevice())
         let x = Teacher.Sample(trained.InferenceModel(), 64L, g, labels)
         let png = Path.ChangeExtension(out, ".samples.png")
-        Nfm.Plots.ImageGrid.Save(png, x.cpu(), 8)
+        Nfm.FSharp.Plot.grid png 8 (x.cpu())
         printfn "sample grid: %s" png
     json |> Option.iter (fun p -> writeJson p (jobj (List.ofSeq figures)))
     if cancellation.IsCancellationRequested then 130 else 0
