@@ -61,6 +61,7 @@ type StudentTrainArgs =
     | N of int
     | Device of string
     | Json of file: string
+    | Loss_Png of file: string
     interface IArgParserTemplate with
         member a.Usage =
             match a with
@@ -83,6 +84,7 @@ type StudentTrainArgs =
             | N _ -> "rows to draw from a built-in 2-D set (default 20000)."
             | Device _ -> "cpu (default) or cuda."
             | Json _ -> "write the training figures (final loss, steps/s) to this JSON file."
+            | Loss_Png _ -> "draw the loss of every step of this run against the step to this PNG."
 
 type StudentSampleArgs =
     | [<Mandatory>] Student of file: string
@@ -183,6 +185,7 @@ type TeacherTrainArgs =
     | N of int
     | Device of string
     | Json of file: string
+    | Loss_Png of file: string
     interface IArgParserTemplate with
         member a.Usage =
             match a with
@@ -208,6 +211,7 @@ type TeacherTrainArgs =
             | N _ -> "rows to draw from a built-in 2-D set (default 20000)."
             | Device _ -> "cpu (default) or cuda."
             | Json _ -> "write the training figures to this JSON file."
+            | Loss_Png _ -> "draw the loss of every step of this run against the step to this PNG."
 
 type TeacherEncodeArgs =
     | [<Mandatory>] Teacher of file: string

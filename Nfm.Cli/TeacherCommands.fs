@@ -47,6 +47,7 @@ let train (args: ParseResults<TeacherTrainArgs>) =
     let dataSpec = args.GetResult TeacherTrainArgs.Data
     // Checked before training, so that a mistyped --json folder does not cost the whole run.
     let json = args.TryGetResult TeacherTrainArgs.Json |> Option.map outputPath
+    let lossPng = args.TryGetResult TeacherTrainArgs.Loss_Png |> Option.map outputPath
     let seed = args.GetResult(TeacherTrainArgs.Seed, 0)
     let data = loadTraining dataSpec (args.TryGetResult TeacherTrainArgs.N) (int64 seed) (args.TryGetResult TeacherTrainArgs.Labels)
     let rowShape = data.X.shape |> Array.skip 1
@@ -89,6 +90,7 @@ let train (args: ParseResults<TeacherTrainArgs>) =
     let evalEvery = args.GetResult(TeacherTrainArgs.Eval_Every, 0)
     let bar = Progress.Bar("teacher", int64 steps)
     let mutable last = nan
+    let losses = Collections.Generic.List<float>()
     let start = teacher.State.Step
     let watch = Diagnostics.Stopwatch.StartNew()
     let report (t: TrainedTeacher) =
@@ -100,6 +102,7 @@ let train (args: ParseResults<TeacherTrainArgs>) =
         TeacherTraining.Run(teacher, data.X, (if conditional then data.Labels else null), out,
                             Action<_>(fun p ->
                                 last <- p.Loss
+                                losses.Add p.Loss
                                 bar.Update(p.Step, sprintf "loss %.4f" p.Loss)
                                 if evalEvery > 0 && p.Step % int64 evalEvery = 0L && p.Step < int64 steps then
                                     // The model and EMA are updated in place: the initial value sees the current weights.
@@ -108,6 +111,7 @@ let train (args: ParseResults<TeacherTrainArgs>) =
     let secs = watch.Elapsed.TotalSeconds
     let ran = trained.State.Step - start
     printfn "teacher: %d steps in %.1fs (%.2f steps/s), final loss %.5f; saved %s" ran secs (float ran / max secs 1e-9) last out
+    lossPng |> Option.iter (fun p -> saveLosses p "teacher training loss" "teacher" (start + 1L) losses)
     let figures = Collections.Generic.List<string * Text.Json.Nodes.JsonNode>()
     figures.AddRange [ "checkpoint", jstr out; "steps", jint trained.State.Step; "final_loss", jnum last
                        "steps_per_second", jnum (float ran / max secs 1e-9); "teacher_id", jstr (trained.Identity()) ]
