@@ -64,6 +64,7 @@ type StudentTrainArgs =
     | Device of string
     | Logdir of dir: string
     | Json of file: string
+    | Loss_Png of file: string
     interface IArgParserTemplate with
         member a.Usage =
             match a with
@@ -87,6 +88,7 @@ type StudentTrainArgs =
             | Device _ -> "cpu (default) or cuda."
             | Logdir _ -> "write TensorBoard event files to this folder (loss, learning rate, gradient norm, skipped steps)."
             | Json _ -> "write the training figures (final loss, steps/s) to this JSON file."
+            | Loss_Png _ -> "draw the loss of every step of this run against the step to this PNG."
 
 type StudentSampleArgs =
     | [<Mandatory>] Student of file: string
@@ -188,6 +190,7 @@ type TeacherTrainArgs =
     | Device of string
     | Logdir of dir: string
     | Json of file: string
+    | Loss_Png of file: string
     interface IArgParserTemplate with
         member a.Usage =
             match a with
@@ -214,6 +217,7 @@ type TeacherTrainArgs =
             | Device _ -> "cpu (default) or cuda."
             | Logdir _ -> "write TensorBoard event files to this folder (loss, learning rate, gradient norm, skipped steps; held-out NLL and bits/dim at --eval-every; the sample grid)."
             | Json _ -> "write the training figures to this JSON file."
+            | Loss_Png _ -> "draw the loss of every step of this run against the step to this PNG."
 
 type TeacherEncodeArgs =
     | [<Mandatory>] Teacher of file: string

@@ -92,6 +92,11 @@ let cancellation =
             cts.Cancel())
     cts.Token
 
+/// Draws a training command's loss of every step, from step firstStep on, against the step as a PNG.
+let saveLosses (path: string) (title: string) (name: string) (firstStep: int64) (losses: float seq) =
+    Nfm.FSharp.Plot.losses path title [ Nfm.Plots.LossSeries(name, Array.ofSeq losses, firstStep) ]
+    printfn "loss curve: %s" path
+
 /// Runs a command body, turning every expected failure into one line on stderr and exit code 1
 /// (2 for command-line usage); stack traces only with --verbose.
 let guard (verbose: bool) (body: unit -> int) =

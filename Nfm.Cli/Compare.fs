@@ -109,12 +109,11 @@ let writeResults (outDir: string) (dataName: string) (metric: string) (rows: Row
         |> List.map (fun (m, rs) ->
             let rs = rs |> List.sortBy (fun r -> r.Steps)
             Nfm.Plots.LineSeries(m, rs |> List.map (fun r -> float r.Steps) |> Array.ofList, rs |> List.map (fun r -> r.Value) |> Array.ofList))
-    // The teacher samples autoregressively, not in solver steps: drawn as a level line for reference.
+    // The teacher samples autoregressively, not in solver steps: drawn as a dashed level for reference.
     let series =
         series @ (rows |> List.filter isTeacherRow
-                  |> List.map (fun r -> Nfm.Plots.LineSeries(sprintf "%s (%d sequential steps)" r.Method r.Nfe, [| lo; hi |], [| r.Value; r.Value |])))
-    Nfm.Plots.LinePlot.Save(Path.Combine(outDir, "quality.png"), sprintf "%s: %s against sampling steps" dataName metric,
-                            "sampling steps", metric, ResizeArray series, true, true)
+                  |> List.map (fun r -> Nfm.Plots.LineSeries(sprintf "%s (%d sequential steps)" r.Method r.Nfe, [| lo; hi |], [| r.Value; r.Value |], Reference = true)))
+    Plot.lines (Path.Combine(outDir, "quality.png")) (sprintf "%s: %s against sampling steps" dataName metric) "sampling steps" metric true true series
     md
 
 /// Training budgets: teacher and student steps and batches, the reference set's size, the sampling step counts, and

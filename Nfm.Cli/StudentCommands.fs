@@ -39,6 +39,7 @@ let train (args: ParseResults<StudentTrainArgs>) =
     if saveEvery < 0 then fail (sprintf "--save-every must be >= 0, got %d" saveEvery)
     // Checked before training, so that a mistyped --json folder does not cost the whole run.
     let json = args.TryGetResult StudentTrainArgs.Json |> Option.map outputPath
+    let lossPng = args.TryGetResult StudentTrainArgs.Loss_Png |> Option.map outputPath
     let seed = args.GetResult(StudentTrainArgs.Seed, 0)
     let couplingText = args.GetResult StudentTrainArgs.Coupling
     let dataSpec = args.GetResult StudentTrainArgs.Data
@@ -74,6 +75,7 @@ let train (args: ParseResults<StudentTrainArgs>) =
     let log = tensorBoard (args.TryGetResult StudentTrainArgs.Logdir)
     let bar = Progress.Bar("student", int64 steps)
     let mutable lastLoss = nan
+    let losses = Collections.Generic.List<float>()
     let startStep = student.State.Step
     let watch = Diagnostics.Stopwatch.StartNew()
     let trained =
@@ -81,11 +83,13 @@ let train (args: ParseResults<StudentTrainArgs>) =
                             Action<_>(fun p ->
                                 lastLoss <- p.Loss
                                 log |> Option.iter (fun l -> l.Training("student").Invoke p)
+                                losses.Add p.Loss
                                 bar.Update(p.Step, sprintf "loss %.4f" p.Loss)), cancellation)
     let secs = watch.Elapsed.TotalSeconds
     let ran = trained.State.Step - startStep
     printfn "student: %d steps in %.1fs (%.1f steps/s), final loss %.5f, skipped %d; saved %s"
         ran secs (float ran / max secs 1e-9) lastLoss trained.State.SkippedSteps out
+    lossPng |> Option.iter (fun p -> saveLosses p (sprintf "student training loss, %s coupling" couplingText) "student" (startStep + 1L) losses)
     json
     |> Option.iter (fun path ->
         writeJson path (jobj [ "checkpoint", jstr out; "steps", jint trained.State.Step; "final_loss", jnum lastLoss

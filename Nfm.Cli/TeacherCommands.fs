@@ -47,6 +47,7 @@ let train (args: ParseResults<TeacherTrainArgs>) =
     let dataSpec = args.GetResult TeacherTrainArgs.Data
     // Checked before training, so that a mistyped --json folder does not cost the whole run.
     let json = args.TryGetResult TeacherTrainArgs.Json |> Option.map outputPath
+    let lossPng = args.TryGetResult TeacherTrainArgs.Loss_Png |> Option.map outputPath
     let seed = args.GetResult(TeacherTrainArgs.Seed, 0)
     let data = loadTraining dataSpec (args.TryGetResult TeacherTrainArgs.N) (int64 seed) (args.TryGetResult TeacherTrainArgs.Labels)
     let rowShape = data.X.shape |> Array.skip 1
@@ -90,6 +91,7 @@ let train (args: ParseResults<TeacherTrainArgs>) =
     let log = tensorBoard (args.TryGetResult TeacherTrainArgs.Logdir)
     let bar = Progress.Bar("teacher", int64 steps)
     let mutable last = nan
+    let losses = Collections.Generic.List<float>()
     let start = teacher.State.Step
     let watch = Diagnostics.Stopwatch.StartNew()
     let logHeldOut (step: int64) (nll: float) (bpd: float) =
@@ -109,6 +111,7 @@ let train (args: ParseResults<TeacherTrainArgs>) =
                             Action<_>(fun p ->
                                 last <- p.Loss
                                 log |> Option.iter (fun l -> l.Training("teacher").Invoke p)
+                                losses.Add p.Loss
                                 bar.Update(p.Step, sprintf "loss %.4f" p.Loss)
                                 if evalEvery > 0 && p.Step % int64 evalEvery = 0L && p.Step < int64 steps then
                                     // The model and EMA are updated in place: the initial value sees the current weights.
@@ -117,6 +120,7 @@ let train (args: ParseResults<TeacherTrainArgs>) =
     let secs = watch.Elapsed.TotalSeconds
     let ran = trained.State.Step - start
     printfn "teacher: %d steps in %.1fs (%.2f steps/s), final loss %.5f; saved %s" ran secs (float ran / max secs 1e-9) last out
+    lossPng |> Option.iter (fun p -> saveLosses p "teacher training loss" "teacher" (start + 1L) losses)
     let figures = Collections.Generic.List<string * Text.Json.Nodes.JsonNode>()
     figures.AddRange [ "checkpoint", jstr out; "steps", jint trained.State.Step; "final_loss", jnum last
                        "steps_per_second", jnum (float ran / max secs 1e-9); "teacher_id", jstr (trained.Identity()) ]
@@ -131,7 +135,7 @@ let train (args: ParseResults<TeacherTrainArgs>) =
         let labels = sampleLabels classes 64 None (spec.Device.ToDevice())
         let x = Teacher.Sample(trained.InferenceModel(), 64L, g, labels)
         let png = Path.ChangeExtension(out, ".samples.png")
-        Nfm.Plots.ImageGrid.Save(png, x.cpu(), 8)
+        Nfm.FSharp.Plot.grid png 8 (x.cpu())
         log |> Option.iter (fun l -> l.Image("teacher/samples", png, trained.State.Step))
         printfn "sample grid: %s" png
     json |> Option.iter (fun p -> writeJson p (jobj (List.ofSeq figures)))

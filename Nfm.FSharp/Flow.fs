@@ -82,14 +82,3 @@ module Metrics =
 
     /// MMD with the default RBF kernel mixture.
     let mmd (a: torch.Tensor) (b: torch.Tensor) = Nfm.Metrics.Mmd.Rbf(a, b)
-
-/// PNG plots.
-[<RequireQualifiedAccess>]
-module Plot =
-    /// A scatter plot of named 2-D point sets.
-    let scatter (path: string) (title: string) (series: (string * torch.Tensor) list) =
-        let s = series |> List.mapi (fun i (n, t) -> Nfm.Plots.ScatterSeries(n, t, Nfm.Plots.PlotStyle.ColorAt i))
-        Nfm.Plots.Scatter.Save(path, ResizeArray s, title)
-
-    /// A grid of images in [-1, 1].
-    let grid (path: string) (columns: int) (images: torch.Tensor) = Nfm.Plots.ImageGrid.Save(path, images, columns)

@@ -14,8 +14,8 @@ module Native =
     let nativeFolder (assemblyFolder: string) =
         Path.Combine(assemblyFolder, "runtimes", "linux-x64", "native")
 
-    /// Preloads c10, torch_cpu, torch and LibTorchSharp from the build output, in that order, and points SkiaSharp at
-    /// the build's libSkiaSharp (idempotent).
+    /// Preloads c10, torch_cpu, torch and LibTorchSharp from the build output, in that order, and points SkiaSharp and
+    /// HarfBuzzSharp at the build's libSkiaSharp and libHarfBuzzSharp (idempotent).
     /// On other platforms, or when the folder is absent, it does nothing and TorchSharp's own loader applies.
     let load () =
         if not loaded && RuntimeInformation.IsOSPlatform OSPlatform.Linux then
@@ -24,10 +24,14 @@ module Native =
                 for lib in order do
                     let path = Path.Combine(folder, lib)
                     if File.Exists path then NativeLibrary.Load path |> ignore
-                // SkiaSharp (PNG output) asks for "libSkiaSharp" by name: answer with the build's copy.
-                let skia = Path.Combine(folder, "libSkiaSharp.so")
-                if File.Exists skia then
-                    let handle = NativeLibrary.Load skia
-                    NativeLibrary.SetDllImportResolver(typeof<SkiaSharp.SKImageInfo>.Assembly,
-                        DllImportResolver(fun name _ _ -> if name.Contains "SkiaSharp" then handle else IntPtr.Zero))
+                // SkiaSharp (PNG output) and HarfBuzzSharp (chart text) ask for their natives by bare name: answer with
+                // the build's copies.
+                let answer (assembly: Reflection.Assembly) (lib: string) (name: string) =
+                    let path = Path.Combine(folder, lib)
+                    if File.Exists path then
+                        let handle = NativeLibrary.Load path
+                        NativeLibrary.SetDllImportResolver(assembly,
+                            DllImportResolver(fun asked _ _ -> if asked.Contains name then handle else IntPtr.Zero))
+                answer typeof<SkiaSharp.SKImageInfo>.Assembly "libSkiaSharp.so" "SkiaSharp"
+                answer typeof<HarfBuzzSharp.Blob>.Assembly "libHarfBuzzSharp.so" "HarfBuzzSharp"
             loaded <- true

@@ -247,6 +247,13 @@ let outputs =
             failsWith dir "does not exist" [ "student"; "train"; "--data"; "moons"; "--coupling"; "ot"; "--out"; "s.ckpt"; "--json"; "no/t.json" ]
             Expect.isFalse (File.Exists(Path.Combine(dir, "s.ckpt"))) "no training happened"
         }
+        test "--loss-png in a missing folder fails before training" {
+            let dir = tempDir ()
+            failsWith dir "does not exist" [ "student"; "train"; "--data"; "moons"; "--coupling"; "ot"; "--out"; "s.ckpt"; "--loss-png"; "no/l.png" ]
+            Expect.isFalse (File.Exists(Path.Combine(dir, "s.ckpt"))) "no student training happened"
+            failsWith dir "does not exist" [ "teacher"; "train"; "--data"; "moons"; "--out"; "t.ckpt"; "--loss-png"; "no/l.png" ]
+            Expect.isFalse (File.Exists(Path.Combine(dir, "t.ckpt"))) "no teacher training happened"
+        }
         test "read-only output folder (chmod 555)" {
             let dir = tempDir ()
             let ro = Directory.CreateDirectory(Path.Combine(dir, "ro")).FullName

@@ -47,10 +47,12 @@ let endToEnd =
         test "resume continues a finished run to more steps" {
             let dir = tempDir ()
             Expect.equal (tinyTrain dir []).Code 0 "first run"
-            let r = tinyTrain dir [ "--steps"; "40"; "--resume"; "--json"; "t.json" ]
+            let r = tinyTrain dir [ "--steps"; "40"; "--resume"; "--json"; "t.json"; "--loss-png"; "loss.png" ]
             Expect.equal r.Code 0 (sprintf "resume succeeds: %s" r.Err)
             use j = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "t.json")))
             Expect.equal (j.RootElement.GetProperty("steps").GetInt64()) 40L "ends at step 40"
+            use loss = SkiaSharp.SKBitmap.Decode(Path.Combine(dir, "loss.png"))
+            Expect.isNotNull loss "the loss curve of the resumed steps is a PNG"
         }
     ]
 
