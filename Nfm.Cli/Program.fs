@@ -8,6 +8,8 @@ open Nfm.Cli.Common
 let main argv =
     let verbose = argv |> Array.contains "--verbose"
     let parser = ArgumentParser.Create<NfmArgs>(programName = "nfm", errorHandler = ProcessExiter())
+    // The core does not print; an old-layout checkpoint still loads, with this one line on stderr.
+    Nfm.Checkpoints.Checkpoint.add_OldFormatRead (fun notice -> eprintfn "note: %s" notice)
     guard verbose (fun () ->
         let args = parser.ParseCommandLine(argv |> Array.filter ((<>) "--verbose"))
         args.TryGetResult NfmArgs.Threads |> Option.iter (fun n -> TorchSharp.torch.set_num_threads (positive "threads" n))

@@ -4,14 +4,13 @@ module Nfm.Tests.BadInputTests
 
 open System
 open System.IO
-open System.Security.Cryptography
-open System.Text
 open System.Text.Json.Nodes
 open Expecto
 open TorchSharp
 open Nfm.Tests.Cli
 open Nfm.Tests.CliTests
 open Nfm.Tests.ReliabilityTests
+open Nfm.Tests.CheckpointTests
 
 /// Tiny checkpoints to misuse, made once (libtorch single-threaded, as in ReliabilityTests).
 let fixtures =
@@ -49,15 +48,6 @@ let failsKeeping (name: string) (mentions: string) (args: string list) =
 
 /// Points [n, d] as float32.
 let points (n: int64) (d: int64) = torch.randn(n, d)
-
-/// The bytes of a checkpoint with its header edited and the SHA-256 recomputed: a well-formed file of another content.
-let rewriteHeader (bytes: byte[]) (edit: JsonObject -> unit) =
-    let hlen = BitConverter.ToInt32(bytes, 8)
-    let header = JsonNode.Parse(Encoding.UTF8.GetString(bytes, 12, hlen)).AsObject()
-    edit header
-    let h = Encoding.UTF8.GetBytes(header.ToJsonString())
-    let body = Array.concat [ bytes[0..7]; BitConverter.GetBytes h.Length; h; bytes[12 + hlen .. bytes.Length - 33] ]
-    Array.append body (SHA256.HashData body)
 
 /// True when file permissions do not stop this process (root): the permission sub-cases are then skipped.
 let permissionsIgnored (path: string) =
@@ -293,17 +283,38 @@ let checkpoints =
         }
         test "a checkpoint of another format version (well-formed, checksum right)" {
             let dir, check = withExisting "x.npy"
-            let b = rewriteHeader (File.ReadAllBytes(student ())) (fun h -> h["format"] <- JsonValue.Create 2)
+            let b = rewriteHeader (File.ReadAllBytes(student ())) (fun m -> m["nfm.format_version"] <- JsonValue.Create "3")
             File.WriteAllBytes(Path.Combine(dir, "s.ckpt"), b)
-            failsWith dir "format version 2 is not supported" [ "student"; "sample"; "--student"; "s.ckpt"; "--count"; "5"; "--out"; "x.npy" ]
+            failsWith dir "format version 3 is not supported" [ "student"; "sample"; "--student"; "s.ckpt"; "--count"; "5"; "--out"; "x.npy" ]
             check ()
         }
         test "a checkpoint with another format's magic" {
             let dir = tempDir ()
-            let b = File.ReadAllBytes(student ())
+            let b = OldLayout.bytesOf (Nfm.Checkpoints.Checkpoint.Load(student ()))
             b[7] <- byte '2'
             File.WriteAllBytes(Path.Combine(dir, "s.ckpt"), b)
             failsWith dir "'NFMCKPT2' is not supported" [ "student"; "sample"; "--student"; "s.ckpt"; "--count"; "5"; "--out"; "x.npy" ]
+        }
+        test "an old NFMCKPT1 checkpoint: samples as before with a one-line note; --resume saves it as safetensors" {
+            let dir = tempDir ()
+            OldLayout.write (Path.Combine(dir, "old.ckpt")) (Nfm.Checkpoints.Checkpoint.Load(student ()))
+            File.Copy(student (), Path.Combine(dir, "new.ckpt"))
+            let sample name out = runNfm dir 120 [ "student"; "sample"; "--student"; name; "--count"; "20"; "--seed"; "3"; "--out"; out ]
+            let fromNew = sample "new.ckpt" "new.npy"
+            Expect.equal fromNew.Code 0 fromNew.Err
+            Expect.isFalse (fromNew.Err.Contains "NFMCKPT1") "no note for a safetensors checkpoint"
+            let fromOld = sample "old.ckpt" "old.npy"
+            Expect.equal fromOld.Code 0 fromOld.Err
+            let notes = fromOld.Err.Split('\n') |> Array.filter (fun l -> l.Contains "NFMCKPT1")
+            Expect.equal notes.Length 1 (sprintf "one note on stderr: %s" fromOld.Err)
+            Expect.stringContains notes[0] "old.ckpt" "naming the file"
+            Expect.sequenceEqual (File.ReadAllBytes(Path.Combine(dir, "old.npy"))) (File.ReadAllBytes(Path.Combine(dir, "new.npy"))) "the same samples"
+            let args = [ "student"; "train"; "--data"; "moons"; "--n"; "500"; "--coupling"; "ot"; "--steps"; "3"; "--batch"; "16"
+                         "--width"; "8"; "--depth"; "1"; "--out"; "old.ckpt"; "--resume" ]
+            let resumed = runNfm dir 120 args
+            Expect.equal resumed.Code 0 resumed.Err
+            let c = Nfm.Checkpoints.Checkpoint.Load(Path.Combine(dir, "old.ckpt"))
+            Expect.equal (c.SourceFormatVersion, c.Meta["step"]) (2, "3") "continued and written as safetensors"
         }
         test "resume with another configuration leaves the checkpoint as it was" {
             let dir = tempDir ()

@@ -7,6 +7,7 @@ open System.Collections.Generic
 open System.IO
 open Expecto
 open TorchSharp
+open Nfm.Checkpoints
 open Nfm.Descriptions
 open Nfm.Invert
 

@@ -1,6 +1,5 @@
 using System.Security.Cryptography;
 using System.Text;
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -12,17 +11,51 @@ namespace Nfm.Checkpoints;
 /// a kind, a description (JSON), string metadata and named tensors (weights, optimiser and EMA state, RNG state).
 /// </summary>
 /// <remarks>
-/// Layout: the 8 bytes <c>NFMCKPT1</c>, a little-endian int32 header length, the UTF-8 JSON header
-/// (<c>format</c>, <c>kind</c>, <c>description</c>, <c>meta</c>, and per tensor its name, dtype, shape and byte count),
-/// the tensors' raw little-endian bytes in header order, then the SHA-256 of everything before it.
-/// Saving goes through <see cref="Data.AtomicFile"/>, so a crash at any moment leaves the previous checkpoint intact.
+/// A checkpoint is a plain <c>.safetensors</c> file (<see cref="SafetensorsFile"/>), so Python's
+/// <c>safetensors.safe_open</c> lists and loads it. Its <c>__metadata__</c> holds the format's own keys
+/// (<see cref="VersionKey"/>, <see cref="KindKey"/>, <see cref="DescriptionKey"/>, the checksums
+/// <see cref="DataHashKey"/> and <see cref="HeaderHashKey"/>, and <c>format: pt</c>) next to the artefact's
+/// <see cref="Meta"/> (step counters, identities). Saving goes through <see cref="Data.AtomicFile"/>, so a crash at
+/// any moment leaves the previous checkpoint intact. Files of the previous layout (<c>NFMCKPT1</c>) are still read,
+/// see <see cref="LegacyCheckpoint"/>.
 /// </remarks>
 public sealed record Checkpoint(string Kind, JsonNode Description, IReadOnlyDictionary<string, string> Meta,
     IReadOnlyDictionary<string, Tensor> Tensors)
 {
-    /// <summary>The format version this build writes and reads.</summary>
-    public const int FormatVersion = 1;
-    private static readonly byte[] Magic = "NFMCKPT1"u8.ToArray();
+    /// <summary>The format version this build writes (1 was the <c>NFMCKPT1</c> layout).</summary>
+    public const int FormatVersion = 2;
+
+    /// <summary>Metadata key: the format version, "2".</summary>
+    public const string VersionKey = "nfm.format_version";
+    /// <summary>Metadata key: the kind ("teacher", "student", "pairs", "pairs-partial", "classifier").</summary>
+    public const string KindKey = "nfm.kind";
+    /// <summary>Metadata key: the artefact's description (the run's JSON).</summary>
+    public const string DescriptionKey = "nfm.description";
+    /// <summary>Metadata key: SHA-256 (64 lowercase hex digits) of the data buffer, every byte after the header.</summary>
+    public const string DataHashKey = "nfm.data_sha256";
+    /// <summary>
+    /// Metadata key: SHA-256 of the header's N bytes in which this value itself is written as 64 zeros
+    /// (so it seals the description, the metadata and the tensor layout).
+    /// </summary>
+    public const string HeaderHashKey = "nfm.header_sha256";
+    /// <summary>Metadata key of the pair files: the identity of the teacher whose encodings they hold.</summary>
+    public const string TeacherIdKey = "teacher_id";
+    /// <summary>Metadata key of the pair files: the identity of the data they were computed for.</summary>
+    public const string DataIdKey = "data_id";
+
+    /// <summary>The metadata key safetensors tools read for the tensors' framework; always "pt".</summary>
+    const string FrameworkKey = "format";
+    static readonly string[] ReservedKeys = [FrameworkKey, VersionKey, KindKey, DescriptionKey, DataHashKey, HeaderHashKey];
+    static readonly string ZeroHash = new('0', 64);
+
+    /// <summary>The format version of the file this checkpoint was read from: 1 for the old <c>NFMCKPT1</c> layout.</summary>
+    public int SourceFormatVersion { get; init; } = FormatVersion;
+
+    /// <summary>
+    /// Raised with a one-line notice when <see cref="Load"/> reads a file of the old <c>NFMCKPT1</c> layout (read by
+    /// this version only). The command line prints it on stderr.
+    /// </summary>
+    public static event Action<string>? OldFormatRead;
 
     /// <summary>Tensors whose names start with <paramref name="prefix"/>, with the prefix removed.</summary>
     public IReadOnlyDictionary<string, Tensor> WithPrefix(string prefix) =>
@@ -32,104 +65,120 @@ public sealed record Checkpoint(string Kind, JsonNode Description, IReadOnlyDict
     /// <summary>The description deserialised as <typeparamref name="T"/>.</summary>
     public T DescriptionAs<T>() => Descriptions.Json.Read<T>(Description.ToJsonString());
 
-    /// <summary>Writes the checkpoint atomically (temporary file, then rename).</summary>
+    /// <summary>
+    /// Writes the checkpoint as a safetensors file, atomically (temporary file, then rename). Throws
+    /// <see cref="ArgumentException"/> when <see cref="Meta"/> uses one of the format's own keys.
+    /// </summary>
     public static void Save(string path, Checkpoint c)
     {
-        var entries = new JsonArray();
-        var blobs = new List<byte[]>();
-        foreach (var (name, t) in c.Tensors)
+        var metadata = new Dictionary<string, string>(StringComparer.Ordinal)
         {
-            using var cpu = t.detach().cpu().contiguous();
-            var bytes = cpu.bytes.ToArray();
-            blobs.Add(bytes);
-            entries.Add(new JsonObject
+            [FrameworkKey] = "pt",
+            [VersionKey] = FormatVersion.ToString(),
+            [KindKey] = c.Kind,
+            [DescriptionKey] = c.Description.ToJsonString(),
+        };
+        foreach (var (k, v) in c.Meta)
+        {
+            if (ReservedKeys.Contains(k)) throw new ArgumentException($"checkpoint metadata cannot use the format's own key '{k}'", nameof(c));
+            metadata[k] = v;
+        }
+        // CPU copies first (no copy for CPU tensors): the header carries the data's checksum, so it is hashed before writing.
+        var cpu = c.Tensors.Select(kv => KeyValuePair.Create(kv.Key, kv.Value.detach().cpu().contiguous())).ToList();
+        try
+        {
+            using (var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256))
             {
-                ["name"] = name,
-                ["dtype"] = DTypeName(cpu.dtype),
-                ["shape"] = new JsonArray(cpu.shape.Select(s => (JsonNode)JsonValue.Create(s)!).ToArray()),
-                ["bytes"] = bytes.LongLength,
+                foreach (var (_, t) in cpu) SafetensorsFile.ForEachChunk(t, b => sha.AppendData(b));
+                metadata[DataHashKey] = Hex(sha.GetHashAndReset());
+            }
+            metadata[HeaderHashKey] = ZeroHash;
+            var header = SafetensorsFile.HeaderBytes(SafetensorsFile.Layout(cpu.Select(kv => (kv.Key, kv.Value.dtype, kv.Value.shape))), metadata);
+            Seal(header);
+            Data.AtomicFile.Write(path, fs =>
+            {
+                SafetensorsFile.WriteHeader(fs, header);
+                SafetensorsFile.WriteData(fs, cpu.Select(kv => kv.Value));
             });
         }
-        var header = new JsonObject
+        finally
         {
-            ["format"] = FormatVersion,
-            ["kind"] = c.Kind,
-            ["description"] = c.Description.DeepClone(),
-            ["meta"] = new JsonObject(c.Meta.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)JsonValue.Create(kv.Value)))),
-            ["tensors"] = entries,
-        };
-        var headerBytes = Encoding.UTF8.GetBytes(header.ToJsonString());
-        Data.AtomicFile.Write(path, fs =>
-        {
-            using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-            void Put(byte[] b) { fs.Write(b); sha.AppendData(b); }
-            Put(Magic);
-            Put(BitConverter.GetBytes(headerBytes.Length));
-            Put(headerBytes);
-            foreach (var b in blobs) Put(b);
-            fs.Write(sha.GetHashAndReset());
-        });
+            foreach (var (_, t) in cpu) t.Dispose();
+        }
     }
 
     /// <summary>
     /// Reads and verifies a checkpoint. Throws <see cref="InvalidDataException"/> naming the file and the problem:
-    /// not a checkpoint, another format version, truncated or altered (checksum), or of another kind than
-    /// <paramref name="expectedKind"/> (when given).
+    /// not a checkpoint, another format version, truncated or altered (length or checksum), or of another kind than
+    /// <paramref name="expectedKind"/> (when given). Reads the old <c>NFMCKPT1</c> layout too, raising
+    /// <see cref="OldFormatRead"/>.
     /// </summary>
     public static Checkpoint Load(string path, string? expectedKind = null)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: checkpoint file not found", path);
-        byte[] all;
-        try { all = File.ReadAllBytes(path); }
+        FileStream fs;
+        try { fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1 << 16); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new InvalidDataException($"{path}: cannot read checkpoint ({e.Message})", e); }
-        if (all.Length < Magic.Length + 4 + 32 || !all.AsSpan(0, Magic.Length).SequenceEqual(Magic))
+        using (fs)
         {
-            if (all.Length >= 7 && Encoding.ASCII.GetString(all, 0, 7) == "NFMCKPT")
-                throw new InvalidDataException($"{path}: checkpoint format '{Encoding.ASCII.GetString(all, 0, 8)}' is not supported (this build reads NFMCKPT{FormatVersion})");
-            throw new InvalidDataException($"{path}: not an nfm checkpoint (bad magic number)");
+            if (LegacyCheckpoint.IsLegacy(fs, path))
+            {
+                var old = LegacyCheckpoint.Read(fs, path, expectedKind);
+                OldFormatRead?.Invoke($"{path}: checkpoint in the old NFMCKPT1 layout, read by this version only; save it again to write safetensors (docs/interop.md)");
+                return old;
+            }
+            if (!SafetensorsFile.LooksLikeSafetensors(fs))
+                throw new InvalidDataException($"{path}: not an nfm checkpoint (neither a safetensors file nor the old NFMCKPT1 layout)");
+            var header = SafetensorsFile.ReadHeader(fs, path);
+            var meta = header.Metadata;
+            if (!meta.TryGetValue(KindKey, out var kind))
+                throw new InvalidDataException(
+                    $"{path}: a safetensors file but not an nfm checkpoint (its metadata has no '{KindKey}'); ml-tarflow weights are read with 'nfm teacher import'");
+            var version = meta.GetValueOrDefault(VersionKey, "(none)");
+            if (version != FormatVersion.ToString())
+                throw new InvalidDataException($"{path}: checkpoint format version {version} is not supported (this build reads {FormatVersion}, and 1 in the NFMCKPT1 layout)");
+            if (!meta.TryGetValue(HeaderHashKey, out var headerHash) || !HeaderHashMatches(header.Raw, headerHash))
+                throw new InvalidDataException($"{path}: checkpoint is truncated or altered (SHA-256 mismatch in the header)");
+            if (expectedKind is not null && kind != expectedKind)
+                throw new InvalidDataException($"{path}: is a {kind} checkpoint, expected a {expectedKind}");
+            JsonNode description;
+            try { description = JsonNode.Parse(meta.GetValueOrDefault(DescriptionKey, "null")) ?? throw new InvalidDataException("null"); }
+            catch (Exception e) when (e is System.Text.Json.JsonException or InvalidDataException)
+            {
+                throw new InvalidDataException($"{path}: checkpoint description ('{DescriptionKey}') is not a JSON value", e);
+            }
+            using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+            var tensors = SafetensorsFile.ReadTensors(fs, header, path, observe: b => sha.AppendData(b));
+            if (Hex(sha.GetHashAndReset()) != meta.GetValueOrDefault(DataHashKey))
+            {
+                foreach (var t in tensors.Values) t.Dispose();
+                throw new InvalidDataException($"{path}: checkpoint is truncated or altered (SHA-256 mismatch in the tensor data)");
+            }
+            var own = meta.Where(kv => !ReservedKeys.Contains(kv.Key)).ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
+            return new Checkpoint(kind, description, own, tensors);
         }
-        var body = all.AsSpan(0, all.Length - 32);
-        if (!SHA256.HashData(body).AsSpan().SequenceEqual(all.AsSpan(all.Length - 32)))
-            throw new InvalidDataException($"{path}: checkpoint is truncated or altered (SHA-256 mismatch)");
-        int hlen = BitConverter.ToInt32(all, Magic.Length);
-        int at = Magic.Length + 4;
-        if (hlen <= 0 || at + hlen > body.Length) throw new InvalidDataException($"{path}: checkpoint header is corrupt");
-        var header = JsonNode.Parse(Encoding.UTF8.GetString(all, at, hlen))!.AsObject();
-        at += hlen;
-        int format = header["format"]!.GetValue<int>();
-        if (format != FormatVersion) throw new InvalidDataException($"{path}: checkpoint format version {format} is not supported (this build reads {FormatVersion})");
-        var kind = header["kind"]!.GetValue<string>();
-        if (expectedKind is not null && kind != expectedKind)
-            throw new InvalidDataException($"{path}: is a {kind} checkpoint, expected a {expectedKind}");
-        var meta = header["meta"]!.AsObject().ToDictionary(kv => kv.Key, kv => kv.Value!.GetValue<string>());
-        var tensors = new Dictionary<string, Tensor>();
-        foreach (var e in header["tensors"]!.AsArray())
-        {
-            var name = e!["name"]!.GetValue<string>();
-            var dtype = ParseDType(e["dtype"]!.GetValue<string>(), path);
-            var shape = e["shape"]!.AsArray().Select(s => s!.GetValue<long>()).ToArray();
-            long n = e["bytes"]!.GetValue<long>();
-            if (at + n > body.Length) throw new InvalidDataException($"{path}: tensor '{name}' runs past the end of the file");
-            var t = empty(shape, dtype: dtype);
-            if (t.numel() * t.ElementSize != n) throw new InvalidDataException($"{path}: tensor '{name}' byte count {n} does not match its shape");
-            t.bytes = all.AsSpan(at, (int)n);
-            tensors[name] = t.DetachFromDisposeScope();
-            at += (int)n;
-        }
-        return new Checkpoint(kind, header["description"]!.DeepClone(), meta, tensors);
     }
 
-    private static string DTypeName(ScalarType t) => t switch
+    /// <summary>Writes the header's SHA-256 over the zero placeholder of <see cref="HeaderHashKey"/>.</summary>
+    static void Seal(byte[] header)
     {
-        ScalarType.Float32 => "float32", ScalarType.Float64 => "float64", ScalarType.Int64 => "int64",
-        ScalarType.Int32 => "int32", ScalarType.Byte => "uint8", ScalarType.Bool => "bool",
-        _ => throw new ArgumentException($"checkpoints do not store dtype {t}"),
-    };
+        var placeholder = Encoding.UTF8.GetBytes($"\"{HeaderHashKey}\":\"{ZeroHash}\"");
+        int at = header.AsSpan().IndexOf(placeholder);
+        if (at < 0) throw new InvalidOperationException("the checkpoint header lacks its checksum placeholder");
+        var hash = Encoding.ASCII.GetBytes(Hex(SHA256.HashData(header)));
+        hash.CopyTo(header, at + placeholder.Length - 1 - ZeroHash.Length);
+    }
 
-    private static ScalarType ParseDType(string s, string path) => s switch
+    /// <summary>True when the header, with every occurrence of <paramref name="hash"/> written as zeros, hashes to it.</summary>
+    static bool HeaderHashMatches(byte[] header, string hash)
     {
-        "float32" => ScalarType.Float32, "float64" => ScalarType.Float64, "int64" => ScalarType.Int64,
-        "int32" => ScalarType.Int32, "uint8" => ScalarType.Byte, "bool" => ScalarType.Bool,
-        _ => throw new InvalidDataException($"{path}: unknown tensor dtype '{s}'"),
-    };
+        if (hash.Length != 64 || !hash.All(Uri.IsHexDigit)) return false;
+        var value = Encoding.ASCII.GetBytes(hash);
+        var zeroed = (byte[])header.Clone();
+        for (int at = 0, i; (i = zeroed.AsSpan(at).IndexOf(value)) >= 0; at += i + value.Length)
+            zeroed.AsSpan(at + i, value.Length).Fill((byte)'0');
+        return Hex(SHA256.HashData(zeroed)) == hash;
+    }
+
+    static string Hex(byte[] hash) => Convert.ToHexString(hash).ToLowerInvariant();
 }

@@ -116,11 +116,15 @@ public sealed record TeacherPairs(PairsSpec Spec, Tensor X0)
 
     private static void SavePartial(string path, PairsSpec spec, Tensor x0, long blocksDone) =>
         Checkpoint.Save(path, new Checkpoint(PartialKind, JsonNode.Parse(Json.Write(spec))!,
-            new Dictionary<string, string> { ["blocksDone"] = blocksDone.ToString() }, new Dictionary<string, Tensor> { ["x0"] = x0 }));
+            new Dictionary<string, string>(Identities(spec)) { ["blocksDone"] = blocksDone.ToString() }, new Dictionary<string, Tensor> { ["x0"] = x0 }));
+
+    /// <summary>The teacher and data identities, as metadata that tools can read without parsing the description.</summary>
+    private static Dictionary<string, string> Identities(PairsSpec spec) =>
+        new() { [Checkpoint.TeacherIdKey] = spec.TeacherId, [Checkpoint.DataIdKey] = spec.DataId };
 
     /// <summary>Writes the pair file atomically.</summary>
     public void Save(string path) =>
-        Checkpoint.Save(path, new Checkpoint(Kind, JsonNode.Parse(Json.Write(Spec))!, new Dictionary<string, string>(),
+        Checkpoint.Save(path, new Checkpoint(Kind, JsonNode.Parse(Json.Write(Spec))!, Identities(Spec),
             new Dictionary<string, Tensor> { ["x0"] = X0 }));
 
     /// <summary>

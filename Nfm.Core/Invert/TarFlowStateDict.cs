@@ -1,5 +1,6 @@
 using System.Collections;
 using System.Text.RegularExpressions;
+using Nfm.Checkpoints;
 using Nfm.Descriptions;
 using Nfm.Regress;
 using TorchSharp;
@@ -75,10 +76,10 @@ public static class TarFlowStateDict
         options.Validate();
         if (!File.Exists(path)) throw new FileNotFoundException($"state_dict '{path}' not found", path);
         // The file's tensors are freed here by hand: a dispose scope would also own the new model's parameters.
-        var tensors = Read(path);
+        var (tensors, metadata) = Read(path);
         try
         {
-            var spec = Describe(tensors, options, SavedSpec(path));
+            var spec = Describe(tensors, options, SavedSpec(metadata));
             CheckKeys(tensors, spec);
             var run = new TeacherRunSpec(spec, TeacherRunSpec.DefaultTraining(steps: 1, batch: 64, lr: 1e-4, seed: 0),
                 $"imported:{Path.GetFileName(path)}", new DeviceSpec(options.Device)).Validate();
@@ -150,17 +151,24 @@ public static class TarFlowStateDict
         return notes;
     }
 
-    /// <summary>The named tensors of a .pt/.pth or .safetensors state_dict, wrapper prefixes removed.</summary>
-    static Dictionary<string, Tensor> Read(string path)
+    /// <summary>
+    /// The named tensors of a .pt/.pth or .safetensors state_dict, wrapper prefixes removed, and the safetensors
+    /// metadata (empty for .pt/.pth).
+    /// </summary>
+    static (Dictionary<string, Tensor> Tensors, IReadOnlyDictionary<string, string> Metadata) Read(string path)
     {
         Dictionary<string, Tensor> tensors;
+        IReadOnlyDictionary<string, string> metadata = new Dictionary<string, string>();
         if (Path.GetExtension(path).Equals(".safetensors", StringComparison.OrdinalIgnoreCase))
         {
-            try { tensors = Safetensors.LoadStateDict(path); }
-            catch (Exception e) when (e is not IOException and not OutOfMemoryException)
+            var file = SafetensorsFile.Read(path);
+            if (file.Header.Metadata.ContainsKey(Checkpoint.KindKey))
             {
-                throw new InvalidDataException($"'{path}' is not a readable safetensors file: {e.Message}", e);
+                foreach (var t in file.Tensors.Values) t.Dispose();
+                throw new InvalidDataException(
+                    $"{path}: is an nfm {file.Header.Metadata[Checkpoint.KindKey]} checkpoint, not an ml-tarflow state_dict; use it as it is");
             }
+            (tensors, metadata) = (file.Tensors, file.Header.Metadata);
         }
         else
         {
@@ -184,15 +192,12 @@ public static class TarFlowStateDict
         foreach (var prefix in WrapperPrefixes)
             if (tensors.Count > 0 && tensors.Keys.All(k => k.StartsWith(prefix, StringComparison.Ordinal)))
                 tensors = tensors.ToDictionary(kv => kv.Key[prefix.Length..], kv => kv.Value);
-        return tensors;
+        return (tensors, metadata);
     }
 
     /// <summary>The description stored in an exported safetensors file's metadata, or null.</summary>
-    static TeacherSpec? SavedSpec(string path)
-    {
-        if (!Path.GetExtension(path).Equals(".safetensors", StringComparison.OrdinalIgnoreCase)) return null;
-        return SafetensorsFile.ReadMetadata(path).TryGetValue(SpecMetadataKey, out var json) ? Json.Read<TeacherSpec>(json) : null;
-    }
+    static TeacherSpec? SavedSpec(IReadOnlyDictionary<string, string> metadata) =>
+        metadata.TryGetValue(SpecMetadataKey, out var json) ? Json.Read<TeacherSpec>(json) : null;
 
     /// <summary>The tensor of that name, or an error naming it as missing.</summary>
     static Tensor Need(IReadOnlyDictionary<string, Tensor> tensors, string name) =>

@@ -181,10 +181,13 @@ public sealed class FeatureClassifier
         return Convert.ToHexString(sha.GetHashAndReset())[..16].ToLowerInvariant();
     }
 
+    /// <summary>Checkpoint metadata key holding <see cref="Identity"/>.</summary>
+    public const string IdentityKey = "classifier_id";
+
     /// <summary>Writes a checkpoint of kind "classifier" (description, weights; metadata such as the test accuracy) atomically.</summary>
     public void Save(string path, IReadOnlyDictionary<string, string>? meta = null)
     {
-        var m = new Dictionary<string, string> { ["identity"] = Identity() };
+        var m = new Dictionary<string, string> { [IdentityKey] = Identity() };
         if (meta is not null) foreach (var (k, v) in meta) m[k] = v;
         Checkpoint.Save(path, new Checkpoint(Kind, JsonNode.Parse(Json.Write(Spec))!, m, Weights().ToDictionary(w => w.Name, w => w.Value)));
     }
