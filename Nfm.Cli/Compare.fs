@@ -180,7 +180,6 @@ let teacherJson (isImage: bool) (t: TeacherResult) : JsonNode =
 let run (command: string) (log: Nfm.Regress.TensorBoardLog option) (dataSpec: string) (labels: string option) (outDir: string) (budgetName: string) (seed: int64) (grid: Grid) (eta: float option)
         (featureClassifier: unit -> Nfm.Metrics.FeatureClassifier) (workers: int) =
     if workers < 1 || workers > 2 then fail (sprintf "--workers %d: expected 1 or 2" workers)
-    if workers = 2 then Progress.linesOnly <- true
     let probe = Nfm.Data.DataSource.Load(dataSpec, 16L, seed, Nfm.Data.DataSplit.Train, Option.toObj labels)
     let isImage = probe.X.dim() = 4L
     let budget = budgetFor budgetName isImage
