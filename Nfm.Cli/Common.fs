@@ -74,6 +74,18 @@ let buildCommit () =
     | -1 -> "unknown"
     | i -> v.Substring(i + 1)
 
+/// The processor this process runs on (its model name on Linux), recorded in results files: libtorch picks its CPU
+/// kernels by instruction set, so bit-for-bit figures hold on the same processor model only.
+let processorName () =
+    let fromCpuinfo () =
+        if File.Exists "/proc/cpuinfo" then
+            File.ReadLines "/proc/cpuinfo" |> Seq.tryFind (fun l -> l.StartsWith "model name")
+            |> Option.map (fun l -> l.Substring(l.IndexOf ':' + 1).Trim())
+        else None
+    match (try fromCpuinfo () with _ -> None) with
+    | Some name -> name
+    | None -> string Runtime.InteropServices.RuntimeInformation.ProcessArchitecture
+
 /// This process's command line as a user would type it ("nfm demo --out x"), recorded in results files.
 let commandLine () =
     "nfm " + String.Join(" ", Environment.GetCommandLineArgs() |> Array.skip 1)

@@ -27,8 +27,10 @@ figure_check() {
 }
 if [ "${NFM_FIGURES:-1}" != "0" ]; then
   demo_out=$(mktemp -d)
+  demo_start=$SECONDS
   figure_check "a fresh nfm demo reproduces results/demo/results.json" \
     bash -c "dotnet $nfm demo --out '$demo_out' > '$demo_out/log' 2>&1 || { tail -n 20 '$demo_out/log'; exit 1; }; dotnet $nfm report diff --expected results/demo/results.json --actual '$demo_out/results.json'"
+  echo "[figures] the demo took $((SECONDS - demo_start)) s"
   figure_check "README tables match the results JSON" dotnet "$nfm" report readme --file README.md --check
   rm -rf "$demo_out"
 fi

@@ -44,13 +44,21 @@ let tests =
             Expect.isTrue (lastBar >= 0 && summary > lastBar) "the summary is printed after the bar's last frame"
             Expect.isFalse (Regex.IsMatch(text, @"\[#+\.*\] \d+/200")) "no log-style lines on a terminal"
         }
-        test "compare --workers 2 on a terminal draws the teacher's and a student's bar in one frame" {
+        test "compare --workers 2 on a terminal draws the teacher's and a student's bar in one frame; --logdir logs the metric by steps" {
             let dir = tempDir ()
-            let code, out = onTerminal dir 300 [ "compare"; "--data"; "checkerboard"; "--budget"; "60"; "--workers"; "2"; "--out"; "c" ]
+            let code, out = onTerminal dir 300 [ "compare"; "--data"; "checkerboard"; "--budget"; "60"; "--workers"; "2"; "--out"; "c"
+                                                 "--logdir"; "tb" ]
             Expect.equal code 0 (plain out)
             let text = plain out
             Expect.isTrue (Regex.IsMatch(text, @"teacher\s+\d+/60[^\n]*\n[^\n]*\n?[^\n]*(independent|ot)\s+\d+/60", RegexOptions.Multiline))
                 "two bars stacked in the same frame"
+            let scalars = TensorBoardTests.scalars (Path.Combine(dir, "tb"))
+            let byStep m = scalars |> List.filter (fun (t, _, _) -> t = m + "/w2_by_sampling_steps") |> List.map (fun (_, s, _) -> s)
+            for m in [ "independent"; "ot"; "nfm" ] do
+                Expect.equal (byStep m) [ 1L; 2L; 4L; 8L; 16L; 32L ] (sprintf "%s's W2 at each step count" m)
+            Expect.isTrue (scalars |> List.exists (fun (t, _, _) -> t = "teacher/heldout_nll_nats")) "the teacher's held-out NLL"
+            Expect.isTrue (TensorBoardTests.events (Path.Combine(dir, "tb")) |> List.exists (fun e -> not (isNull e.Summary) && e.Summary.Value |> Seq.exists (fun v -> not (isNull v.Image))))
+                "sample grids as images"
         }
         test "when stderr is not a terminal, one log line per tenth of the work" {
             let dir = tempDir ()
