@@ -168,14 +168,21 @@ public static class SafetensorsFile
         if (!BitConverter.IsLittleEndian) throw new NotSupportedException("safetensors data is little-endian; this machine is not");
         if (cpuContiguous.device_type != DeviceType.CPU || !cpuContiguous.is_contiguous())
             throw new ArgumentException("the tensor must be on the CPU and contiguous", nameof(cpuContiguous));
-        long n = cpuContiguous.NumberOfElements;
-        if (n == 0) return;
-        long step = Math.Max(1, ChunkBytes / cpuContiguous.ElementSize);
-        using var flat = cpuContiguous.view(-1);
+        foreach (var part in Chunks(cpuContiguous)) sink(part.bytes);
+    }
+
+    /// <summary>A tensor's elements as views of at most <see cref="ChunkBytes"/> bytes each, in order (each view is
+    /// disposed when the next one is taken).</summary>
+    static IEnumerable<Tensor> Chunks(Tensor t)
+    {
+        long n = t.NumberOfElements;
+        if (n == 0) yield break;
+        long step = Math.Max(1, ChunkBytes / t.ElementSize);
+        using var flat = t.view(-1);
         for (long at = 0; at < n; at += step)
         {
             using var part = flat.narrow(0, at, Math.Min(step, n - at));
-            sink(part.bytes);
+            yield return part;
         }
     }
 
@@ -369,13 +376,8 @@ public static class SafetensorsFile
     /// <summary>Reads a tensor's bytes from the stream into its own memory, chunk by chunk.</summary>
     static void Fill(Stream stream, Tensor t, ByteSink? observe)
     {
-        long n = t.NumberOfElements;
-        if (n == 0) return;
-        long step = Math.Max(1, ChunkBytes / t.ElementSize);
-        using var flat = t.view(-1);
-        for (long at = 0; at < n; at += step)
+        foreach (var part in Chunks(t))
         {
-            using var part = flat.narrow(0, at, Math.Min(step, n - at));
             var span = part.bytes;
             stream.ReadExactly(span);
             observe?.Invoke(span);
