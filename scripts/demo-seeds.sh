@@ -4,7 +4,8 @@
 # generated from these files by `nfm report readme`. Usage: bash scripts/demo-seeds.sh [OUT_DIR]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-out="${1:-$root/results/demo-seeds}"
+cd "$root"
+out="${1:-results/demo-seeds}"
 bash "$root/scripts/nfm.sh" --version >/dev/null   # builds once before the runs start
 mkdir -p "$out"
 run() { dotnet "$root/Nfm.Cli/bin/Release/net10.0/nfm.dll" compare --data checkerboard --budget quick --seed "$1" \
