@@ -44,6 +44,7 @@ let trainStudent (log: Nfm.Regress.TensorBoardLog option) (settings: StudentSett
     let path = Path.Combine(outDir, m.Name + ".ckpt")
     let start = resumable (m.Name + " student") path (Nfm.Descriptions.Json.Write spec) Student.Load
                           (fun s -> Nfm.Descriptions.Json.Write s.Spec) (fun () -> Student.Create spec)
+    let logStep = log |> Option.map (fun l -> l.Training(m.Name))
     let bar = Progress.Bar(sprintf "%-12s" m.Name, int64 settings.Steps)
     let mutable last = nan
     let watch = Diagnostics.Stopwatch.StartNew()
@@ -51,7 +52,7 @@ let trainStudent (log: Nfm.Regress.TensorBoardLog option) (settings: StudentSett
         StudentTraining.Run(start, data.X, null, m.Coupling, path,
                             Action<_>(fun p ->
                                 last <- p.Loss
-                                log |> Option.iter (fun l -> l.Training(m.Name).Invoke p)
+                                logStep |> Option.iter (fun f -> f.Invoke p)
                                 bar.Update(p.Step, sprintf "loss %.4f" p.Loss)), cancellation)
     if cancellation.IsCancellationRequested then fail "interrupted; trained students so far are saved in the output folder"
     eprintfn "%s: final loss %.4f, %.1fs" m.Name last watch.Elapsed.TotalSeconds
@@ -239,6 +240,7 @@ let run (command: string) (log: Nfm.Regress.TensorBoardLog option) (dataSpec: st
         let path = Path.Combine(outDir, sprintf "teacher%s.ckpt" suffix)
         let start = resumable "teacher" path (Nfm.Descriptions.Json.Write tspec) Nfm.Invert.TrainedTeacher.Load
                               (fun t -> Nfm.Descriptions.Json.Write t.Spec) (fun () -> Nfm.Invert.TrainedTeacher.Create tspec)
+        let logStep = log |> Option.map (fun l -> l.Training("teacher" + suffix))
         let bar = Progress.Bar(sprintf "%-12s" ("teacher" + suffix), int64 steps)
         let mutable loss = nan
         let tw = Diagnostics.Stopwatch.StartNew()
@@ -246,7 +248,7 @@ let run (command: string) (log: Nfm.Regress.TensorBoardLog option) (dataSpec: st
             Nfm.Invert.TeacherTraining.Run(start, data.X, null, path,
                                            Action<_>(fun p ->
                                                loss <- p.Loss
-                                               log |> Option.iter (fun l -> l.Training("teacher" + suffix).Invoke p)
+                                               logStep |> Option.iter (fun f -> f.Invoke p)
                                                bar.Update(p.Step, sprintf "loss %.4f" p.Loss)), cancellation)
         if cancellation.IsCancellationRequested then fail "interrupted; the teacher trained so far is saved in the output folder"
         let trainSeconds = tw.Elapsed.TotalSeconds

@@ -144,26 +144,13 @@ let bench (args: ParseResults<BenchArgs>) =
     printfn "wrote %s" out
     0
 
-/// How to read a 2-D comparison, with this run's own path curvatures.
-let twoDStory (resultsPath: string) =
-    let r = Report.read resultsPath
-    let curvature (m: string) =
-        match r.Json["students"] with
-        | null -> nan
-        | (s: Text.Json.Nodes.JsonNode) -> match s[m] with null -> nan | x -> x["path_curvature_per_dim"].GetValue<float>()
-    String.concat "\n"
-        [ "Reading these figures (2-D):"
-          sprintf "- With two tokens of one value the teacher's autoregressive flow is a triangular (Knothe-Rosenblatt-like) map, not a straight one: the NFM student's paths curve (path curvature %.4f per dimension against %.4f for minibatch OT)." (curvature "nfm") (curvature "ot")
-          "- In 2-D a batch of 256 minibatch OT pairs is already close to the true optimal plan, which makes OT a very hard baseline here."
-          "- NFM is expected to beat OT in high dimensions, where minibatch OT is a poor stand-in for the true plan: see the MNIST table in the README." ]
-
 let demo (args: ParseResults<DemoArgs>) =
     let outDir = outputFolder (args.GetResult(DemoArgs.Out, "demo-out"))
     let seed = int64 (args.GetResult(DemoArgs.Seed, 0))
     let budget = args.TryGetResult DemoArgs.Steps |> Option.map (positive "steps" >> string) |> Option.defaultValue "quick"
     let md = Compare.run (commandLine ()) None "checkerboard" None outDir budget seed Quadratic None (fun () -> fail "checkerboard needs no feature classifier") 1
     printfn "\n%s" md
-    printfn "%s" (twoDStory (Path.Combine(outDir, "results.json")))
+    printfn "%s" (Report.twoDReading (Report.read (Path.Combine(outDir, "results.json"))))
     printfn "wrote %s" (Path.Combine(outDir, "results.json"))
     args.TryGetResult DemoArgs.Json |> Option.iter (fun p -> File.Copy(Path.Combine(outDir, "results.json"), outputPath p, true))
     0

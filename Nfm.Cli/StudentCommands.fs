@@ -73,6 +73,7 @@ let train (args: ParseResults<StudentTrainArgs>) =
             fail (sprintf "'%s' exists; pass --resume to continue it, or choose another --out" out)
         else Student.Create spec
     let log = tensorBoard (args.TryGetResult StudentTrainArgs.Logdir)
+    let logStep = log |> Option.map (fun l -> l.Training("student"))
     let bar = Progress.Bar("student", int64 steps)
     let mutable lastLoss = nan
     let losses = Collections.Generic.List<float>()
@@ -82,7 +83,7 @@ let train (args: ParseResults<StudentTrainArgs>) =
         StudentTraining.Run(student, data.X, (if spec.Net.Classes > 0 then data.Labels else null), coupling, out,
                             Action<_>(fun p ->
                                 lastLoss <- p.Loss
-                                log |> Option.iter (fun l -> l.Training("student").Invoke p)
+                                logStep |> Option.iter (fun f -> f.Invoke p)
                                 losses.Add p.Loss
                                 bar.Update(p.Step, sprintf "loss %.4f" p.Loss)), cancellation)
     let secs = watch.Elapsed.TotalSeconds

@@ -89,6 +89,7 @@ let train (args: ParseResults<TeacherTrainArgs>) =
         else None
     let evalEvery = args.GetResult(TeacherTrainArgs.Eval_Every, 0)
     let log = tensorBoard (args.TryGetResult TeacherTrainArgs.Logdir)
+    let logStep = log |> Option.map (fun l -> l.Training("teacher"))
     let bar = Progress.Bar("teacher", int64 steps)
     let mutable last = nan
     let losses = Collections.Generic.List<float>()
@@ -110,7 +111,7 @@ let train (args: ParseResults<TeacherTrainArgs>) =
         TeacherTraining.Run(teacher, data.X, (if conditional then data.Labels else null), out,
                             Action<_>(fun p ->
                                 last <- p.Loss
-                                log |> Option.iter (fun l -> l.Training("teacher").Invoke p)
+                                logStep |> Option.iter (fun f -> f.Invoke p)
                                 losses.Add p.Loss
                                 bar.Update(p.Step, sprintf "loss %.4f" p.Loss)
                                 if evalEvery > 0 && p.Step % int64 evalEvery = 0L && p.Step < int64 steps then

@@ -245,6 +245,24 @@ module Report =
             | l :: tail -> go (l :: acc) tail
         String.concat "\n" (go [] lines)
 
+    /// A figure of the run's main teacher (NaN when absent).
+    let private teacherFigure (r: Results) (field: string) =
+        match r.Json["teacher"] with
+        | null -> nan
+        | t -> num t[field]
+
+    /// How to read a 2-D comparison, with the run's own path curvatures (printed at the end of `nfm demo`).
+    let twoDReading (r: Results) =
+        let curvature (m: string) =
+            match r.Json["students"] with
+            | null -> nan
+            | s -> match s[m] with null -> nan | x -> num x["path_curvature_per_dim"]
+        String.concat "\n"
+            [ "Reading these figures (2-D):"
+              sprintf "- With two tokens of one value the teacher's autoregressive flow is a triangular (Knothe-Rosenblatt-like) map, not a straight one: the NFM student's paths curve (path curvature %.4f per dimension against %.4f for minibatch OT)." (curvature "nfm") (curvature "ot")
+              "- In 2-D a batch of 256 minibatch OT pairs is already close to the true optimal plan, which makes OT a very hard baseline here."
+              "- NFM is expected to beat OT in high dimensions, where minibatch OT is a poor stand-in for the true plan: see the MNIST table in the README." ]
+
     /// Differences between the rows (metric values) and teacher figures of two runs beyond a tolerance; empty when they
     /// agree. Timings are not compared.
     let diff (expected: Results) (actual: Results) (tolerance: float) =
@@ -263,8 +281,7 @@ module Report =
               for KeyValue(k, _) in a do
                 if not (e.ContainsKey k) then yield sprintf "row %s: not in %s" (name k) expected.Path
               for field in [ "test_nll_nats"; "value"; "sigma_f" ] do
-                let x, y = num (expected.Json["teacher"] |> Option.ofObj |> Option.map (fun t -> t[field]) |> Option.toObj),
-                           num (actual.Json["teacher"] |> Option.ofObj |> Option.map (fun t -> t[field]) |> Option.toObj)
+                let x, y = teacherFigure expected field, teacherFigure actual field
                 if not (close x y) then yield sprintf "teacher %s: %s has %.9g, %s has %.9g" field expected.Path x actual.Path y ]
         // libtorch chooses its kernels by processor: figures agree bit for bit only on the same processor model.
         if not problems.IsEmpty && processor expected <> processor actual then

@@ -48,15 +48,16 @@ public sealed class TensorBoardLog
     /// A progress callback for <see cref="TrainingLoop.Run"/> that logs <c>NAME/loss</c>, <c>NAME/learning_rate</c>,
     /// <c>NAME/grad_norm</c> and <c>NAME/skipped_steps</c> at every step.
     /// </summary>
-    public Action<TrainingProgress> Training(string name) => p =>
+    public Action<TrainingProgress> Training(string name)
     {
-        Scalar($"{name}/loss", p.Loss, p.Step);
-        Scalar($"{name}/learning_rate", p.LearningRate, p.Step);
-        Scalar($"{name}/grad_norm", p.GradNorm, p.Step);
-        Scalar($"{name}/skipped_steps", p.SkippedSteps, p.Step);
-    };
-
-    /// <summary>Both callbacks, in order (either may be null).</summary>
-    public static Action<TrainingProgress>? Both(Action<TrainingProgress>? a, Action<TrainingProgress>? b) =>
-        a is null ? b : b is null ? a : p => { a(p); b(p); };
+        // Tags made once: the callback runs at every step.
+        string loss = $"{name}/loss", lr = $"{name}/learning_rate", norm = $"{name}/grad_norm", skipped = $"{name}/skipped_steps";
+        return p =>
+        {
+            Scalar(loss, p.Loss, p.Step);
+            Scalar(lr, p.LearningRate, p.Step);
+            Scalar(norm, p.GradNorm, p.Step);
+            Scalar(skipped, p.SkippedSteps, p.Step);
+        };
+    }
 }
