@@ -25,6 +25,8 @@ type CompareArgs =
     | Grid of string
     | Eta of list: string
     | Teacher of file: string
+    | Conditional
+    | Guidance of list: string
     | Classifier of file: string
     | Workers of int
     | Logdir of dir: string
@@ -34,6 +36,8 @@ type CompareArgs =
             match a with
             | Workers _ -> "1 (default) or 2: with 2, the students that need no teacher train on a second thread while the teacher trains, each thread with one libtorch thread."
             | Teacher _ -> "a pretrained teacher to distil instead of training one: a teacher checkpoint, or ml-tarflow weights (.safetensors, .pt, .pth); its figures are measured, the smaller teacher's student is left out."
+            | Conditional -> "class-conditional teacher and students on the data's labels (label dropout 0.1), each sampled with classifier-free guidance at every --guidance weight; rows at each method's best weight, every curve in results.json."
+            | Guidance _ -> "with --conditional: the guidance weights to sweep, comma-separated (default 0,0.5,1,2,3)."
             | Classifier _ -> "MNIST: the FD-MNIST feature classifier checkpoint (default fd-classifier.ckpt; trained with the fixed recipe when missing)."
             | Data _ -> "data: a built-in 2-D set (checkerboard, moons, 8gaussians, 2spirals, rings), mnist:DIR or FILE.npy."
             | Out _ -> "output folder (results.json, results.md, quality.png, sample grids)."

@@ -9,17 +9,17 @@ open Nfm.Cli.Args
 open Nfm.Cli.Common
 open Nfm.FSharp
 
-/// Parses --eta: one value or a comma-separated list, each finite and >= 0.
-let parseEtas (text: string) =
+/// Parses an option holding one number or a comma-separated list of distinct numbers, each >= 0.
+let parseList (name: string) (text: string) =
     let values =
         text.Split(',', StringSplitOptions.TrimEntries ||| StringSplitOptions.RemoveEmptyEntries)
         |> Array.map (fun v ->
             match Double.TryParse(v, Globalization.NumberStyles.Float, Globalization.CultureInfo.InvariantCulture) with
-            | true, x -> nonNegative "eta" x
-            | _ -> fail (sprintf "--eta '%s': expected a number or a comma-separated list of numbers" text))
+            | true, x -> nonNegative name x
+            | _ -> fail (sprintf "--%s '%s': expected a number or a comma-separated list of numbers" name text))
         |> List.ofArray
-    if List.isEmpty values then fail "--eta: expected a number or a comma-separated list of numbers"
-    if List.length (List.distinct values) <> List.length values then fail (sprintf "--eta '%s' repeats a value" text)
+    if List.isEmpty values then fail (sprintf "--%s: expected a number or a comma-separated list of numbers" name)
+    if List.length (List.distinct values) <> List.length values then fail (sprintf "--%s '%s' repeats a value" name text)
     values
 
 /// A comparison as the command line describes it; with several etas, one NFM student per eta replaces the single one.
@@ -59,11 +59,14 @@ let compare (args: ParseResults<CompareArgs>) =
     let data = Nfm.Descriptions.DataSpec(args.GetResult CompareArgs.Data, Seed = int64 (args.GetResult(CompareArgs.Seed, 0)),
                                          Labels = Option.toObj (args.TryGetResult CompareArgs.Labels))
     data.Validate()
-    let etas = args.TryGetResult CompareArgs.Eta |> Option.map parseEtas |> Option.defaultValue []
+    let etas = args.TryGetResult CompareArgs.Eta |> Option.map (parseList "eta") |> Option.defaultValue []
     let e = describe data (args.GetResult(CompareArgs.Budget, "quick")) outDir etas
     let e = { e with Grid = Spec.parseGrid (args.GetResult(CompareArgs.Grid, "quadratic")); Workers = workers
                      Log = tensorBoard (args.TryGetResult CompareArgs.Logdir)
                      Classifier = args.GetResult(CompareArgs.Classifier, "fd-classifier.ckpt") }
+    let guidance = args.TryGetResult CompareArgs.Guidance |> Option.map (parseList "guidance")
+    if guidance.IsSome && not (args.Contains CompareArgs.Conditional) then fail "--guidance needs --conditional"
+    let e = if args.Contains CompareArgs.Conditional then Experiment.conditional (defaultArg guidance Experiment.defaultGuidance) e else e
     let e = match args.TryGetResult CompareArgs.Teacher with
             | Some f -> Experiment.withTeacher (existing "teacher" f) e
             | None -> e

@@ -53,6 +53,11 @@ type Experiment =
       Workers: int
       /// Checkpoints, pairs, results and plots go here; a rerun continues what an interrupted run left.
       OutDir: string
+      /// Class-conditional teacher and students (label dropout 0.1) on the data's labels, sampled with classifier-free
+      /// guidance at every weight of `Guidance`; each method's rows are at its best weight.
+      Conditional: bool
+      /// The guidance weights swept at sampling (0 = plain conditional); one weight, 0, for an unconditional run.
+      Guidance: float list
       /// A pretrained main teacher (a teacher checkpoint, or ml-tarflow weights): it is scored and distilled, not
       /// trained (`Experiment.withTeacher`).
       Teacher: string option
@@ -67,18 +72,26 @@ type Experiment =
 
 /// One row of results.json: a method's metric at a step count (CLI.md fixes these fields).
 type ResultRow =
-    { Method: string; Solver: string; Grid: string; Steps: int; Nfe: int; Value: float; SecondsPer1000: float }
+    { Method: string; Solver: string; Grid: string; Steps: int; Nfe: int; Value: float; SecondsPer1000: float
+      /// The classifier-free guidance weight the samples were drawn with (0 for unconditional runs).
+      Guidance: float }
+
+/// A method's metric at every guidance weight and step count, and the weight its rows use (the lowest mean log
+/// metric over the step counts).
+type GuidanceCurve = { Method: string; Best: float; Points: (float * int * float) list }
 
 /// A teacher budget's figures on the held-out set, and the pairs of its NFM coupling at the experiment's eta.
 type TeacherResult =
     { Steps: int; Teacher: TrainedTeacher; Loss: float; TrainSeconds: float; Nll: float; Bpd: float
       Value: float; ValueDenoised: float; SampleSeconds: float; Nfe: int; Pairs: Nfm.Couple.TeacherPairs; PairsPath: string
-      EncodesPerSecond: float; Gap: Nfm.Metrics.StandardNormalGap }
+      EncodesPerSecond: float; Gap: Nfm.Metrics.StandardNormalGap
+      /// Under a conditional run: the teacher's metric against the guidance weight (its Value is at the best one).
+      Curve: GuidanceCurve option }
 
 /// A trained student of the comparison and its rows.
 type StudentResult =
     { Method: Method; Student: Student; Coupling: Nfm.Couple.Coupling; FinalLoss: float; TrainSeconds: float
-      Rows: ResultRow list; Curvature: float; Nll: float }
+      Rows: ResultRow list; Curve: GuidanceCurve; Curvature: float; Nll: float }
 
 /// Latency of one sample and throughput at batch 64.
 type Latency = { Method: string; Steps: int; SingleSeconds: float; SecondsPer1000AtBatch64: float }
@@ -94,6 +107,8 @@ type ExperimentResult =
       Latency: Latency list
       Claims: (string * float) list
       ClaimChecks: Claims.Claim list
+      /// Per method (and the teacher) under a conditional run: the metric against the guidance weight.
+      Guidance: GuidanceCurve list
       NReference: int
       FeatureNetwork: string option }
 
@@ -130,18 +145,20 @@ module Experiment =
     /// The training data of a comparison and its held-out reference set: 20,000 rows (or the spec's N) and a fresh draw
     /// (seed + 1) for built-in sets, the train and test splits for MNIST, the first rows and the last 20% (at most 2,000 rows) of a
     /// user's .npy. The reference has at most `evalCount` rows.
-    let split (data: DataSpec) (evalCount: int) : Dataset * torch.Tensor =
+    let split (data: DataSpec) (evalCount: int) : Dataset * Dataset =
         match Data.heldOut data.Source data.Seed evalCount with
         | Some held ->
             let n = if Toy2D.IsName data.Source && data.N = 0L then 20000L else data.N
-            DataSource.Load(data.Source, n, data.Seed, DataSplit.Train), held.X
+            DataSource.Load(data.Source, n, data.Seed, DataSplit.Train), held
         | None ->
                 let all = DataSource.Load(data.Source, 0L, data.Seed, DataSplit.Train, data.Labels)
                 let n = all.X.shape[0]
                 let held = min 2000L (n / 5L)
                 if held < 10L then invalidArg "data" (sprintf "%s has %d rows; a comparison needs at least 50 to hold out a reference set" data.Source n)
                 let labels = if isNull all.Labels then null else all.Labels.narrow(0L, 0L, n - held)
-                Dataset(all.X.narrow(0L, 0L, n - held), labels, all.Name), all.X.narrow(0L, n - held, min held (int64 evalCount))
+                let m = min held (int64 evalCount)
+                Dataset(all.X.narrow(0L, 0L, n - held), labels, all.Name),
+                Dataset(all.X.narrow(0L, n - held, m), (if isNull all.Labels then null else all.Labels.narrow(0L, n - held, m)), all.Name)
 
     /// The students compared by default: independent, OT, NFM at the experiment's eta, and (when the budget has a
     /// smaller teacher) the NFM student of that teacher, named nfm-tSTEPS.
@@ -159,7 +176,7 @@ module Experiment =
     let create (data: DataSpec) (budgetName: string) (outDir: string) : Experiment =
         let b = budget budgetName (isImageData data)
         { Data = data; Budget = b; Methods = defaultMethods b; Eta = None; Seed = data.Seed; Grid = Quadratic; Workers = 1
-          Teacher = None; OutDir = outDir; Classifier = Path.Combine(outDir, "fd-classifier.ckpt"); Log = None; Reporter = Reporter.lines
+          Conditional = false; Guidance = [ 0.0 ]; Teacher = None; OutDir = outDir; Classifier = Path.Combine(outDir, "fd-classifier.ckpt"); Log = None; Reporter = Reporter.lines
           Cancel = CancellationToken.None; Command = "" }
 
     /// The comparison distilling a pretrained teacher (a teacher checkpoint or ml-tarflow weights) instead of training
@@ -168,6 +185,13 @@ module Experiment =
         if not (File.Exists path) then raise (FileNotFoundException(sprintf "teacher '%s' not found" path, path))
         { e with Teacher = Some path
                  Methods = e.Methods |> List.filter (fun m -> match m.Coupling with Nfm (_, Some _) -> false | _ -> true) }
+
+    /// The guidance weights a conditional comparison sweeps by default.
+    let defaultGuidance = [ 0.0; 0.5; 1.0; 2.0; 3.0 ]
+
+    /// The class-conditional comparison (the paper's setting): a conditional teacher and students with label dropout
+    /// 0.1, each method sampled at every guidance weight and reported at its best one.
+    let conditional (weights: float list) (e: Experiment) : Experiment = { e with Conditional = true; Guidance = weights }
 
     /// The coupling's spelling recorded in a student's description.
     let private couplingText (m: Method) (pairsPath: string) =
@@ -180,6 +204,7 @@ module Experiment =
     /// The teacher trained by a comparison at `steps`: the data's default shape (a smaller one for images at the quick
     /// budget), the budget's batch, lr 1e-3 (2e-3 for images), checkpoints every 250 steps for images.
     let teacherSpec (e: Experiment) (data: Dataset) (isImage: bool) (steps: int) : TeacherRunSpec =
+        let classes = if e.Conditional then Teacher.classesOf data else 0
         let rowShape = data.X.shape |> Array.skip 1
         let s =
             { Teacher.settings with
@@ -187,14 +212,15 @@ module Experiment =
                 LearningRate = (if isImage then 2e-3 else 1e-3); SaveEvery = (if isImage then 250 else 0)
                 Width = (if isImage && e.Budget.Name = "quick" then Some 64 else None)
                 Layers = (if isImage && e.Budget.Name = "quick" then Some 2 else None) }
-        TeacherRunSpec(Teacher.model s rowShape 0,
+        TeacherRunSpec(Teacher.model s rowShape classes,
                        TeacherRunSpec.DefaultTraining(steps, e.Budget.TeacherBatch, s.LearningRate, e.Seed, s.SaveEvery),
                        e.Data.Source, DeviceSpec("cpu")).Validate()
 
     /// The students' settings: MLP 256 x 3 for vectors, the small U-Net with logit-normal times for images.
     let studentSettings (e: Experiment) (isImage: bool) : StudentSettings =
         let b = if isImage then Student.imageSettings else Student.settings
-        { b with Steps = e.Budget.StudentSteps; Batch = e.Budget.StudentBatch; Seed = e.Seed; Reporter = e.Reporter; Cancel = e.Cancel }
+        { b with Steps = e.Budget.StudentSteps; Batch = e.Budget.StudentBatch; Seed = e.Seed; Conditional = e.Conditional
+                 Reporter = e.Reporter; Cancel = e.Cancel }
 
     let private pngOf (path: string) (title: string) (x: torch.Tensor) =
         if x.dim() = 2L && x.shape[1] = 2L then Plot.scatter path title [ "samples", x ]
@@ -213,7 +239,7 @@ module Experiment =
             | Custom (d, _) -> "custom: " + d
         let b = e.Budget
         JsonFile.obj
-            [ "data", JsonNode.Parse(e.Data.ToJson())
+           ([ "data", JsonNode.Parse(e.Data.ToJson())
               "budget", JsonFile.obj [ "name", JsonFile.str b.Name; "teacher_steps", JsonFile.int (int64 b.TeacherSteps)
                                        "student_steps", JsonFile.int (int64 b.StudentSteps); "teacher_batch", JsonFile.int (int64 b.TeacherBatch)
                                        "student_batch", JsonFile.int (int64 b.StudentBatch); "eval_count", JsonFile.int (int64 b.EvalCount)
@@ -223,6 +249,7 @@ module Experiment =
               "eta", (match e.Eta with Some v -> JsonFile.num v | None -> JsonFile.str "default")
               "teacher", (match e.Teacher with Some f -> JsonFile.str (Path.GetFullPath f) | None -> JsonFile.str "trained")
               "seed", JsonFile.int e.Seed; "grid", JsonFile.str (Spec.gridName e.Grid) ]
+            @ (if e.Conditional then [ "conditional", JsonFile.bool true; "guidance", JsonFile.arr [ for w in e.Guidance -> JsonFile.num w ] ] else []))
 
     /// Runs a comparison: trains (or continues) the teachers and students, samples and scores them, measures the
     /// diagnostics, latency and claims, and writes the sample PNGs. `Experiment.write` saves results.json, results.md
@@ -249,7 +276,15 @@ module Experiment =
         let cancelled what =
             if e.Cancel.IsCancellationRequested then
                 raise (OperationCanceledException(sprintf "interrupted; %s so far are saved in the output folder" what))
-        let data, reference = split e.Data budget.EvalCount
+        if List.isEmpty e.Guidance || e.Guidance |> List.exists (fun w -> not (Double.IsFinite w)) then
+            invalidArg "guidance" "guidance weights must be a non-empty list of finite numbers"
+        if not e.Conditional && e.Guidance <> [ 0.0 ] then invalidArg "guidance" "guidance weights need a conditional comparison"
+        let data, referenceSet = split e.Data budget.EvalCount
+        if e.Conditional && (isNull data.Labels || isNull referenceSet.Labels) then
+            invalidArg "data" (sprintf "a conditional comparison needs labels with the data (%s has none)" e.Data.Source)
+        let reference = referenceSet.X
+        let referenceLabels = if e.Conditional then referenceSet.Labels else null
+        let trainLabels = if e.Conditional then data.Labels else null
         let evalCount = int reference.shape[0]
         let rowShape = data.X.shape |> Array.skip 1
         let isImage = data.X.dim() = 4L
@@ -270,27 +305,45 @@ module Experiment =
         let settings = studentSettings e isImage
         let grid = e.Grid
 
-        /// Samples a student at each step count from fresh noise, or from the given starting points, and scores them.
-        let evaluate (name: string) (st: Student) (x0: torch.Tensor option) =
-            [ for steps in budget.Steps do
+        /// The weight a method's rows use: the lowest mean log metric over the step counts.
+        let bestOf (name: string) (points: (float * int * float) list) =
+            let score w = points |> List.filter (fun (x, _, _) -> x = w) |> List.averageBy (fun (_, _, v) -> log (max v 1e-12))
+            let best = points |> List.map (fun (w, _, _) -> w) |> List.distinct |> List.minBy score
+            { Method = name; Best = best; Points = points }
+
+        /// Samples a student at each step count and guidance weight from fresh noise (the same noise at every weight),
+        /// or from the given starting points at the given weight, and scores them; the rows are at the best weight.
+        let evaluate (name: string) (st: Student) (x0: (torch.Tensor * float) option) =
+            let labels = Student.labels (int64 evalCount) None st
+            let weights = match x0 with Some (_, w) -> [ w ] | None -> e.Guidance
+            let sampled =
+                [ for w in weights do
+                    for steps in budget.Steps do
+                        let solver = Spec.paperSolver steps
+                        let watch = Diagnostics.Stopwatch.StartNew()
+                        let x, nfe =
+                            match x0 with
+                            | None -> Student.sampleWith labels w solver grid (int64 evalCount) (seed + 2L) st
+                            | Some (z, _) ->
+                                let r = Nfm.Sampling.StudentSampler.FromNoise(st.SamplingNet(), z, Spec.solver grid solver, Option.toObj (if e.Conditional then Some referenceLabels else None),
+                                                                              w, int64 st.Spec.Net.Classes)
+                                r.X, r.Nfe
+                        let secs = watch.Elapsed.TotalSeconds
+                        let value = quality x reference
+                        if weights.Length > 1 then report.Message(sprintf "%s, %d steps, guidance %g: %s %.4f" name steps w metric value)
+                        yield w, steps, x, nfe, secs, value ]
+            let curve = bestOf name [ for (w, steps, _, _, _, v) in sampled -> w, steps, v ]
+            curve,
+            [ for (w, steps, x, nfe, secs, value) in sampled |> List.filter (fun (w, _, _, _, _, _) -> w = curve.Best) do
                 let solver = Spec.paperSolver steps
-                let watch = Diagnostics.Stopwatch.StartNew()
-                let x, nfe =
-                    match x0 with
-                    | None -> Student.sampleWith (Student.labels (int64 evalCount) None st) 0.0 solver grid (int64 evalCount) (seed + 2L) st
-                    | Some z ->
-                        let r = Nfm.Sampling.StudentSampler.FromNoise(st.SamplingNet(), z, Spec.solver grid solver)
-                        r.X, r.Nfe
-                let secs = watch.Elapsed.TotalSeconds
-                let value = quality x reference
                 e.Log |> Option.iter (fun l -> l.Scalar(sprintf "%s/%s_by_sampling_steps" name metric, value, int64 steps))
                 if steps = List.max budget.Steps || steps = 1 then
                     let png = Path.Combine(outDir, sprintf "samples-%s-%dstep.png" name steps)
                     pngOf png (sprintf "%s, %d %s steps, %s %.3f" name steps (Spec.solverName solver) metric value) x
                     e.Log |> Option.iter (fun l -> l.Image(sprintf "%s/samples_%dstep" name steps, png, int64 steps))
-                report.Message(sprintf "%s, %d steps: %s %.4f" name steps metric value)
+                report.Message(sprintf "%s, %d steps: %s %.4f%s" name steps metric value (if e.Conditional then sprintf " (guidance %g)" w else ""))
                 yield { Method = name; Solver = Spec.solverName solver; Grid = Spec.gridName grid; Steps = steps; Nfe = nfe
-                        Value = value; SecondsPer1000 = secs * 1000.0 / float evalCount } ]
+                        Value = value; SecondsPer1000 = secs * 1000.0 / float evalCount; Guidance = w } ]
 
         // Path curvature (rectified-flow sense: 256 noise rows, 16 Heun steps, uniform grid) and the student's held-out
         // negative log-likelihood per dimension by integrating the divergence (8 RK4 steps; exact for vectors,
@@ -320,9 +373,12 @@ module Experiment =
             cancelled "trained students"
             let secs = watch.Elapsed.TotalSeconds
             report.Message(sprintf "%s: final loss %.4f, %.1fs" m.Name last secs)
-            let rows = evaluate m.Name st None
+            let curve, rows = evaluate m.Name st None
             { Method = m; Student = st; Coupling = coupling; FinalLoss = last; TrainSeconds = secs; Rows = rows
-              Curvature = nan; Nll = nan }
+              Curve = curve; Curvature = nan; Nll = nan }
+
+        /// Sequential network passes of the teacher's autoregressive sampling: one per block and token after the first.
+        let nfeOf (t: TrainedTeacher) = int (int64 t.Spec.Model.Blocks * (t.Spec.Model.Tokens - 1L))
 
         /// NFM pairs of a teacher at an eta (four noise draws per row: one encode pass over the data instead of one
         /// per training batch), reused from the output folder when they match, else computed (resuming a partial file).
@@ -341,7 +397,7 @@ module Experiment =
             | Some p -> report.Message(sprintf "pairs: reusing %s" pairsPath); p, pairsPath, nan
             | None ->
                 let progress = Reporter.blocks report (sprintf "%-12s" ("pairs" + suffix))
-                let p = Nfm.Couple.TeacherPairs.Compute(t, data.X, null, pairEta, 4, seed, partialPath = pairsPath + ".partial",
+                let p = Nfm.Couple.TeacherPairs.Compute(t, data.X, trainLabels, pairEta, 4, seed, partialPath = pairsPath + ".partial",
                                                         progress = progress, cancel = e.Cancel)
                 cancelled "the pairs"
                 p.Save pairsPath
@@ -356,7 +412,9 @@ module Experiment =
                     let t = Teacher.read file
                     if t.Spec.Model.InputShape <> rowShape then
                         invalidArg "teacher" (sprintf "%s is a teacher of rows %s; the data's rows are %s" file (Nfm.Shapes.Show t.Spec.Model.InputShape) (Nfm.Shapes.Show rowShape))
-                    if t.Spec.Model.IsConditional then invalidArg "teacher" (sprintf "%s is class-conditional; this comparison is unconditional" file)
+                    if t.Spec.Model.IsConditional <> e.Conditional then
+                        invalidArg "teacher" (sprintf "%s is %s; this comparison is %s" file (if t.Spec.Model.IsConditional then "class-conditional" else "unconditional")
+                                                  (if e.Conditional then "class-conditional" else "unconditional"))
                     report.Message(sprintf "teacher: pretrained %s (%d steps, identity %s)" file t.State.Step (t.Identity()))
                     t, nan, 0.0
                 | _ ->
@@ -368,7 +426,7 @@ module Experiment =
                     let mutable loss = nan
                     let watch = Diagnostics.Stopwatch.StartNew()
                     let teacher =
-                        TeacherTraining.Run(start, data.X, null, path,
+                        TeacherTraining.Run(start, data.X, trainLabels, path,
                                             Action<_>(fun p ->
                                                 loss <- p.Loss
                                                 logStep |> Option.iter (fun f -> f.Invoke p)
@@ -377,18 +435,29 @@ module Experiment =
                     teacher, loss, watch.Elapsed.TotalSeconds
             let steps = if e.Teacher.IsSome && suffix = "" then int teacher.State.Step else steps
             let model = teacher.InferenceModel()
-            let struct (nll, bpd) = Nfm.Invert.Teacher.MeanNll(model, reference)
-            // The teacher's own samples, timed, then scored as they are and after one denoising step.
-            use g = new torch.Generator(uint64 (seed + 3L))
-            let sw = Diagnostics.Stopwatch.StartNew()
-            let samples = Nfm.Invert.Teacher.Sample(model, int64 evalCount, g)
-            let sampleSecs = sw.Elapsed.TotalSeconds / float evalCount
+            let struct (nll, bpd) = Nfm.Invert.Teacher.MeanNll(model, reference, referenceLabels)
+            // The teacher's own samples (at every guidance weight of a conditional run, the same noise each time),
+            // timed, then scored as they are and, at the best weight, after one denoising step.
+            let labels = Data.samplingLabels model.Spec.Classes (int64 evalCount) None torch.CPU |> Option.toObj
+            let sampled =
+                [ for w in e.Guidance ->
+                    use g = new torch.Generator(uint64 (seed + 3L))
+                    let sw = Diagnostics.Stopwatch.StartNew()
+                    let x = Nfm.Invert.Teacher.Sample(model, int64 evalCount, g, labels, (if e.Conditional then Nullable w else Nullable()))
+                    let secs = sw.Elapsed.TotalSeconds / float evalCount
+                    let v = quality x reference
+                    if e.Guidance.Length > 1 then report.Message(sprintf "teacher%s, guidance %g: %s %.4f" suffix w metric v)
+                    w, x, secs, v ]
+            let curve = bestOf ("teacher" + suffix) [ for (w, _, _, v) in sampled -> w, nfeOf teacher, v ]
+            let _, samples, sampleSecs, value = sampled |> List.find (fun (w, _, _, _) -> w = curve.Best)
             let denoised =
                 torch.cat([| for i in 0L .. 250L .. int64 evalCount - 1L ->
-                              let chunk = samples.narrow(0L, i, min 250L (int64 evalCount - i))
-                              Nfm.Invert.Teacher.Denoise(model, chunk, model.Spec.NoiseSigma).detach() |], 0L)
-            let value, valueDenoised = quality samples reference, quality denoised reference
-            let nfe = int (int64 teacher.Spec.Model.Blocks * (teacher.Spec.Model.Tokens - 1L))
+                              let len = min 250L (int64 evalCount - i)
+                              let chunk = samples.narrow(0L, i, len)
+                              let y = if isNull labels then null else labels.narrow(0L, i, len)
+                              Nfm.Invert.Teacher.Denoise(model, chunk, model.Spec.NoiseSigma, y).detach() |], 0L)
+            let valueDenoised = quality denoised reference
+            let nfe = nfeOf teacher
             let samplesPng = Path.Combine(outDir, sprintf "samples-teacher%s.png" suffix)
             pngOf samplesPng (sprintf "teacher%s, %s %.3f" suffix metric value) samples
             e.Log |> Option.iter (fun l ->
@@ -410,7 +479,7 @@ module Experiment =
                                suffix gap.Distance gap.MinEigenvalue gap.MaxEigenvalue)
             { Steps = steps; Teacher = teacher; Loss = loss; TrainSeconds = trainSeconds; Nll = nll; Bpd = bpd; Value = value
               ValueDenoised = valueDenoised; SampleSeconds = sampleSecs; Nfe = nfe; Pairs = pairs; PairsPath = pairsPath
-              EncodesPerSecond = encodes; Gap = gap }
+              EncodesPerSecond = encodes; Gap = gap; Curve = (if e.Conditional then Some curve else None) }
 
         // NFM couplings of a teacher per eta, computed once each.
         let nfmCoupling (t: TeacherResult) (suffix: string) =
@@ -424,7 +493,7 @@ module Experiment =
                         let p, path, _ = pairsOf t.Teacher suffix pairEta
                         cache[pairEta] <- (p, path)
                         p, path
-                pairs.ToCoupling(data.X, null), path
+                pairs.ToCoupling(data.X, trainLabels), path
 
         let teacherSteps (m: Method) =
             match m.Coupling with
@@ -485,7 +554,7 @@ module Experiment =
         let pairCosts =
             let rows = min data.X.shape[0] 2000L
             let idx = torch.arange(rows, dtype = torch.int64)
-            let batch = Nfm.Couple.Batch(data.X.narrow(0L, 0L, rows), null, idx)
+            let batch = Nfm.Couple.Batch(data.X.narrow(0L, 0L, rows), (if isNull trainLabels then null else trainLabels.narrow(0L, 0L, rows)), idx)
             [ for s in students ->
                 use g = new torch.Generator(uint64 (seed + 5L))
                 let p = s.Coupling.Invoke(batch, g)
@@ -502,23 +571,27 @@ module Experiment =
             | None -> []
             | Some p ->
                 let pEta = match p.Method.Coupling with Nfm (Some x, _) -> x | _ -> eta
-                let enc = Nfm.Couple.TeacherPairs.Compute(teacher.Teacher, reference, null, pEta, 1, seed + 7L, sigmaF = Nullable teacher.Pairs.Spec.SigmaF)
-                evaluate (sprintf "%s-from-encodings" p.Method.Name) p.Student (Some enc.X0[0L])
+                let enc = Nfm.Couple.TeacherPairs.Compute(teacher.Teacher, reference, referenceLabels, pEta, 1, seed + 7L, sigmaF = Nullable teacher.Pairs.Spec.SigmaF)
+                snd (evaluate (sprintf "%s-from-encodings" p.Method.Name) p.Student (Some (enc.X0[0L], p.Curve.Best)))
         // Latency of one sample and throughput at batch 64, per method and step count, and the teacher's (KV-cached).
         let latencySteps = budget.Steps |> List.filter (fun s -> s <= 4)
         let latency =
             [ for s in students do
                 for steps in latencySteps do
                     let solver = Spec.paperSolver steps
-                    let once n () = Student.sampleWith (Student.labels n None s.Student) 0.0 solver grid n seed s.Student |> ignore
+                    let once n () = Student.sampleWith (Student.labels n None s.Student) s.Curve.Best solver grid n seed s.Student |> ignore
                     let single = Nfm.Bench.Timing.MedianSeconds(Action(once 1L), 9, 2)
                     let batch = Nfm.Bench.Timing.MedianSeconds(Action(once 64L), 3, 2)
                     yield { Method = s.Method.Name; Steps = steps; SingleSeconds = single; SecondsPer1000AtBatch64 = batch * 1000.0 / 64.0 } ]
         let teacherModel = teacher.Teacher.InferenceModel()
         let teacherLatency =
             use g = new torch.Generator(uint64 seed)
-            let single = Nfm.Bench.Timing.MedianSeconds((fun () -> Nfm.Invert.Teacher.Sample(teacherModel, 1L, g).Dispose()), 5, 2)
-            let batch = Nfm.Bench.Timing.MedianSeconds((fun () -> Nfm.Invert.Teacher.Sample(teacherModel, 64L, g).Dispose()), 1, 2)
+            let guidance = match teacher.Curve with Some c -> Nullable c.Best | None -> Nullable()
+            let once n () =
+                let labels = Data.samplingLabels teacherModel.Spec.Classes n None torch.CPU |> Option.toObj
+                Nfm.Invert.Teacher.Sample(teacherModel, n, g, labels, guidance).Dispose()
+            let single = Nfm.Bench.Timing.MedianSeconds(Action(once 1L), 5, 2)
+            let batch = Nfm.Bench.Timing.MedianSeconds(Action(once 64L), 1, 2)
             { Method = "teacher"; Steps = teacher.Nfe; SingleSeconds = single; SecondsPer1000AtBatch64 = batch * 1000.0 / 64.0 }
         for l in latency @ [ teacherLatency ] do
             report.Message(sprintf "latency %s%s: %.2f ms per sample alone, %.3f s per 1,000 at batch 64"
@@ -528,7 +601,8 @@ module Experiment =
         let studentRows = (students |> List.collect (fun s -> s.Rows)) @ encodedRows
         let teacherRows =
             let rowOf name value (t: TeacherResult) =
-                { Method = name; Solver = "autoregressive"; Grid = "-"; Steps = t.Nfe; Nfe = t.Nfe; Value = value; SecondsPer1000 = t.SampleSeconds * 1000.0 }
+                { Method = name; Solver = "autoregressive"; Grid = "-"; Steps = t.Nfe; Nfe = t.Nfe; Value = value; SecondsPer1000 = t.SampleSeconds * 1000.0
+                  Guidance = (match t.Curve with Some c -> c.Best | None -> 0.0) }
             [ rowOf "teacher" teacher.Value teacher; rowOf "teacher-denoised" teacher.ValueDenoised teacher ]
             @ (small |> Option.map (fun t -> [ rowOf (sprintf "teacher-t%d" t.Steps) t.Value t ]) |> Option.defaultValue [])
         if not isImage then
@@ -556,6 +630,7 @@ module Experiment =
         { Experiment = e; Metric = metric; IsImage = isImage; Eta = eta; Rows = studentRows @ teacherRows
           Teacher = teacher; SmallTeacher = small; Students = students; PairCosts = pairCosts
           Latency = latency @ [ teacherLatency ]; Claims = claims; ClaimChecks = Claims.checkAll claims
+          Guidance = (if e.Conditional then (students |> List.map (fun s -> s.Curve)) @ (teacher.Curve |> Option.toList) else [])
           NReference = evalCount; FeatureNetwork = (if isMnist then Some (classifier.Force().Identity()) else None) }
 
     /// Rows of the teacher (autoregressive sampling, not solver steps) are reported beside the table and drawn as levels.
@@ -587,6 +662,9 @@ module Experiment =
                                   if l.Method = "teacher" then sprintf "teacher %.2f" (l.SingleSeconds * 1000.0)
                                   else sprintf "%s %d steps %.2f" l.Method l.Steps (l.SingleSeconds * 1000.0) ] + "\n"
         + "\nclaims as measured:\n" + String.concat "" [ for c in r.ClaimChecks -> "- " + Claims.describe c + "\n" ]
+        + (if List.isEmpty r.Guidance then ""
+           else "\nclassifier-free guidance (rows at each method's best weight):\n"
+                + String.concat "" [ for c in r.Guidance -> sprintf "- %s: best weight %g\n" c.Method c.Best ])
 
     let private teacherJson (isImage: bool) (t: TeacherResult) : JsonNode =
         JsonFile.obj
@@ -606,8 +684,9 @@ module Experiment =
         let j = JsonFile.obj
         let num, int, str = JsonFile.num, JsonFile.int, JsonFile.str
         let rowJson (x: ResultRow) : JsonNode =
-            j [ "method", str x.Method; "solver", str x.Solver; "grid", str x.Grid; "steps", int (int64 x.Steps)
-                "nfe", int (int64 x.Nfe); "value", num x.Value; "seconds_per_1000", num x.SecondsPer1000 ]
+            j ([ "method", str x.Method; "solver", str x.Solver; "grid", str x.Grid; "steps", int (int64 x.Steps)
+                 "nfe", int (int64 x.Nfe); "value", num x.Value; "seconds_per_1000", num x.SecondsPer1000 ]
+               @ (if e.Conditional then [ "guidance", num x.Guidance ] else []))
         let mainTeacher = teacherJson r.IsImage r.Teacher
         j ([ "data", str e.Data.Source; "metric", str r.Metric; "rows", JsonFile.arr (r.Rows |> List.map rowJson)
              "command", str e.Command; "commit", str (Provenance.commit ())
@@ -631,7 +710,15 @@ module Experiment =
                                s.Method.Name, j [ "final_loss", num s.FinalLoss; "train_seconds", num s.TrainSeconds
                                                   "path_curvature_per_dim", num s.Curvature; "nll_nats_per_dim", num s.Nll ] :> JsonNode ]
              "n_reference", int (int64 r.NReference) ]
-           @ (r.FeatureNetwork |> Option.map (fun f -> "feature_network", str f) |> Option.toList))
+           @ (r.FeatureNetwork |> Option.map (fun f -> "feature_network", str f) |> Option.toList)
+           @ (if not e.Conditional then []
+              else
+                [ "conditional", JsonFile.bool true
+                  "guidance", j [ "weights", JsonFile.arr [ for w in e.Guidance -> num w ]
+                                  "methods", j [ for c in r.Guidance ->
+                                                   c.Method, j [ "best", num c.Best
+                                                                 "curve", JsonFile.arr [ for (w, steps, v) in c.Points ->
+                                                                                           j [ "weight", num w; "steps", int (int64 steps); "value", num v ] ] ] :> JsonNode ] ] ]))
 
     /// The metric against sampling steps, one line per student method, the teachers as dashed levels.
     let qualityPlot (path: string) (r: ExperimentResult) =

@@ -172,6 +172,10 @@ let options =
             failsWith dir "--eta '0.1,x': expected a number or a comma-separated list" (compare [ "--eta"; "0.1,x" ])
             failsWith dir "--eta '0.1,0.1' repeats a value" (compare [ "--eta"; "0.1,0.1" ])
             failsWith dir "workers 3: expected 1 or 2" (compare [ "--workers"; "3" ])
+            failsWith dir "--guidance needs --conditional" (compare [ "--guidance"; "0,1" ])
+            writeNpy dir "x.npy" (points 200L 2L) |> ignore
+            failsWith dir "a conditional comparison needs labels with the data" [ "compare"; "--data"; "x.npy"; "--out"; "c2"; "--conditional" ]
+            failsWith dir "teacher 'none.ckpt' not found" (compare [ "--teacher"; "none.ckpt" ])
         }
         test "--eta -1" {
             failsKeeping "p.pairs" "--eta must be a finite number >= 0" [ "couple"; "--teacher"; teacher (); "--data"; "moons"; "--eta"; "-1"; "--out"; "p.pairs" ]

@@ -171,6 +171,35 @@ let tests =
             Expect.equal r.Teacher.Pairs.Spec.TeacherId (teacher.Identity()) "its pairs are the pretrained teacher's"
         }
 
+        test "a class-conditional comparison sweeps guidance for every method and reports each at its best weight" {
+            let dir = tempDir ()
+            let points = Data.toy "moons" 1500L 4L
+            let labels = points.X.select(1L, 1L).gt(torch.tensor 0.25f).to_type(torch.int64)
+            Data.writeNpy (Path.Combine(dir, "x.npy")) points.X
+            Data.writeNpy (Path.Combine(dir, "y.npy")) labels
+            let spec = Nfm.Descriptions.DataSpec(Path.Combine(dir, "x.npy"), Labels = Path.Combine(dir, "y.npy"))
+            let e = Experiment.create spec "12" (Path.Combine(dir, "c")) |> Experiment.conditional [ 0.0; 1.0 ]
+            let e = { e with Budget = { e.Budget with EvalCount = 200; Steps = [ 1; 4 ] }; Reporter = Reporter.silent }
+            let r = Experiment.run e
+            Expect.isTrue (r.Teacher.Teacher.Spec.Model.IsConditional) "a conditional teacher"
+            Expect.isTrue (r.Students |> List.forall (fun s -> s.Student.Spec.Net.Classes = 2)) "conditional students of 2 classes"
+            Expect.equal (r.Guidance |> List.map (fun c -> c.Method)) [ "independent"; "ot"; "nfm"; "teacher" ] "a curve per method and the teacher"
+            for c in r.Guidance do
+                Expect.equal (c.Points |> List.map (fun (w, _, _) -> w) |> List.distinct) [ 0.0; 1.0 ] (c.Method + " at both weights")
+                Expect.contains [ 0.0; 1.0 ] c.Best (c.Method + "'s best weight is one of them")
+                let rows = r.Rows |> List.filter (fun x -> x.Method = c.Method)
+                Expect.isTrue (rows |> List.forall (fun x -> x.Guidance = c.Best)) (c.Method + "'s rows are at its best weight")
+                for x in rows do
+                    let atBest = c.Points |> List.find (fun (w, st, _) -> w = c.Best && (st = x.Steps || c.Method = "teacher"))
+                    let _, _, v = atBest
+                    Expect.equal x.Value v (c.Method + ": the row is the curve's value at the best weight")
+            Experiment.write r |> ignore
+            use j = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "c", "results.json")))
+            Expect.isTrue (j.RootElement.GetProperty("conditional").GetBoolean()) "results.json says conditional"
+            Expect.equal (j.RootElement.GetProperty("guidance").GetProperty("methods").GetProperty("nfm").GetProperty("curve").GetArrayLength()) 4
+                "nfm's curve: 2 weights x 2 step counts"
+        }
+
         test "a comparison with no methods, or two of one name, is refused before any work" {
             let dir = tempDir ()
             let e = tinyExperiment dir
