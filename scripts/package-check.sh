@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Proves the packages work outside this repository, on this machine:
+#   1. packs Nfm.Core, Nfm.Plots, Nfm.FSharp, Nfm.Laws and the nfm tool (Nfm.Cli) into artifacts/ (gitignored);
+#   2. a scratch project in a temporary folder outside the repository references Nfm.FSharp and libtorch-cpu-linux-x64
+#      from that local feed and runs a tiny NFM end to end (scripts/package-check/TinyNfm.fs: teacher, NFM coupling,
+#      student, W2 to held-out data below half that of plain noise);
+#   3. a scratch .fsx does the same through `#i "nuget: artifacts"` and `#r "nuget: Nfm.FSharp"` in `dotnet fsi`;
+#   4. the `dotnet publish` output of Nfm.Cli runs `--version` and a tiny teacher + NFM student run with a loss plot;
+#   5. `dotnet tool install --tool-path` installs the nfm tool from the feed, and it runs the same.
+# One line per check, "[packages] NAME: passed" or "[packages] NAME: FAILED", then "N passed, N failed"; the exit code
+# is non-zero when a check failed. NFM_PACK_NO_BUILD=1 packs without building (scripts/test.sh has just built).
+# Our own packages are removed from the NuGet package cache first (same version 0.1.0, new contents); nothing else in
+# that cache is touched.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+artifacts="$repo/artifacts"
+work=$(mktemp -d /tmp/nfm-package-check.XXXXXX)
+case "$work" in "$repo"/*) echo "the scratch folder must lie outside the repository"; exit 1 ;; esac
+trap 'rm -rf "$work"' EXIT
+export NFM_NATIVE_CACHE="$work/native-cache" # the patched libLibTorchSharp.so copy of the fsi check, made afresh
+pass=0; fail=0
+check() {
+  local name=$1; shift
+  local start=$SECONDS log="$work/log.$((pass + fail))"
+  if "$@" > "$log" 2>&1; then echo "[packages] $name: passed ($((SECONDS - start)) s)"; pass=$((pass + 1))
+  else echo "[packages] $name: FAILED ($((SECONDS - start)) s)"; tail -n 25 "$log" | sed 's/^/    /'; fail=$((fail + 1)); fi
+  grep -h '^tiny NFM:' "$log" | sed 's/^/    /'
+}
+no_build=(); [ "${NFM_PACK_NO_BUILD:-0}" = "1" ] && no_build=(--no-build)
+
+pack() {
+  rm -rf "$artifacts" && mkdir -p "$artifacts" &&
+  dotnet pack Nfm.Functional.sln -c Release -nologo -v q -clp:ErrorsOnly "${no_build[@]}" -o "$artifacts" &&
+  for p in Nfm.Core Nfm.Plots Nfm.FSharp Nfm.Cli; do [ -f "$artifacts/$p.0.1.0.nupkg" ] || { echo "missing $p.0.1.0.nupkg"; return 1; }; done &&
+  # No library package names a native backend: the application picks it.
+  for p in "$artifacts"/*.nupkg; do
+    if unzip -p "$p" '*.nuspec' | grep -Ei 'id="(libtorch|[^"]*NativeAssets)'; then echo "$p depends on a native backend"; return 1; fi
+  done &&
+  unzip -l "$artifacts/Nfm.Core.0.1.0.nupkg" | grep -q 'buildTransitive/GlibcxxPatch.cs'
+}
+check "dotnet pack into artifacts/ (no library package depends on a native backend)" pack
+
+nuget_root=${NUGET_PACKAGES:-$HOME/.nuget/packages}
+for p in nfm.core nfm.plots nfm.fsharp nfm.laws nfm.cli; do rm -rf "${nuget_root:?}/$p/0.1.0"; done
+
+scratch_project() {
+  mkdir -p "$work/scratch" && cd "$work/scratch" &&
+  cp "$repo/scripts/package-check/TinyNfm.fs" "$repo/scripts/package-check/Program.fs" . &&
+  cp "$repo/scripts/package-check/Scratch.fsproj.in" Scratch.fsproj &&
+  cat > nuget.config <<XML &&
+<configuration><packageSources><add key="nfm-local" value="$artifacts" /></packageSources></configuration>
+XML
+  dotnet run -c Release -nologo -v q
+}
+check "a scratch project outside the repository runs a tiny NFM from the packages" scratch_project
+
+scratch_script() {
+  mkdir -p "$work/fsx" && cd "$work/fsx" &&
+  cp "$repo/scripts/package-check/TinyNfm.fs" . &&
+  sed "s|@ARTIFACTS@|$artifacts|" "$repo/scripts/package-check/check.fsx" > check.fsx &&
+  dotnet fsi check.fsx
+}
+check "a scratch .fsx (#r \"nuget: Nfm.FSharp\") runs a tiny NFM in dotnet fsi" scratch_script
+
+# A tiny run of a CLI program: version, a 2-D teacher, a student on its NFM coupling with a loss plot (Skia natives).
+tiny_cli() {
+  local nfm=$1 out=$2
+  "$nfm" --version && "$nfm" --version | grep -q '^nfm 0\.1\.0' &&
+  "$nfm" --threads 1 teacher train --data moons --n 2000 --steps 100 --out "$out/t.ckpt" &&
+  "$nfm" --threads 1 student train --data moons --n 2000 --coupling "teacher:$out/t.ckpt" --steps 100 --out "$out/s.ckpt" --loss-png "$out/loss.png" &&
+  [ -s "$out/loss.png" ]
+}
+published() {
+  dotnet publish Nfm.Cli -c Release -nologo -v q -clp:ErrorsOnly "${no_build[@]}" -o "$work/publish" &&
+  mkdir -p "$work/publish-run" && tiny_cli "$work/publish/nfm" "$work/publish-run"
+}
+check "the dotnet publish output of Nfm.Cli runs (--version, teacher, NFM student)" published
+
+tool() {
+  dotnet tool install --tool-path "$work/tool" --add-source "$artifacts" Nfm.Cli --version 0.1.0 &&
+  mkdir -p "$work/tool-run" && tiny_cli "$work/tool/nfm" "$work/tool-run"
+}
+check "dotnet tool install --tool-path of the nfm tool, and it runs" tool
+
+echo
+echo "${pass} passed, ${fail} failed"
+[ "$fail" -eq 0 ]

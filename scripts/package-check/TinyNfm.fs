@@ -1,0 +1,39 @@
+/// The tiny NFM run the package check does outside the repository, from the packages alone: a teacher trained a few
+/// hundred steps on 2-D data, its NFM coupling encoded on the fly, a student trained a few hundred steps on that
+/// coupling, and the W2 of the student's samples against held-out data, checked against the W2 of plain noise.
+/// Shared by the scratch project (Program.fs) and the scratch script (check.fsx): the one place to edit when the
+/// F# API changes.
+module TinyNfm
+
+open TorchSharp
+open Nfm.FSharp
+open Nfm.Descriptions
+open Nfm.Invert
+open Nfm.Couple
+
+/// Runs the pipeline; returns (student W2, noise W2) to held-out data. NFM_CHECK_STEPS sets both step counts.
+let run () =
+    Native.load ()
+    torch.set_num_threads 1
+    let steps = match System.Environment.GetEnvironmentVariable "NFM_CHECK_STEPS" with null | "" -> 300 | s -> int s
+    let data = Data.toy "moons" 4000L 0L
+    let reference = (Data.toy "moons" 1000L 2L).X
+    // Teacher: a small 2-D TarFlow (the CLI's default 2-D shape, thinner and shallower).
+    let model = TeacherSpec([| 2L |], 1, 32, 4, 1, HeadDim = 16, NoiseSigma = 0.05).Validate()
+    let runSpec = TeacherRunSpec(model, TeacherRunSpec.DefaultTraining(steps, 256, 2e-3, 0L, 0), "moons", DeviceSpec "cpu").Validate()
+    let teacher = TeacherTraining.Run(TrainedTeacher.Create runSpec, data.X, null)
+    // The NFM coupling: sigma_f estimated once over the data, then each batch encoded with eta.
+    let eta = 0.05
+    let inference = teacher.InferenceModel()
+    let sigmaF = TeacherCoupling.EstimateScale(inference, data.X, null, eta, new torch.Generator(0UL))
+    let nfm = TeacherCoupling.OnTheFly(inference, sigmaF, eta)
+    // Student on the NFM coupling, sampled with 4 Heun steps.
+    let student = data |> Student.train nfm "nfm" { Student.settings with Width = 128; Steps = steps; Ema = 0.99 }
+    let x = student |> Student.sample (Heun 4) Quadratic 1000L 1L
+    let w2 = Metrics.w2 x reference
+    let noise = Metrics.w2 (torch.randn([| 1000L; 2L |], generator = new torch.Generator(3UL))) reference
+    printfn "tiny NFM: teacher %d steps (sigma_f %.4f), student %d steps; W2 to held-out data %.4f (plain noise %.4f)" steps sigmaF steps w2 noise
+    w2, noise
+
+/// The sanity bound: finite, and at most half the W2 of plain noise.
+let passes (w2: float, noise: float) = System.Double.IsFinite w2 && w2 < 0.5 * noise
