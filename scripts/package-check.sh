@@ -27,9 +27,20 @@ check() {
   else echo "[packages] $name: FAILED ($((SECONDS - start)) s)"; tail -n 25 "$log" | sed 's/^/    /'; fail=$((fail + 1)); fi
   grep -h '^tiny NFM:' "$log" | sed 's/^/    /'
 }
+# Where the system libstdc++ lacks GLIBCXX_3.4.32 (Debian 12), a libLibTorchSharp.so that an application loads must be
+# a patched copy (the version requirement weak), and the package cache's own copy must stay as TorchSharp shipped it.
+needs_patch() { ! grep -qa GLIBCXX_3.4.32 /usr/lib/x86_64-linux-gnu/libstdc++.so.6 2>/dev/null; }
+weak() { readelf -V "$1" 2>/dev/null | grep -E 'Name: GLIBCXX_3\.4\.32 +Flags: WEAK' > /dev/null; }
+patched() {
+  command -v readelf > /dev/null || return 0
+  if needs_patch; then weak "$1" || { echo "$1: GLIBCXX_3.4.32 not marked weak"; return 1; }; fi
+  local original="${NUGET_PACKAGES:-$HOME/.nuget/packages}/torchsharp/0.107.0/runtimes/linux-x64/native/libLibTorchSharp.so"
+  if [ -f "$original" ] && weak "$original"; then echo "$original (the package cache) was modified"; return 1; fi
+}
 no_build=(); [ "${NFM_PACK_NO_BUILD:-0}" = "1" ] && no_build=(--no-build)
 
-pack() {
+pack() (
+  cd "$repo" &&
   rm -rf "$artifacts" && mkdir -p "$artifacts" &&
   dotnet pack Nfm.Functional.sln -c Release -nologo -v q -clp:ErrorsOnly "${no_build[@]}" -o "$artifacts" &&
   for p in Nfm.Core Nfm.Plots Nfm.FSharp Nfm.Cli; do [ -f "$artifacts/$p.0.1.0.nupkg" ] || { echo "missing $p.0.1.0.nupkg"; return 1; }; done &&
@@ -38,29 +49,31 @@ pack() {
     if unzip -p "$p" '*.nuspec' | grep -Ei 'id="(libtorch|[^"]*NativeAssets)'; then echo "$p depends on a native backend"; return 1; fi
   done &&
   unzip -l "$artifacts/Nfm.Core.0.1.0.nupkg" | grep -q 'buildTransitive/GlibcxxPatch.cs'
-}
+)
 check "dotnet pack into artifacts/ (no library package depends on a native backend)" pack
 
 nuget_root=${NUGET_PACKAGES:-$HOME/.nuget/packages}
 for p in nfm.core nfm.plots nfm.fsharp nfm.laws nfm.cli; do rm -rf "${nuget_root:?}/$p/0.1.0"; done
 
-scratch_project() {
+scratch_project() (
   mkdir -p "$work/scratch" && cd "$work/scratch" &&
   cp "$repo/scripts/package-check/TinyNfm.fs" "$repo/scripts/package-check/Program.fs" . &&
   cp "$repo/scripts/package-check/Scratch.fsproj.in" Scratch.fsproj &&
   cat > nuget.config <<XML &&
 <configuration><packageSources><add key="nfm-local" value="$artifacts" /></packageSources></configuration>
 XML
-  dotnet run -c Release -nologo -v q
-}
+  dotnet run -c Release -nologo -v q &&
+  patched bin/Release/net10.0/runtimes/linux-x64/native/libLibTorchSharp.so
+)
 check "a scratch project outside the repository runs a tiny NFM from the packages" scratch_project
 
-scratch_script() {
+scratch_script() (
   mkdir -p "$work/fsx" && cd "$work/fsx" &&
   cp "$repo/scripts/package-check/TinyNfm.fs" . &&
   sed "s|@ARTIFACTS@|$artifacts|" "$repo/scripts/package-check/check.fsx" > check.fsx &&
-  dotnet fsi check.fsx
-}
+  dotnet fsi check.fsx &&
+  if needs_patch; then patched "$NFM_NATIVE_CACHE"/*/libLibTorchSharp.so; fi
+)
 check "a scratch .fsx (#r \"nuget: Nfm.FSharp\") runs a tiny NFM in dotnet fsi" scratch_script
 
 # A tiny run of a CLI program: version, a 2-D teacher, a student on its NFM coupling with a loss plot (Skia natives).
@@ -71,16 +84,18 @@ tiny_cli() {
   "$nfm" --threads 1 student train --data moons --n 2000 --coupling "teacher:$out/t.ckpt" --steps 100 --out "$out/s.ckpt" --loss-png "$out/loss.png" &&
   [ -s "$out/loss.png" ]
 }
-published() {
+published() (
+  cd "$repo" &&
   dotnet publish Nfm.Cli -c Release -nologo -v q -clp:ErrorsOnly "${no_build[@]}" -o "$work/publish" &&
-  mkdir -p "$work/publish-run" && tiny_cli "$work/publish/nfm" "$work/publish-run"
-}
+  mkdir -p "$work/publish-run" && tiny_cli "$work/publish/nfm" "$work/publish-run" &&
+  patched "$work/publish/runtimes/linux-x64/native/libLibTorchSharp.so"
+)
 check "the dotnet publish output of Nfm.Cli runs (--version, teacher, NFM student)" published
 
-tool() {
+tool() (
   dotnet tool install --tool-path "$work/tool" --add-source "$artifacts" Nfm.Cli --version 0.1.0 &&
   mkdir -p "$work/tool-run" && tiny_cli "$work/tool/nfm" "$work/tool-run"
-}
+)
 check "dotnet tool install --tool-path of the nfm tool, and it runs" tool
 
 echo

@@ -4,4 +4,4 @@
 let main _ =
     let result = TinyNfm.run ()
     if TinyNfm.passes result then 0
-    else eprintfn "tiny NFM: W2 %.4f is not below half the W2 of plain noise (%.4f)" (fst result) (snd result); 1
+    else eprintfn "tiny NFM: W2 %.4f is not below 0.6 times the W2 of plain noise (%.4f)" (fst result) (snd result); 1
