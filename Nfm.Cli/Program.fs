@@ -24,8 +24,8 @@ let main argv =
             0
         else
         match args.GetSubCommand() with
-        | Demo a -> OtherCommands.demo a
-        | Compare a -> OtherCommands.compare a
+        | Demo a -> ExperimentCommands.demo a
+        | Compare a -> ExperimentCommands.compare a
         | Student s ->
             match s.GetSubCommand() with
             | StudentArgs.Train a -> StudentCommands.train a

@@ -323,7 +323,7 @@ let checkpoints =
             let before = File.ReadAllBytes p
             let args = [ "student"; "train"; "--data"; "moons"; "--n"; "500"; "--coupling"; "ot"; "--steps"; "4"
                          "--batch"; "16"; "--width"; "16"; "--depth"; "1"; "--out"; "s.ckpt"; "--resume" ]
-            failsWith dir "another configuration" args
+            failsWith dir "other settings" args
             Expect.sequenceEqual (File.ReadAllBytes p) before "checkpoint untouched"
         }
     ]
