@@ -7,9 +7,6 @@ module TinyNfm
 
 open TorchSharp
 open Nfm.FSharp
-open Nfm.Descriptions
-open Nfm.Invert
-open Nfm.Couple
 
 /// Runs the pipeline; returns (student W2, noise W2) to held-out data. NFM_CHECK_STEPS sets both step counts.
 let run () =
@@ -18,15 +15,12 @@ let run () =
     let steps = match System.Environment.GetEnvironmentVariable "NFM_CHECK_STEPS" with null | "" -> 500 | s -> int s
     let data = Data.toy "moons" 4000L 0L
     let reference = (Data.toy "moons" 1000L 2L).X
-    // Teacher: a small 2-D TarFlow (the CLI's default 2-D shape, thinner and shallower).
-    let model = TeacherSpec([| 2L |], 1, 32, 4, 1, HeadDim = 16, NoiseSigma = 0.05).Validate()
-    let runSpec = TeacherRunSpec(model, TeacherRunSpec.DefaultTraining(steps, 256, 2e-3, 0L, 0), "moons", DeviceSpec "cpu").Validate()
-    let teacher = TeacherTraining.Run(TrainedTeacher.Create runSpec, data.X, null)
-    // The NFM coupling: sigma_f estimated once over the data, then each batch encoded with eta.
-    let eta = 0.05
-    let inference = teacher.InferenceModel()
-    let sigmaF = TeacherCoupling.EstimateScale(inference, data.X, null, eta, new torch.Generator(0UL))
-    let nfm = TeacherCoupling.OnTheFly(inference, sigmaF, eta)
+    // Teacher: a small 2-D TarFlow (thinner and shallower than the default 2-D shape), no progress output.
+    let teacher =
+        data |> Teacher.train { Teacher.settings with Width = Some 32; Blocks = Some 4; Layers = Some 1; HeadDim = Some 16
+                                                      Batch = Some 256; LearningRate = 2e-3; Steps = steps; SaveEvery = 0 }
+    // The NFM coupling: sigma_f estimated once over the data, then each batch encoded with eta on the fly.
+    let nfm, sigmaF = teacher |> Couple.teacherWithScale 0.05 data
     // Student on the NFM coupling, sampled with 4 Heun steps.
     let student = data |> Student.train nfm "nfm" { Student.settings with Width = 128; Steps = steps; Ema = 0.99 }
     let x = student |> Student.sample (Heun 4) Quadratic 1000L 1L
