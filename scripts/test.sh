@@ -35,6 +35,21 @@ if [ "${NFM_FIGURES:-1}" != "0" ]; then
   rm -rf "$demo_out"
 fi
 
+# The packages, used as a user outside the repository would (scripts/package-check.sh): pack into artifacts/, a scratch
+# project and a scratch .fsx running a tiny NFM from the local feed, the dotnet publish output and the installed tool.
+# Each check counts. NFM_PACKAGES=0 skips them (for quick local runs; CI always runs them).
+if [ "${NFM_PACKAGES:-1}" != "0" ]; then
+  log=$(mktemp)
+  packages_start=$SECONDS
+  NFM_PACK_NO_BUILD=1 bash scripts/package-check.sh 2>&1 | tee "$log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
+  echo "[packages] the package checks took $((SECONDS - packages_start)) s"
+  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1)
+  if [ -z "$line" ]; then echo "scripts/package-check.sh: no summary line (crashed?)"; total_fail=$((total_fail + 1)); rc=1
+  else total_pass=$((total_pass + ${line%% passed*})); f=${line#*, }; total_fail=$((total_fail + ${f%% failed})); fi
+  rm -f "$log"
+fi
+
 echo
 echo "${total_pass} passed, ${total_fail} failed"
 exit $rc
