@@ -48,7 +48,7 @@ pack() (
   for p in "$artifacts"/*.nupkg; do
     if unzip -p "$p" '*.nuspec' | grep -Ei 'id="(libtorch|[^"]*NativeAssets)'; then echo "$p depends on a native backend"; return 1; fi
   done &&
-  unzip -l "$artifacts/Nfm.Core.0.1.0.nupkg" | grep -q 'buildTransitive/GlibcxxPatch.cs'
+  unzip -l "$artifacts/Nfm.Core.0.1.0.nupkg" | grep 'buildTransitive/GlibcxxPatch.cs' > /dev/null
 )
 check "dotnet pack into artifacts/ (no library package depends on a native backend)" pack
 
@@ -79,7 +79,7 @@ check "a scratch .fsx (#r \"nuget: Nfm.FSharp\") runs a tiny NFM in dotnet fsi" 
 # A tiny run of a CLI program: version, a 2-D teacher, a student on its NFM coupling with a loss plot (Skia natives).
 tiny_cli() {
   local nfm=$1 out=$2
-  "$nfm" --version && "$nfm" --version | grep -q '^nfm 0\.1\.0' &&
+  "$nfm" --version && "$nfm" --version | grep '^nfm 0\.1\.0' > /dev/null &&
   "$nfm" --threads 1 teacher train --data moons --n 2000 --steps 100 --out "$out/t.ckpt" &&
   "$nfm" --threads 1 student train --data moons --n 2000 --coupling "teacher:$out/t.ckpt" --steps 100 --out "$out/s.ckpt" --loss-png "$out/loss.png" &&
   [ -s "$out/loss.png" ]
