@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Proves the packages work outside this repository, on this machine:
-#   1. packs Nfm.Core, Nfm.Plots, Nfm.FSharp, Nfm.Laws and the nfm tool (Nfm.Cli) into artifacts/ (gitignored);
+#   1. packs Nfm.Core, Nfm.Plots, Nfm.FSharp, Nfm.Laws and the nfm tool (Nfm.Cli) into artifacts/ (gitignored), and
+#      checks that no library package names a native backend and that Nfm.FSharp does not pull FsCheck;
 #   2. a scratch project in a temporary folder outside the repository references Nfm.FSharp and libtorch-cpu-linux-x64
 #      from that local feed and runs a tiny NFM end to end (scripts/package-check/TinyNfm.fs: teacher, NFM coupling,
 #      student, W2 to held-out data below half that of plain noise);
@@ -43,11 +44,13 @@ pack() (
   cd "$repo" &&
   rm -rf "$artifacts" && mkdir -p "$artifacts" &&
   dotnet pack Nfm.Functional.sln -c Release -nologo -v q -clp:ErrorsOnly "${no_build[@]}" -o "$artifacts" &&
-  for p in Nfm.Core Nfm.Plots Nfm.FSharp Nfm.Cli; do [ -f "$artifacts/$p.0.1.0.nupkg" ] || { echo "missing $p.0.1.0.nupkg"; return 1; }; done &&
+  for p in Nfm.Core Nfm.Plots Nfm.FSharp Nfm.Laws Nfm.Cli; do [ -f "$artifacts/$p.0.1.0.nupkg" ] || { echo "missing $p.0.1.0.nupkg"; return 1; }; done &&
   # No library package names a native backend: the application picks it.
   for p in "$artifacts"/*.nupkg; do
     if unzip -p "$p" '*.nuspec' | grep -Ei 'id="(libtorch|[^"]*NativeAssets)'; then echo "$p depends on a native backend"; return 1; fi
   done &&
+  # A plain user of Nfm.FSharp does not pull FsCheck (the laws are Nfm.Laws).
+  if unzip -p "$artifacts/Nfm.FSharp.0.1.0.nupkg" '*.nuspec' | grep 'id="FsCheck"'; then echo "Nfm.FSharp depends on FsCheck"; return 1; fi &&
   unzip -l "$artifacts/Nfm.Core.0.1.0.nupkg" | grep 'buildTransitive/GlibcxxPatch.cs' > /dev/null
 )
 check "dotnet pack into artifacts/ (no library package depends on a native backend)" pack
@@ -63,6 +66,7 @@ scratch_project() (
 <configuration><packageSources><add key="nfm-local" value="$artifacts" /></packageSources></configuration>
 XML
   dotnet run -c Release -nologo -v q &&
+  if grep '"FsCheck/' obj/project.assets.json; then echo "the scratch project pulled FsCheck"; exit 1; fi &&
   patched bin/Release/net10.0/runtimes/linux-x64/native/libLibTorchSharp.so
 )
 check "a scratch project outside the repository runs a tiny NFM from the packages" scratch_project
