@@ -55,30 +55,7 @@ let jarr = Nfm.FSharp.JsonFile.arr
 
 /// The version of this build and the git commit it was built from ("0.1.0+1a2b3c4d5e6f", "-dirty" when the working
 /// tree had uncommitted changes), recorded by the build in the assembly's informational version.
-let buildVersion () =
-    let a = Reflection.Assembly.GetExecutingAssembly()
-    match Reflection.CustomAttributeExtensions.GetCustomAttribute<Reflection.AssemblyInformationalVersionAttribute>(a) with
-    | null -> "unknown"
-    | v -> v.InformationalVersion
-
-/// The git commit this build was made from, or "unknown" when it was built outside a git checkout.
-let buildCommit () =
-    let v = buildVersion ()
-    match v.IndexOf '+' with
-    | -1 -> "unknown"
-    | i -> v.Substring(i + 1)
-
-/// The processor this process runs on (its model name on Linux), recorded in results files: libtorch picks its CPU
-/// kernels by instruction set, so bit-for-bit figures hold on the same processor model only.
-let processorName () =
-    let fromCpuinfo () =
-        if File.Exists "/proc/cpuinfo" then
-            File.ReadLines "/proc/cpuinfo" |> Seq.tryFind (fun l -> l.StartsWith "model name")
-            |> Option.map (fun l -> l.Substring(l.IndexOf ':' + 1).Trim())
-        else None
-    match (try fromCpuinfo () with _ -> None) with
-    | Some name -> name
-    | None -> string Runtime.InteropServices.RuntimeInformation.ProcessArchitecture
+let buildVersion () = Nfm.FSharp.Provenance.versionOf (Reflection.Assembly.GetExecutingAssembly())
 
 /// This process's command line as a user would type it ("nfm demo --out x"), recorded in results files.
 let commandLine () =

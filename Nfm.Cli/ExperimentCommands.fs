@@ -37,19 +37,10 @@ let describe (data: Nfm.Descriptions.DataSpec) (budget: string) (outDir: string)
 /// Runs and writes a comparison, prints its summary; returns the path of results.json.
 let runAndPrint (e: Experiment) =
     let r = Experiment.run e
-    let md = Experiment.write (buildCommit ()) (processorName ()) r
+    let md = Experiment.write r
     printfn "\n%s" md
     let json = Path.Combine(e.OutDir, "results.json")
     json
-
-/// A budget name from the command line, checked before any work.
-let checkedBudget (name: string) =
-    match name.ToLowerInvariant() with
-    | "quick" | "standard" -> name
-    | n ->
-        match Int32.TryParse n with
-        | true, v when v > 0 -> name
-        | _ -> fail (sprintf "--budget '%s': expected quick, standard or a positive number of steps" name)
 
 let demo (args: ParseResults<DemoArgs>) =
     let outDir = outputFolder (args.GetResult(DemoArgs.Out, "demo-out"))
@@ -64,13 +55,12 @@ let demo (args: ParseResults<DemoArgs>) =
 let compare (args: ParseResults<CompareArgs>) =
     let outDir = outputFolder (args.GetResult CompareArgs.Out)
     let workers = args.GetResult(CompareArgs.Workers, 1)
-    if workers < 1 || workers > 2 then fail (sprintf "--workers %d: expected 1 or 2" workers)
     if workers = 2 then TorchSharp.torch.set_num_threads 1
     let data = Nfm.Descriptions.DataSpec(args.GetResult CompareArgs.Data, Seed = int64 (args.GetResult(CompareArgs.Seed, 0)),
                                          Labels = Option.toObj (args.TryGetResult CompareArgs.Labels))
     data.Validate()
     let etas = args.TryGetResult CompareArgs.Eta |> Option.map parseEtas |> Option.defaultValue []
-    let e = describe data (checkedBudget (args.GetResult(CompareArgs.Budget, "quick"))) outDir etas
+    let e = describe data (args.GetResult(CompareArgs.Budget, "quick")) outDir etas
     let e = { e with Grid = Spec.parseGrid (args.GetResult(CompareArgs.Grid, "quadratic")); Workers = workers
                      Log = tensorBoard (args.TryGetResult CompareArgs.Logdir)
                      Classifier = args.GetResult(CompareArgs.Classifier, "fd-classifier.ckpt") }
@@ -81,7 +71,6 @@ let compare (args: ParseResults<CompareArgs>) =
 
 /// `nfm bench mnist-compare`: the MNIST comparison at the standard budget with two workers, into results/mnist-compare.
 let mnistCompare (data: string) (budget: string) (outDir: string) (workers: int) =
-    if workers < 1 || workers > 2 then fail (sprintf "--workers %d: expected 1 or 2" workers)
     if workers = 2 then TorchSharp.torch.set_num_threads 1
-    let e = describe (Nfm.Descriptions.DataSpec(data)) (checkedBudget budget) outDir []
+    let e = describe (Nfm.Descriptions.DataSpec(data)) budget outDir []
     runAndPrint { e with Workers = workers }

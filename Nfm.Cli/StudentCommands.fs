@@ -23,14 +23,6 @@ let parseTimes (s: string) =
         | _ -> fail (sprintf "--time-sampling '%s': expected logit-normal:MEAN:STD with STD > 0" s)
     | _ -> fail (sprintf "unknown --time-sampling '%s'; valid: uniform, logit-normal[:MEAN:STD]" s)
 
-/// The coupling a CLI string names, for the kinds this build resolves from the data alone or from checkpoints.
-let resolveCoupling (text: string) (data: Nfm.Data.Dataset) : Nfm.Couple.Coupling =
-    let spec = CouplingSpec.Parse text
-    match spec.Kind with
-    | CouplingKind.Independent | CouplingKind.Ot | CouplingKind.Sinkhorn -> Nfm.Couple.Couplings.From spec
-    | CouplingKind.Reflow -> Nfm.Couple.ReflowCoupling.Create(Student.Load(existing "reflow student" spec.StudentPath))
-    | _ -> TeacherCouplings.resolve spec data
-
 let train (args: ParseResults<StudentTrainArgs>) =
     let out = outputPath (args.GetResult StudentTrainArgs.Out)
     let steps = positive "steps" (args.GetResult(StudentTrainArgs.Steps, 2000))
@@ -44,7 +36,10 @@ let train (args: ParseResults<StudentTrainArgs>) =
     let couplingText = args.GetResult StudentTrainArgs.Coupling
     let dataSpec = args.GetResult StudentTrainArgs.Data
     let data = loadTraining dataSpec (args.TryGetResult StudentTrainArgs.N) (int64 seed) (args.TryGetResult StudentTrainArgs.Labels)
-    let coupling = resolveCoupling couplingText data
+    let couplingSpec = CouplingSpec.Parse couplingText
+    for path in [ couplingSpec.StudentPath; couplingSpec.TeacherPath ] do
+        if not (isNull path) then existing "coupling's checkpoint" path |> ignore
+    let coupling = Couple.ofSpec couplingSpec data
     let settings =
         { Student.settings with
             Width = positive "width" (args.GetResult(StudentTrainArgs.Width, 256))

@@ -25,8 +25,6 @@ let train (args: ParseResults<TeacherTrainArgs>) =
     let conditional = args.Contains TeacherTrainArgs.Conditional
     if conditional && isNull data.Labels then fail "--conditional needs labels with the data"
     let steps = positive "steps" (args.GetResult(TeacherTrainArgs.Steps, 2000))
-    if File.Exists out && not (args.Contains TeacherTrainArgs.Resume) then
-        fail (sprintf "'%s' exists; pass --resume to continue it, or choose another --out" out)
     let settings =
         { Teacher.settings with
             TokenSize = opt "token-size" (args.TryGetResult TeacherTrainArgs.Token_Size)
@@ -48,6 +46,8 @@ let train (args: ParseResults<TeacherTrainArgs>) =
             Reporter = Progress.reporter
             Cancel = cancellation }
     let spec = Teacher.spec settings data
+    if File.Exists out && not (args.Contains TeacherTrainArgs.Resume) then
+        fail (sprintf "'%s' exists; pass --resume to continue it, or choose another --out" out)
     let teacher = Teacher.start Reporter.silent (Some out) spec
     let startStep = teacher.State.Step
     if File.Exists out then eprintfn "resuming %s at step %d of %d" out startStep steps
@@ -193,7 +193,7 @@ let couple (args: ParseResults<CoupleArgs>) =
     let seed = int64 (args.GetResult(CoupleArgs.Seed, 0))
     let dataSpec = args.GetResult CoupleArgs.Data
     let data = loadTraining dataSpec (args.TryGetResult CoupleArgs.N) seed (args.TryGetResult CoupleArgs.Labels)
-    let eta = nonNegative "eta" (args.GetResult(CoupleArgs.Eta, TeacherCouplings.defaultEta teacher))
+    let eta = nonNegative "eta" (args.GetResult(CoupleArgs.Eta, teacher.Spec.Model.NoiseSigma))
     let draws = positive "draws" (args.GetResult(CoupleArgs.Draws, 1))
     let partial = out + ".partial"
     let pairs =

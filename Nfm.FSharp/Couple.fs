@@ -68,6 +68,18 @@ module Couple =
     /// Reflow from a trained student (its EMA weights; a conditional one is integrated at the batch's labels).
     let reflow (student: Nfm.Regress.Student) : Coupling = ReflowCoupling.Create(student)
 
+    /// The coupling a description names (`CouplingSpec.Parse "ot"`, `"sinkhorn:0.05"`, `"teacher:PAIRS"`,
+    /// `"teacher:T.ckpt,eta=0.1"`, `"reflow:S.ckpt"`) for `data`: pair files (or folders of shards) are checked against
+    /// the data; a teacher checkpoint encodes on the fly with eta defaulting to its training noise.
+    let ofSpec (spec: Nfm.Descriptions.CouplingSpec) (data: Nfm.Data.Dataset) : Coupling =
+        match spec.Kind with
+        | Nfm.Descriptions.CouplingKind.Reflow -> reflow (Nfm.Regress.Student.Load spec.StudentPath)
+        | Nfm.Descriptions.CouplingKind.Teacher when not (isNull spec.PairsPath) -> pairsFile spec.PairsPath data
+        | Nfm.Descriptions.CouplingKind.Teacher ->
+            let t = Nfm.Invert.TrainedTeacher.Load spec.TeacherPath
+            teacher (if spec.Eta.HasValue then spec.Eta.Value else t.Spec.Model.NoiseSigma) data t
+        | _ -> Couplings.From spec
+
     /// Applies a coupling to a batch with a generator.
     let apply (g: torch.Generator) (c: Coupling) (batch: Batch) : CoupledBatch = c.Invoke(batch, g)
 

@@ -578,8 +578,8 @@ module Experiment =
               "encodings_covariance_min_eigenvalue", JsonFile.num t.Gap.MinEigenvalue
               "encodings_covariance_max_eigenvalue", JsonFile.num t.Gap.MaxEigenvalue ]
 
-    /// results.json (the fields CLI.md names), with the run's command, commit and processor.
-    let toJson (commit: string) (processor: string) (r: ExperimentResult) : JsonObject =
+    /// results.json (the fields CLI.md names), with the run's command, the library's commit and the processor.
+    let toJson (r: ExperimentResult) : JsonObject =
         let e = r.Experiment
         let j = JsonFile.obj
         let num, int, str = JsonFile.num, JsonFile.int, JsonFile.str
@@ -588,8 +588,8 @@ module Experiment =
                 "nfe", int (int64 x.Nfe); "value", num x.Value; "seconds_per_1000", num x.SecondsPer1000 ]
         let mainTeacher = teacherJson r.IsImage r.Teacher
         j ([ "data", str e.Data.Source; "metric", str r.Metric; "rows", JsonFile.arr (r.Rows |> List.map rowJson)
-             "command", str e.Command; "commit", str commit
-             "machine", j [ "processor", str processor; "libtorch_threads", int (int64 (torch.get_num_threads ())) ]
+             "command", str e.Command; "commit", str (Provenance.commit ())
+             "machine", j [ "processor", str (Provenance.processor ()); "libtorch_threads", int (int64 (torch.get_num_threads ())) ]
              "budget", str e.Budget.Name; "seed", int e.Seed; "student_steps", int (int64 e.Budget.StudentSteps)
              "workers", int (int64 e.Workers)
              "teacher", mainTeacher
@@ -627,9 +627,9 @@ module Experiment =
         Plot.lines path (sprintf "%s: %s against sampling steps" r.Experiment.Data.Source r.Metric) "sampling steps" r.Metric true true (series @ levels)
 
     /// Writes results.json, results.md and quality.png into the experiment's output folder; returns the summary.
-    let write (commit: string) (processor: string) (r: ExperimentResult) =
+    let write (r: ExperimentResult) =
         let dir = r.Experiment.OutDir
-        JsonFile.write (Path.Combine(dir, "results.json")) (toJson commit processor r)
+        JsonFile.write (Path.Combine(dir, "results.json")) (toJson r)
         qualityPlot (Path.Combine(dir, "quality.png")) r
         let md = markdown r
         AtomicFile.WriteAllBytes(Path.Combine(dir, "results.md"), ReadOnlyMemory(Text.Encoding.UTF8.GetBytes md))
