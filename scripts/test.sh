@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: restores tools and packages, builds once, runs the property suites and the tests,
-# and ends with one line "N passed, N failed" (the sum over both runners). Exit code non-zero on any failure.
+# Runs every test: restores tools and packages, builds once, runs the property suites and the tests, then the figure
+# checks, the examples and the package checks (each skippable, see below), and ends with one line "N passed, N failed"
+# (the sum over all of them). Exit code non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 dotnet tool restore >/dev/null || exit 1
@@ -33,6 +34,20 @@ if [ "${NFM_FIGURES:-1}" != "0" ]; then
   echo "[figures] the demo took $((SECONDS - demo_start)) s"
   figure_check "README tables match the results JSON" dotnet "$nfm" report readme --file README.md --check
   rm -rf "$demo_out"
+fi
+
+# Every script in examples/ at a small budget (scripts/examples-check.sh, one "[examples] NAME: passed|FAILED" line per
+# script), so that no example can rot; each script counts. NFM_EXAMPLES=0 skips them (for quick local runs).
+if [ "${NFM_EXAMPLES:-1}" != "0" ]; then
+  log=$(mktemp)
+  examples_start=$SECONDS
+  bash scripts/examples-check.sh 2>&1 | tee "$log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
+  echo "[examples] the examples took $((SECONDS - examples_start)) s"
+  n_pass=$(grep -cE '^\[examples\] .*: passed' "$log"); n_fail=$(grep -cE '^\[examples\] .*: FAILED' "$log")
+  total_pass=$((total_pass + n_pass)); total_fail=$((total_fail + n_fail))
+  if [ $((n_pass + n_fail)) -eq 0 ]; then echo "scripts/examples-check.sh: no result lines (crashed?)"; total_fail=$((total_fail + 1)); rc=1; fi
+  rm -f "$log"
 fi
 
 # The packages, used as a user outside the repository would (scripts/package-check.sh): pack into artifacts/, a scratch
