@@ -124,7 +124,10 @@ let tests =
             let completions = int (Regex.Match(text, @"^\s*completions:\s*(\d+)", RegexOptions.Multiline).Groups[1].Value)
             let command = Regex.Match(text, @"^\s*command:\s*(\[.*\])\s*$", RegexOptions.Multiline).Groups[1].Value
             let argsJson = Regex.Match(text, @"^\s*args:\s*(\[.*\])\s*$", RegexOptions.Multiline).Groups[1].Value
-            Expect.equal (JsonSerializer.Deserialize<string list> command) [ "nfm" ] "runs nfm"
+            let command = JsonSerializer.Deserialize<string list> command
+            Expect.stringContains (List.item 2 command) "exec nfm \"$@\"" "runs nfm with the arguments"
+            let args = JsonSerializer.Deserialize<string list> argsJson
+            Expect.stringContains (List.item 2 command) (Path.GetDirectoryName((checkOptions args) "--out")) "after making the --out folder"
             let args = JsonSerializer.Deserialize<string list> argsJson
             let value = checkOptions args
             Expect.equal (value "--shard") (sprintf "$(JOB_COMPLETION_INDEX)/%d" completions) "--shard INDEX/completions"
