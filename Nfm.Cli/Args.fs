@@ -24,6 +24,7 @@ type CompareArgs =
     | Seed of int
     | Grid of string
     | Eta of list: string
+    | Teacher of file: string
     | Classifier of file: string
     | Workers of int
     | Logdir of dir: string
@@ -32,6 +33,7 @@ type CompareArgs =
         member a.Usage =
             match a with
             | Workers _ -> "1 (default) or 2: with 2, the students that need no teacher train on a second thread while the teacher trains, each thread with one libtorch thread."
+            | Teacher _ -> "a pretrained teacher to distil instead of training one: a teacher checkpoint, or ml-tarflow weights (.safetensors, .pt, .pth); its figures are measured, the smaller teacher's student is left out."
             | Classifier _ -> "MNIST: the FD-MNIST feature classifier checkpoint (default fd-classifier.ckpt; trained with the fixed recipe when missing)."
             | Data _ -> "data: a built-in 2-D set (checkerboard, moons, 8gaussians, 2spirals, rings), mnist:DIR or FILE.npy."
             | Out _ -> "output folder (results.json, results.md, quality.png, sample grids)."

@@ -64,6 +64,9 @@ let compare (args: ParseResults<CompareArgs>) =
     let e = { e with Grid = Spec.parseGrid (args.GetResult(CompareArgs.Grid, "quadratic")); Workers = workers
                      Log = tensorBoard (args.TryGetResult CompareArgs.Logdir)
                      Classifier = args.GetResult(CompareArgs.Classifier, "fd-classifier.ckpt") }
+    let e = match args.TryGetResult CompareArgs.Teacher with
+            | Some f -> Experiment.withTeacher (existing "teacher" f) e
+            | None -> e
     let json = runAndPrint e
     printfn "wrote %s" json
     args.TryGetResult CompareArgs.Json |> Option.iter (fun p -> File.Copy(json, outputPath p, true))

@@ -53,6 +53,9 @@ type Experiment =
       Workers: int
       /// Checkpoints, pairs, results and plots go here; a rerun continues what an interrupted run left.
       OutDir: string
+      /// A pretrained main teacher (a teacher checkpoint, or ml-tarflow weights): it is scored and distilled, not
+      /// trained (`Experiment.withTeacher`).
+      Teacher: string option
       /// The FD-MNIST feature classifier's checkpoint (loaded, or trained and saved there); MNIST only.
       Classifier: string
       /// A TensorBoard log for training curves, figures and sample grids.
@@ -124,13 +127,13 @@ module Experiment =
         let probe = DataSource.Load(data.Source, 16L, data.Seed, DataSplit.Train, data.Labels)
         probe.X.dim() = 4L
 
-    /// The training data of a comparison and its held-out reference set: 20,000 rows and a fresh draw (seed + 1) for
-    /// built-in sets, the train and test splits for MNIST, the first rows and the last 20% (at most 2,000 rows) of a
+    /// The training data of a comparison and its held-out reference set: 20,000 rows (or the spec's N) and a fresh draw
+    /// (seed + 1) for built-in sets, the train and test splits for MNIST, the first rows and the last 20% (at most 2,000 rows) of a
     /// user's .npy. The reference has at most `evalCount` rows.
     let split (data: DataSpec) (evalCount: int) : Dataset * torch.Tensor =
         match Data.heldOut data.Source data.Seed evalCount with
         | Some held ->
-            let n = if Toy2D.IsName data.Source then 20000L else 0L
+            let n = if Toy2D.IsName data.Source && data.N = 0L then 20000L else data.N
             DataSource.Load(data.Source, n, data.Seed, DataSplit.Train), held.X
         | None ->
                 let all = DataSource.Load(data.Source, 0L, data.Seed, DataSplit.Train, data.Labels)
@@ -156,8 +159,15 @@ module Experiment =
     let create (data: DataSpec) (budgetName: string) (outDir: string) : Experiment =
         let b = budget budgetName (isImageData data)
         { Data = data; Budget = b; Methods = defaultMethods b; Eta = None; Seed = data.Seed; Grid = Quadratic; Workers = 1
-          OutDir = outDir; Classifier = Path.Combine(outDir, "fd-classifier.ckpt"); Log = None; Reporter = Reporter.lines
+          Teacher = None; OutDir = outDir; Classifier = Path.Combine(outDir, "fd-classifier.ckpt"); Log = None; Reporter = Reporter.lines
           Cancel = CancellationToken.None; Command = "" }
+
+    /// The comparison distilling a pretrained teacher (a teacher checkpoint or ml-tarflow weights) instead of training
+    /// one: the smaller teacher's NFM student is dropped (there is no budget to halve).
+    let withTeacher (path: string) (e: Experiment) : Experiment =
+        if not (File.Exists path) then raise (FileNotFoundException(sprintf "teacher '%s' not found" path, path))
+        { e with Teacher = Some path
+                 Methods = e.Methods |> List.filter (fun m -> match m.Coupling with Nfm (_, Some _) -> false | _ -> true) }
 
     /// The coupling's spelling recorded in a student's description.
     let private couplingText (m: Method) (pairsPath: string) =
@@ -211,6 +221,7 @@ module Experiment =
                                        "small_teacher_steps", (match b.SmallTeacherSteps with Some s -> JsonFile.int (int64 s) | None -> null) ]
               "methods", JsonFile.arr [ for m in e.Methods -> JsonFile.obj [ "name", JsonFile.str m.Name; "coupling", JsonFile.str (coupling m) ] ]
               "eta", (match e.Eta with Some v -> JsonFile.num v | None -> JsonFile.str "default")
+              "teacher", (match e.Teacher with Some f -> JsonFile.str (Path.GetFullPath f) | None -> JsonFile.str "trained")
               "seed", JsonFile.int e.Seed; "grid", JsonFile.str (Spec.gridName e.Grid) ]
 
     /// Runs a comparison: trains (or continues) the teachers and students, samples and scores them, measures the
@@ -339,21 +350,32 @@ module Experiment =
 
         /// A teacher at a budget: trained (or continued), scored on the held-out set, and its NFM pairs at eta.
         let teacherChain (steps: int) (suffix: string) =
-            let tspec = teacherSpec e data isImage steps
-            let path = Path.Combine(outDir, sprintf "teacher%s.ckpt" suffix)
-            let start = Teacher.start report (Some path) tspec
-            let logStep = e.Log |> Option.map (fun l -> l.Training("teacher" + suffix))
-            let update = report.Stage (sprintf "%-12s" ("teacher" + suffix)) (int64 steps)
-            let mutable loss = nan
-            let watch = Diagnostics.Stopwatch.StartNew()
-            let teacher =
-                TeacherTraining.Run(start, data.X, null, path,
-                                    Action<_>(fun p ->
-                                        loss <- p.Loss
-                                        logStep |> Option.iter (fun f -> f.Invoke p)
-                                        update p.Step (sprintf "loss %.4f" p.Loss)), e.Cancel)
-            cancelled "the teacher trained"
-            let trainSeconds = watch.Elapsed.TotalSeconds
+            let teacher, loss, trainSeconds =
+                match e.Teacher with
+                | Some file when suffix = "" ->
+                    let t = Teacher.read file
+                    if t.Spec.Model.InputShape <> rowShape then
+                        invalidArg "teacher" (sprintf "%s is a teacher of rows %s; the data's rows are %s" file (Nfm.Shapes.Show t.Spec.Model.InputShape) (Nfm.Shapes.Show rowShape))
+                    if t.Spec.Model.IsConditional then invalidArg "teacher" (sprintf "%s is class-conditional; this comparison is unconditional" file)
+                    report.Message(sprintf "teacher: pretrained %s (%d steps, identity %s)" file t.State.Step (t.Identity()))
+                    t, nan, 0.0
+                | _ ->
+                    let tspec = teacherSpec e data isImage steps
+                    let path = Path.Combine(outDir, sprintf "teacher%s.ckpt" suffix)
+                    let start = Teacher.start report (Some path) tspec
+                    let logStep = e.Log |> Option.map (fun l -> l.Training("teacher" + suffix))
+                    let update = report.Stage (sprintf "%-12s" ("teacher" + suffix)) (int64 steps)
+                    let mutable loss = nan
+                    let watch = Diagnostics.Stopwatch.StartNew()
+                    let teacher =
+                        TeacherTraining.Run(start, data.X, null, path,
+                                            Action<_>(fun p ->
+                                                loss <- p.Loss
+                                                logStep |> Option.iter (fun f -> f.Invoke p)
+                                                update p.Step (sprintf "loss %.4f" p.Loss)), e.Cancel)
+                    cancelled "the teacher trained"
+                    teacher, loss, watch.Elapsed.TotalSeconds
+            let steps = if e.Teacher.IsSome && suffix = "" then int teacher.State.Step else steps
             let model = teacher.InferenceModel()
             let struct (nll, bpd) = Nfm.Invert.Teacher.MeanNll(model, reference)
             // The teacher's own samples, timed, then scored as they are and after one denoising step.
@@ -366,7 +388,7 @@ module Experiment =
                               let chunk = samples.narrow(0L, i, min 250L (int64 evalCount - i))
                               Nfm.Invert.Teacher.Denoise(model, chunk, model.Spec.NoiseSigma).detach() |], 0L)
             let value, valueDenoised = quality samples reference, quality denoised reference
-            let nfe = int (int64 tspec.Model.Blocks * (tspec.Model.Tokens - 1L))
+            let nfe = int (int64 teacher.Spec.Model.Blocks * (teacher.Spec.Model.Tokens - 1L))
             let samplesPng = Path.Combine(outDir, sprintf "samples-teacher%s.png" suffix)
             pngOf samplesPng (sprintf "teacher%s, %s %.3f" suffix metric value) samples
             e.Log |> Option.iter (fun l ->

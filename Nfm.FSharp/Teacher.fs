@@ -145,5 +145,11 @@ module Teacher =
     /// Reads an ml-tarflow state_dict (.pt, .pth or .safetensors) as a teacher (sizes inferred from the tensors).
     let importTarflow (options: ImportOptions) (path: string) : TrainedTeacher = TarFlowStateDict.Import(path, options)
 
+    /// A pretrained teacher from a file: a teacher checkpoint of this project, or ml-tarflow weights (a state_dict as
+    /// .pt, .pth or .safetensors; sizes inferred from the tensors).
+    let read (path: string) : TrainedTeacher =
+        if Nfm.Checkpoints.Checkpoint.IsCheckpoint path then load path
+        else importTarflow (ImportOptions()) path
+
     /// Writes a teacher as an ml-tarflow state_dict (.safetensors, .pt or .pth by the extension).
     let exportTarflow (path: string) (t: TrainedTeacher) = TarFlowStateDict.Export(t, path)

@@ -8,7 +8,7 @@ open _load
 open Nfm.FSharp
 
 let experiment =
-    let e = Experiment.create (Nfm.Descriptions.DataSpec("checkerboard")) (string (exampleSteps 2000)) (exampleOut "eta-sweep")
+    let e = Experiment.create (Nfm.Descriptions.DataSpec("checkerboard", N = int64 (exampleSize 20000 2000))) (string (exampleSteps 2000)) (exampleOut "eta-sweep")
     let mix = { Name = "mix"; Coupling = Custom("half NFM (eta 0.05), half OT", fun ctx -> Couple.mix 0.5 (ctx.Nfm 0.05) Couple.ot) }
     { e with
         Methods = [ { Name = "independent"; Coupling = Independent }; { Name = "ot"; Coupling = Ot } ]

@@ -150,6 +150,27 @@ let tests =
             refused "other settings" (fun () -> Experiment.run { e with Seed = 1L } |> ignore)
         }
 
+        test "Teacher.read takes a checkpoint or ml-tarflow weights, and a comparison distils a pretrained teacher" {
+            let data, teacher = tinyTeacher.Force()
+            let dir = tempDir ()
+            let ckpt = Path.Combine(dir, "t.ckpt")
+            let weights = Path.Combine(dir, "t.safetensors")
+            Teacher.save ckpt teacher
+            Teacher.exportTarflow weights teacher
+            let x = data.X.narrow(0L, 0L, 32L)
+            let z0, _ = Teacher.encode teacher x
+            for path in [ ckpt; weights ] do
+                let z, _ = Teacher.encode (Teacher.read path) x
+                Expect.isTrue (z.allclose(z0, 1e-6, 1e-6)) (sprintf "%s encodes like the teacher" (Path.GetFileName path))
+            let e = tinyExperiment (Path.Combine(dir, "c")) |> Experiment.withTeacher ckpt
+            let e = { e with Methods = e.Methods |> List.filter (fun m -> m.Name <> "independent") }
+            let r = Experiment.run e
+            Expect.equal r.Teacher.Steps 40 "the pretrained teacher's own step count"
+            Expect.equal r.Teacher.TrainSeconds 0.0 "not trained"
+            Expect.isFalse (File.Exists(Path.Combine(dir, "c", "teacher.ckpt"))) "no teacher trained in the folder"
+            Expect.equal r.Teacher.Pairs.Spec.TeacherId (teacher.Identity()) "its pairs are the pretrained teacher's"
+        }
+
         test "a comparison with no methods, or two of one name, is refused before any work" {
             let dir = tempDir ()
             let e = tinyExperiment dir

@@ -43,7 +43,7 @@ public static class ReflowCoupling
         return (batch, g) =>
         {
             if (batch.X1.numel() != batch.Count * netSpec.Dim)
-                throw new ArgumentException($"reflow student expects rows of shape [{string.Join(", ", netSpec.InputShape)}], data rows have shape {Shapes.Show(batch.X1)}");
+                throw new ArgumentException($"reflow student expects rows of shape {Shapes.Show(netSpec.InputShape)}, data rows have shape {Shapes.Show(batch.X1)}");
             return inner(batch, g);
         };
     }

@@ -147,7 +147,7 @@ public static class Teacher
     {
         if (!(p >= 0 && p <= 1)) throw new ArgumentException($"p must be in [0, 1], got {p}", nameof(p));
         if (labels.dtype != ScalarType.Int64 || labels.dim() != 1)
-            throw new ArgumentException($"expected labels int64 [N], got {labels.dtype} [{string.Join(", ", labels.shape)}]", nameof(labels));
+            throw new ArgumentException($"expected labels int64 [N], got {labels.dtype} {Shapes.Show(labels.shape)}", nameof(labels));
         using var scope = NewDisposeScope();
         var drop = rand([labels.shape[0]], dtype: ScalarType.Float64, device: labels.device, generator: generator).lt(p);
         return where(drop, full_like(labels, -1), labels).MoveToOuterDisposeScope();
