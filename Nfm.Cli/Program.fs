@@ -6,6 +6,9 @@ open Nfm.Cli.Common
 
 [<EntryPoint>]
 let main argv =
+    // libtorch by full path from this program's folder, and LibTorchSharp from a GLIBCXX-patched copy where the system
+    // libstdc++ needs it and the build did not patch it (a tool package packed on a newer system, for example).
+    Nfm.FSharp.Native.load ()
     let verbose = argv |> Array.contains "--verbose"
     let parser = ArgumentParser.Create<NfmArgs>(programName = "nfm", errorHandler = ProcessExiter())
     // The core does not print; an old-layout checkpoint still loads, with this one line on stderr.

@@ -10,6 +10,7 @@
 #r "../Nfm.Cli/bin/Release/net10.0/Nfm.Core.dll"
 #r "../Nfm.Cli/bin/Release/net10.0/Nfm.Plots.dll"
 #r "../Nfm.Cli/bin/Release/net10.0/Nfm.FSharp.dll"
+#r "../Nfm.Cli/bin/Release/net10.0/Nfm.Laws.dll"
 
 Nfm.FSharp.Native.load ()
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: restores tools and packages, builds once, runs the property suites and the tests,
-# and ends with one line "N passed, N failed" (the sum over both runners). Exit code non-zero on any failure.
+# Runs every test: restores tools and packages, builds once, runs the property suites and the tests, then the figure
+# checks, the examples and the package checks (each skippable, see below), and ends with one line "N passed, N failed"
+# (the sum over all of them). Exit code non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 dotnet tool restore >/dev/null || exit 1
@@ -33,6 +34,35 @@ if [ "${NFM_FIGURES:-1}" != "0" ]; then
   echo "[figures] the demo took $((SECONDS - demo_start)) s"
   figure_check "README tables match the results JSON" dotnet "$nfm" report readme --file README.md --check
   rm -rf "$demo_out"
+fi
+
+# Every script in examples/ at a small budget (scripts/examples-check.sh, one "[examples] NAME: passed|FAILED" line per
+# script), so that no example can rot; each script counts. NFM_EXAMPLES=0 skips them (for quick local runs).
+if [ "${NFM_EXAMPLES:-1}" != "0" ]; then
+  log=$(mktemp)
+  examples_start=$SECONDS
+  bash scripts/examples-check.sh 2>&1 | tee "$log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
+  echo "[examples] the examples took $((SECONDS - examples_start)) s"
+  n_pass=$(grep -cE '^\[examples\] .*: passed' "$log"); n_fail=$(grep -cE '^\[examples\] .*: FAILED' "$log")
+  total_pass=$((total_pass + n_pass)); total_fail=$((total_fail + n_fail))
+  if [ $((n_pass + n_fail)) -eq 0 ]; then echo "scripts/examples-check.sh: no result lines (crashed?)"; total_fail=$((total_fail + 1)); rc=1; fi
+  rm -f "$log"
+fi
+
+# The packages, used as a user outside the repository would (scripts/package-check.sh): pack into artifacts/, a scratch
+# project and a scratch .fsx running a tiny NFM from the local feed, the dotnet publish output and the installed tool.
+# Each check counts. NFM_PACKAGES=0 skips them (for quick local runs; CI always runs them).
+if [ "${NFM_PACKAGES:-1}" != "0" ]; then
+  log=$(mktemp)
+  packages_start=$SECONDS
+  NFM_PACK_NO_BUILD=1 bash scripts/package-check.sh 2>&1 | tee "$log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
+  echo "[packages] the package checks took $((SECONDS - packages_start)) s"
+  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1)
+  if [ -z "$line" ]; then echo "scripts/package-check.sh: no summary line (crashed?)"; total_fail=$((total_fail + 1)); rc=1
+  else total_pass=$((total_pass + ${line%% passed*})); f=${line#*, }; total_fail=$((total_fail + ${f%% failed})); fi
+  rm -f "$log"
 fi
 
 echo

@@ -108,7 +108,7 @@ public sealed record TeacherPairs(PairsSpec Spec, Tensor X0)
             if (partialPath is not null) SavePartial(partialPath, spec, x0, blocksDone);
             throw new OperationCanceledException($"pair computation interrupted after {blocksDone} of {blockCount} blocks");
         }
-        return new TeacherPairs(spec, x0);
+        return new TeacherPairs(spec, x0) { Shard = (shard, shards) };
     }
 
     private static ulong BlockSeed(long seed, int draw, long block) =>
@@ -123,37 +123,104 @@ public sealed record TeacherPairs(PairsSpec Spec, Tensor X0)
         new() { [Checkpoint.TeacherIdKey] = spec.TeacherId, [Checkpoint.DataIdKey] = spec.DataId };
 
     /// <summary>Writes the pair file atomically.</summary>
-    public void Save(string path) =>
-        Checkpoint.Save(path, new Checkpoint(Kind, JsonNode.Parse(Json.Write(Spec))!, Identities(Spec),
-            new Dictionary<string, Tensor> { ["x0"] = X0 }));
+    public void Save(string path)
+    {
+        var meta = Identities(Spec);
+        if (Shard is { } sh) meta[ShardKey] = $"{sh.Index}/{sh.Count}";
+        Checkpoint.Save(path, new Checkpoint(Kind, JsonNode.Parse(Json.Write(Spec))!, meta, new Dictionary<string, Tensor> { ["x0"] = X0 }));
+    }
 
     /// <summary>
-    /// Loads a pair file, or every pair file (*.pairs, *.ckpt of kind pairs) in a folder merged into one: the shards
-    /// must share teacher, data, eta, sigma_f, draws and seed and cover every row exactly once.
+    /// Which shard of how many this file holds (<see cref="Compute"/>'s shard and shards), recorded in the file's
+    /// metadata so that a folder of shards can name a missing or duplicate one; null for files written before.
+    /// </summary>
+    public (int Index, int Count)? Shard { get; init; }
+
+    /// <summary>Metadata key of the pair files: "I/N", the shard a file holds.</summary>
+    public const string ShardKey = "shard";
+
+    /// <summary>
+    /// Loads a pair file, or every pair file (*.pairs, *.ckpt of kind pairs) in a folder merged into one. The shards must
+    /// come from one teacher and one data identity (and share eta, sigma_f, draws and seed) and cover every row exactly
+    /// once; otherwise <see cref="InvalidDataException"/> with a one-line message naming the file that differs, the
+    /// shard that is missing or the shard that appears twice.
     /// </summary>
     public static TeacherPairs Load(string fileOrFolder)
     {
         if (File.Exists(fileOrFolder)) return FromCheckpoint(Checkpoint.Load(fileOrFolder, Kind));
         if (!Directory.Exists(fileOrFolder)) throw new FileNotFoundException($"{fileOrFolder}: pair file or folder not found");
         var parts = Directory.GetFiles(fileOrFolder).Where(f => f.EndsWith(".pairs") || f.EndsWith(".ckpt")).Order()
-            .Select(f => FromCheckpoint(Checkpoint.Load(f, Kind))).OrderBy(p => p.Spec.RowStart).ToList();
+            .Select(f => (File: Path.GetFileName(f), Pairs: FromCheckpoint(Checkpoint.Load(f, Kind))))
+            .OrderBy(p => p.Pairs.Spec.RowStart).ThenBy(p => p.File, StringComparer.Ordinal).ToList();
         if (parts.Count == 0) throw new FileNotFoundException($"{fileOrFolder}: no pair files (*.pairs) in the folder");
-        var first = parts[0].Spec;
-        long at = 0;
-        foreach (var p in parts)
-        {
-            var s = p.Spec;
-            if (s with { RowStart = 0, RowEnd = 0 } != first with { RowStart = 0, RowEnd = 0 })
-                throw new InvalidDataException($"{fileOrFolder}: shards were made with different teachers, data or options");
-            if (s.RowStart != at) throw new InvalidDataException($"{fileOrFolder}: shards leave rows {at}..{s.RowStart - 1} uncovered or overlap");
-            at = s.RowEnd;
-        }
-        if (at != first.Rows) throw new InvalidDataException($"{fileOrFolder}: shards cover rows 0..{at - 1} of {first.Rows}");
-        var x0 = cat(parts.Select(p => p.X0).ToArray(), 1);
+        CheckShards(fileOrFolder, parts);
+        var first = parts[0].Pairs.Spec;
+        var x0 = cat(parts.Select(p => p.Pairs.X0).ToArray(), 1);
         return new TeacherPairs(first with { RowStart = 0, RowEnd = first.Rows }, x0);
     }
 
-    private static TeacherPairs FromCheckpoint(Checkpoint c) => new(c.DescriptionAs<PairsSpec>(), c.Tensors["x0"]);
+    /// <summary>
+    /// Throws when the shards (sorted by first row) differ in teacher, data or options, overlap, or leave rows out.
+    /// Shards are named by file and, where recorded, as "shard I/N (rows a..b)".
+    /// </summary>
+    public static void CheckShards(string folder, IReadOnlyList<(string File, TeacherPairs Pairs)> parts)
+    {
+        var (firstFile, firstPairs) = parts[0];
+        var first = firstPairs.Spec;
+        foreach (var (file, pairs) in parts)
+        {
+            var s = pairs.Spec;
+            var differ = new List<string>();
+            if (s.TeacherId != first.TeacherId) differ.Add($"teacher {s.TeacherId} (not {first.TeacherId})");
+            if (s.DataId != first.DataId || s.Rows != first.Rows) differ.Add($"data {s.DataId} of {s.Rows} rows (not {first.DataId} of {first.Rows})");
+            if (s.Eta != first.Eta) differ.Add($"eta {s.Eta} (not {first.Eta})");
+            if (s.SigmaF != first.SigmaF) differ.Add($"sigma_f {s.SigmaF} (not {first.SigmaF})");
+            if (s.Draws != first.Draws) differ.Add($"draws {s.Draws} (not {first.Draws})");
+            if (s.Seed != first.Seed) differ.Add($"seed {s.Seed} (not {first.Seed})");
+            if (differ.Count > 0)
+                throw new InvalidDataException($"{folder}: {Name(file, pairs)} differs from {firstFile}: {string.Join(", ", differ)}; the shards of one folder need one teacher, one data identity and the same options");
+        }
+        // The shard count, when every file records the same one: then a gap is named as the shards that would fill it.
+        var counts = parts.Select(p => p.Pairs.Shard?.Count).Distinct().ToList();
+        int? count = counts.Count == 1 ? counts[0] : null;
+        long at = 0;
+        (string File, TeacherPairs Pairs)? previous = null;
+        foreach (var part in parts)
+        {
+            var s = part.Pairs.Spec;
+            if (s.RowStart < at && previous is { } prev)
+            {
+                var what = prev.Pairs.Shard is { } a && part.Pairs.Shard is { } b && a == b
+                    ? $"shard {a.Index}/{a.Count} appears twice: {prev.File} and {part.File}"
+                    : $"{Name(prev.File, prev.Pairs)} and {Name(part.File, part.Pairs)} overlap in rows {s.RowStart}..{Math.Min(at, s.RowEnd) - 1}";
+                throw new InvalidDataException($"{folder}: {what}");
+            }
+            if (s.RowStart > at) throw Missing(folder, first.Rows, at, s.RowStart, count);
+            at = s.RowEnd;
+            previous = part;
+        }
+        if (at != first.Rows) throw Missing(folder, first.Rows, at, first.Rows, count);
+    }
+
+    private static InvalidDataException Missing(string folder, long rows, long from, long to, int? count)
+    {
+        var missing = count is int n
+            ? Enumerable.Range(0, n).Where(i => { var (a, b) = ShardRows(rows, i, n); return a < b && a < to && b > from; })
+                .Select(i => { var (a, b) = ShardRows(rows, i, n); return $"shard {i}/{n} (rows {a}..{b - 1})"; }).ToList()
+            : new List<string>();
+        var which = missing.Count > 0 ? string.Join(", ", missing) + (missing.Count == 1 ? " is missing" : " are missing") : "no shard has them";
+        return new InvalidDataException($"{folder}: rows {from}..{to - 1} of {rows} are in no shard file: {which}");
+    }
+
+    private static string Name(string file, TeacherPairs p) =>
+        p.Shard is { } s ? $"{file} (shard {s.Index}/{s.Count}, rows {p.Spec.RowStart}..{p.Spec.RowEnd - 1})"
+                         : $"{file} (rows {p.Spec.RowStart}..{p.Spec.RowEnd - 1})";
+
+    private static TeacherPairs FromCheckpoint(Checkpoint c) =>
+        new(c.DescriptionAs<PairsSpec>(), c.Tensors["x0"]) { Shard = ParseShard(c.Meta.GetValueOrDefault(ShardKey)) };
+
+    private static (int, int)? ParseShard(string? s) =>
+        s?.Split('/') is [var i, var n] && int.TryParse(i, out var a) && int.TryParse(n, out var b) && b >= 1 && a >= 0 && a < b ? (a, b) : null;
 
     /// <summary>
     /// The coupling that looks up each batch row's noise by its index in the data (one of the draws, chosen with the
