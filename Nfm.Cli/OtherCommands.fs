@@ -89,30 +89,35 @@ let bench (args: ParseResults<BenchArgs>) =
     let figures = Collections.Generic.List<string * Text.Json.Nodes.JsonNode>()
     let add k v = figures.Add((k, v))
     let run n = name = n || name = "all"
+    let precision = precision (args.TryGetResult BenchArgs.Precision)
+    let precisionName = Nfm.Descriptions.Precisions.Name precision
     printfn "threads: %d" (torch.get_num_threads ())
     add "threads" (jint (int64 (torch.get_num_threads ())))
+    add "precision" (jstr precisionName)
     if run "matmul" || run "train-2d" then
-        let g = Nfm.Bench.MatmulBenchmark.GflopsPerSecond()
-        printfn "matmul float32 1024^3: %.1f GFLOP/s" g
+        let g = Nfm.Bench.MatmulBenchmark.GflopsPerSecond(dtype = Nfm.Bench.MatmulBenchmark.DtypeOf precision)
+        printfn "matmul %s 1024^3: %.1f GFLOP/s" precisionName g
         add "matmul_gflops" (jnum g)
     if run "train-2d" then
         let sps = trainTwoD ()
         printfn "train-2d: %.1f student steps/s at batch 256 (MLP 256 x 3)" sps
         add "train_2d_steps_per_second" (jnum sps)
     if run "student-nets" then
-        let r = Nfm.Bench.StudentNetBenchmark.Run()
+        let r = Nfm.Bench.StudentNetBenchmark.Run(precision = precision)
         let node = toNode r
         for t in r.Timings do
-            printfn "student-nets: %-6s width %d depth %d, %d params, %d thread(s), batch %d: %.2f train steps/s, %.1f passes/s, %.1f GFLOP/s, MFU %.0f%% of the %.1f GFLOP/s matmul rate"
+            printfn "student-nets: %-6s width %d depth %d, %d params, %d thread(s), batch %d: %.2f train steps/s, %.1f passes/s, %.1f GFLOP/s, MFU %.0f%% of the %.1f GFLOP/s %s matmul rate"
                 t.Net t.Width t.Depth t.Parameters t.Threads t.Batch t.TrainStepsPerSecond t.ForwardPassesPerSecond t.TrainGflopsPerSecond
-                (100.0 * t.TrainGflopsPerSecond / t.MatmulGflopsPerSecond) t.MatmulGflopsPerSecond
+                (100.0 * t.TrainGflopsPerSecond / t.MatmulGflopsPerSecond) t.MatmulGflopsPerSecond precisionName
         add "student_nets" node
     if run "teacher-train" || run "teacher-sample" then
-        let r = Nfm.Bench.TeacherBenchmark.Run(torch.get_num_threads (), training = run "teacher-train", sampling = run "teacher-sample")
+        let r = Nfm.Bench.TeacherBenchmark.Run(torch.get_num_threads (), training = run "teacher-train", sampling = run "teacher-sample",
+                                               precision = precision)
         let show (t: Nfm.Bench.TeacherTrainingFigures) =
             if not (isNull (box t)) then
-                printfn "teacher-train %s: %.2f steps/s at batch %d, %.2f GFLOP/step, %.1f GFLOP/s, MFU %.0f%% of the %.1f GFLOP/s matmul peak"
-                    t.Name t.StepsPerSecond t.Batch (t.ModelFlopsPerStep / 1e9) t.AchievedGflopsPerSecond (100.0 * t.Mfu) r.MatmulPeakGflopsPerSecond
+                printfn "teacher-train %s (%s): %.2f steps/s at batch %d, %.2f GFLOP/step, %.1f GFLOP/s, MFU %.0f%% of the %.1f GFLOP/s matmul peak; forward + backward %.2f/s"
+                    t.Name precisionName t.StepsPerSecond t.Batch (t.ModelFlopsPerStep / 1e9) t.AchievedGflopsPerSecond (100.0 * t.Mfu)
+                    r.MatmulPeakGflopsPerSecond t.ForwardBackwardPerSecond
         show r.MnistTraining
         show r.ToyTraining
         if not (isNull (box r.MnistSampling)) then
@@ -121,7 +126,7 @@ let bench (args: ParseResults<BenchArgs>) =
                 s.EncodeSamplesPerSecond s.Batch s.CachedSeconds s.UncachedSeconds s.CacheSpeedup
         add "teacher" (toNode r)
     if name = "memory" then
-        let r = Nfm.Bench.MemoryBenchmark.Run()
+        let r = Nfm.Bench.MemoryBenchmark.Run(precision = precision)
         printfn "memory: %d steps, resident %.1f MiB after warm-up (step %d) -> %.1f MiB at the end (%+.1f%%); live tensors %d -> %d"
             r.Steps (float r.ResidentAfterWarmup / 1048576.0) r.WarmupStep (float r.ResidentAtEnd / 1048576.0) r.GrowthPercent
             r.LiveTensorsAfterWarmup r.LiveTensorsAtEnd

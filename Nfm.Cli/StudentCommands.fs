@@ -57,7 +57,7 @@ let train (args: ParseResults<StudentTrainArgs>) =
             Times = parseTimes (args.GetResult(StudentTrainArgs.Time_Sampling, "uniform"))
             Device = args.GetResult(StudentTrainArgs.Device, "cpu")
             Conditional = args.Contains StudentTrainArgs.Conditional }
-    let spec = (Student.spec settings couplingText data).Validate()
+    let spec = (Student.spec settings couplingText data).WithPrecision(precision (args.TryGetResult StudentTrainArgs.Precision)).Validate()
     let student =
         if args.Contains StudentTrainArgs.Resume && File.Exists out then
             let c = Nfm.Checkpoints.Checkpoint.Load(out, Student.Kind)

@@ -68,7 +68,8 @@ let train (args: ParseResults<TeacherTrainArgs>) =
     let steps = positive "steps" (args.GetResult(TeacherTrainArgs.Steps, 2000))
     let training =
         TeacherRunSpec.DefaultTraining(steps, shape.Batch, args.GetResult(TeacherTrainArgs.Lr, 1e-3), int64 seed,
-                                       args.GetResult(TeacherTrainArgs.Save_Every, 500), args.GetResult(TeacherTrainArgs.Ema, 0.0))
+                                       args.GetResult(TeacherTrainArgs.Save_Every, 500), args.GetResult(TeacherTrainArgs.Ema, 0.0),
+                                       precision (args.TryGetResult TeacherTrainArgs.Precision))
     let spec = TeacherRunSpec(modelSpec rowShape shape (not (args.Contains TeacherTrainArgs.Shift_Only)) classes, training, dataSpec,
                               DeviceSpec(args.GetResult(TeacherTrainArgs.Device, "cpu"))).Validate()
     let teacher =
