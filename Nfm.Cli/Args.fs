@@ -164,7 +164,7 @@ type BenchArgs =
             match a with
             | Precision _ -> "matmul, student-nets, teacher-train, memory: float32 (default) or bfloat16 (mixed precision training steps; the matmul peak in the same dtype)."
             | Workers _ -> "mnist-compare: 1 or 2 (default 2: the students that need no teacher train on a second thread while the teacher trains)."
-            | Name _ -> "ot | train-2d | matmul | student-nets | teacher-train | teacher-sample | all; memory (2,000 training steps, resident memory); mnist-compare (long: compare on MNIST)."
+            | Name _ -> "ot | train-2d | matmul | student-nets | teacher-train | teacher-sample | all; teacher-profile (where a teacher step's time goes); memory (2,000 training steps, resident memory); mnist-compare (long: compare on MNIST)."
             | Data _ -> "mnist-compare: the MNIST folder as mnist:DIR (default mnist:../shared/data/mnist)."
             | Budget _ -> "mnist-compare: quick | standard | N (default standard)."
             | Out _ -> "mnist-compare: output folder (default results/mnist-compare)."

@@ -83,7 +83,7 @@ let toNode (r: 'T) = Text.Json.Nodes.JsonNode.Parse(Text.Json.JsonSerializer.Ser
 
 let bench (args: ParseResults<BenchArgs>) =
     let name = args.GetResult BenchArgs.Name
-    let valid = [ "ot"; "train-2d"; "matmul"; "student-nets"; "teacher-train"; "teacher-sample"; "memory"; "mnist-compare"; "all" ]
+    let valid = [ "ot"; "train-2d"; "matmul"; "student-nets"; "teacher-train"; "teacher-sample"; "teacher-profile"; "memory"; "mnist-compare"; "all" ]
     if not (List.contains name valid) then fail (sprintf "unknown benchmark '%s'; valid: %s" name (String.concat ", " valid))
     let out = outputPath (args.GetResult(BenchArgs.Json, sprintf "bench-%s.json" name))
     let figures = Collections.Generic.List<string * Text.Json.Nodes.JsonNode>()
@@ -125,6 +125,15 @@ let bench (args: ParseResults<BenchArgs>) =
             printfn "teacher-sample: encode %.0f samples/s; a batch of %d decoded in %.2fs cached, %.2fs uncached (%.1fx)"
                 s.EncodeSamplesPerSecond s.Batch s.CachedSeconds s.UncachedSeconds s.CacheSpeedup
         add "teacher" (toNode r)
+    if name = "teacher-profile" then
+        let one (label: string) (spec: Nfm.Descriptions.TeacherSpec) (batch: int) =
+            let r = Nfm.Bench.TeacherProfile.Run(label, spec, batch, precision)
+            printfn "teacher-profile %s (%s, %d threads, batch %d): step %.1f ms" r.Name precisionName r.Threads r.Batch r.StepMs
+            for l in r.Phases do printfn "  phase %-50s %8.2f ms" l.Part l.MillisecondsPerStep
+            for l in r.Operations do printfn "  op    %-40s x%-4d %8.2f ms" l.Part l.PerStep l.MillisecondsPerStep
+            toNode r
+        add "profile" (jarr [ one "mnist" Nfm.Bench.TeacherBenchmark.Mnist Nfm.Bench.TeacherBenchmark.MnistBatch
+                              one "2d" Nfm.Bench.TeacherBenchmark.Toy Nfm.Bench.TeacherBenchmark.ToyBatch ])
     if name = "memory" then
         let r = Nfm.Bench.MemoryBenchmark.Run(precision = precision)
         printfn "memory: %d steps, resident %.1f MiB after warm-up (step %d) -> %.1f MiB at the end (%+.1f%%); live tensors %d -> %d"

@@ -8,7 +8,8 @@ namespace Nfm.Invert;
 /// Pre-LayerNorm multi-head causal self-attention. Parameter names follow ml-tarflow (<c>norm</c>, <c>qkv</c>, <c>proj</c>);
 /// the qkv output is read as 3 * heads groups of head_dim values: the first <c>heads</c> groups are the queries,
 /// then the keys, then the values. Scores are scaled by 1/sqrt(head_dim). The attention itself is libtorch's fused
-/// scaled_dot_product_attention (no score matrix, mask or softmax built op by op in managed code).
+/// scaled_dot_product_attention (no score matrix, mask or softmax built op by op in managed code), except in a
+/// bfloat16 training step (see <see cref="MixedPrecision.CausalAttention"/>).
 /// </summary>
 public sealed class CausalSelfAttention : nn.Module<Tensor, Tensor>
 {
@@ -37,7 +38,7 @@ public sealed class CausalSelfAttention : nn.Module<Tensor, Tensor>
     {
         var (n, t) = (x.shape[0], x.shape[1]);
         // In a bfloat16 training step the queries, keys and values stay bfloat16: they only feed the attention's own
-        // products (libtorch's fused kernel keeps the softmax statistics in float32). LayerNorm stays float32.
+        // products (its softmax runs in float32). LayerNorm stays float32.
         var parts = MixedPrecision.Linear(qkv, norm.call(x), keepLow: true).view(n, t, 3, heads, headDim).permute(2, 0, 3, 1, 4).unbind(0);
         return (parts[0], parts[1], parts[2]);
     }
@@ -64,7 +65,7 @@ public sealed class CausalSelfAttention : nn.Module<Tensor, Tensor>
     {
         if (x.shape[1] == 1) return MixedPrecision.Linear(proj, Values(x));
         var (q, k, v) = Project(x);
-        return Merge(nn.functional.scaled_dot_product_attention(q, k, v, is_casual: true));
+        return Merge(MixedPrecision.CausalAttention(q, k, v));
     }
 
     /// <summary>One decoding step: the newest token [N, 1, C] attends to itself and to every token in <paramref name="cache"/>.</summary>
