@@ -23,7 +23,8 @@ type CompareArgs =
     | Labels of file: string
     | Seed of int
     | Grid of string
-    | Eta of float
+    | Eta of list: string
+    | Teacher of file: string
     | Classifier of file: string
     | Workers of int
     | Logdir of dir: string
@@ -32,6 +33,7 @@ type CompareArgs =
         member a.Usage =
             match a with
             | Workers _ -> "1 (default) or 2: with 2, the students that need no teacher train on a second thread while the teacher trains, each thread with one libtorch thread."
+            | Teacher _ -> "a pretrained teacher to distil instead of training one: a teacher checkpoint, or ml-tarflow weights (.safetensors, .pt, .pth); its figures are measured, the smaller teacher's student is left out."
             | Classifier _ -> "MNIST: the FD-MNIST feature classifier checkpoint (default fd-classifier.ckpt; trained with the fixed recipe when missing)."
             | Data _ -> "data: a built-in 2-D set (checkerboard, moons, 8gaussians, 2spirals, rings), mnist:DIR or FILE.npy."
             | Out _ -> "output folder (results.json, results.md, quality.png, sample grids)."
@@ -39,7 +41,7 @@ type CompareArgs =
             | Labels _ -> "int64 labels .npy for FILE.npy data."
             | Seed _ -> "random seed (default 0)."
             | Grid _ -> "time grid for sampling: quadratic (default) or uniform."
-            | Eta _ -> "NFM coupling noise eta (default: the teacher's training sigma)."
+            | Eta _ -> "NFM coupling noise eta, or a comma-separated list (e.g. 0.02,0.05,0.1: one NFM student per value, named nfm-eta<value>; the first is the one the claims use). Default: the teacher's training sigma."
             | Logdir _ -> "write TensorBoard event files to this folder (loss, learning rate, gradient norm, skipped steps; teachers' held-out NLL; the metric against sampling steps; sample grids)."
             | Json _ -> "also write the results JSON to this file."
 
@@ -56,6 +58,7 @@ type StudentTrainArgs =
     | Lr of float
     | Warmup of int
     | Width of int
+    | Net of string
     | Depth of int
     | Time_Sampling of string
     | Ema of float
@@ -82,6 +85,7 @@ type StudentTrainArgs =
             | Lr _ -> "peak learning rate (default 1e-3)."
             | Warmup _ -> "linear warm-up steps (default 0)."
             | Width _ -> "hidden width (default 256)."
+            | Net _ -> "the velocity network: mlp (default; Width x Depth) or unet (images; Width = base channels, Depth = levels)."
             | Depth _ -> "hidden layers (default 3)."
             | Time_Sampling _ -> "uniform (default) or logit-normal[:MEAN:STD]."
             | Ema _ -> "EMA decay of the weights used for sampling (default 0.999; 0 = off)."

@@ -51,48 +51,19 @@ let outputFolder (dir: string) =
     Directory.CreateDirectory full |> ignore
     full
 
-/// Writes a JSON value (atomically).
-let writeJson (path: string) (node: JsonNode) =
-    let text = node.ToJsonString(JsonSerializerOptions(WriteIndented = true))
-    Nfm.Data.AtomicFile.WriteAllBytes(outputPath path, ReadOnlyMemory(Text.Encoding.UTF8.GetBytes(text + "\n")))
+/// Writes a JSON value (atomically) to a path whose folder must exist.
+let writeJson (path: string) (node: JsonNode) = Nfm.FSharp.JsonFile.write (outputPath path) node
 
-/// A JSON object from name/value pairs.
-let jobj (pairs: (string * JsonNode) list) =
-    let o = JsonObject()
-    for (k, v) in pairs do o[k] <- v
-    o
-
-let jnum (v: float) : JsonNode = if Double.IsFinite v then JsonValue.Create v else JsonValue.Create(string v)
-let jint (v: int64) : JsonNode = JsonValue.Create v
-let jstr (v: string) : JsonNode = JsonValue.Create v
-let jarr (items: JsonNode seq) : JsonNode = JsonArray(Seq.toArray items)
+// The library's JSON builders, by the short names the commands use.
+let jobj = Nfm.FSharp.JsonFile.obj
+let jnum = Nfm.FSharp.JsonFile.num
+let jint = Nfm.FSharp.JsonFile.int
+let jstr = Nfm.FSharp.JsonFile.str
+let jarr = Nfm.FSharp.JsonFile.arr
 
 /// The version of this build and the git commit it was built from ("0.1.0+1a2b3c4d5e6f", "-dirty" when the working
 /// tree had uncommitted changes), recorded by the build in the assembly's informational version.
-let buildVersion () =
-    let a = Reflection.Assembly.GetExecutingAssembly()
-    match Reflection.CustomAttributeExtensions.GetCustomAttribute<Reflection.AssemblyInformationalVersionAttribute>(a) with
-    | null -> "unknown"
-    | v -> v.InformationalVersion
-
-/// The git commit this build was made from, or "unknown" when it was built outside a git checkout.
-let buildCommit () =
-    let v = buildVersion ()
-    match v.IndexOf '+' with
-    | -1 -> "unknown"
-    | i -> v.Substring(i + 1)
-
-/// The processor this process runs on (its model name on Linux), recorded in results files: libtorch picks its CPU
-/// kernels by instruction set, so bit-for-bit figures hold on the same processor model only.
-let processorName () =
-    let fromCpuinfo () =
-        if File.Exists "/proc/cpuinfo" then
-            File.ReadLines "/proc/cpuinfo" |> Seq.tryFind (fun l -> l.StartsWith "model name")
-            |> Option.map (fun l -> l.Substring(l.IndexOf ':' + 1).Trim())
-        else None
-    match (try fromCpuinfo () with _ -> None) with
-    | Some name -> name
-    | None -> string Runtime.InteropServices.RuntimeInformation.ProcessArchitecture
+let buildVersion () = Nfm.FSharp.Provenance.versionOf (Reflection.Assembly.GetExecutingAssembly())
 
 /// This process's command line as a user would type it ("nfm demo --out x"), recorded in results files.
 let commandLine () =
@@ -147,15 +118,3 @@ let guard (verbose: bool) (body: unit -> int) =
 /// of a file or MNIST folder (default: all), with optional labels.
 let loadTraining (spec: string) (n: int option) (seed: int64) (labels: string option) =
     Nfm.Data.DataSource.Load(spec, dataRows spec n 20000, seed, Nfm.Data.DataSplit.Train, Option.toObj labels)
-
-/// Labels for sampling a conditional model: one class, or cycling through the classes; null for an unconditional one.
-let sampleLabels (classes: int) (count: int) (label: int option) (device: TorchSharp.torch.Device) =
-    if classes = 0 then
-        if label.IsSome then fail "--label given, but the model is not class-conditional"
-        null
-    else
-        match label with
-        | Some l when l < 0 || l >= classes -> fail (sprintf "--label must be in [0, %d), got %d" classes l)
-        | Some l -> TorchSharp.torch.full(int64 count, int64 l, dtype = TorchSharp.torch.int64, device = device)
-        | None -> TorchSharp.torch.arange(int64 count, dtype = TorchSharp.torch.int64, device = device).remainder(TorchSharp.Scalar.op_Implicit (int64 classes))
-

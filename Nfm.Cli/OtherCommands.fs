@@ -18,23 +18,6 @@ let subsample (m: int) (seed: int64) (x: torch.Tensor) =
         use idx = torch.randperm(n, generator = g).narrow(0L, 0L, int64 m)
         x.index_select(0L, idx.``to``(x.device))
 
-/// The FD-MNIST feature classifier: loaded, or trained with the fixed recipe (seed 0) on the MNIST folder's train split
-/// and saved when the file does not exist yet.
-let featureClassifier (path: string) (mnistSpec: string) =
-    if File.Exists path then Nfm.Metrics.FeatureClassifier.Load path
-    else
-        let train = Nfm.Data.DataSource.Load(mnistSpec, 0L, 0L, Nfm.Data.DataSplit.Train)
-        let test = Nfm.Data.DataSource.Load(mnistSpec, 0L, 0L, Nfm.Data.DataSplit.Test)
-        let steps = 1500
-        eprintfn "training the FD-MNIST feature classifier (fixed recipe, seed 0, %d steps) into %s" steps path
-        let bar = Progress.Bar("classifier", int64 steps)
-        let c, acc =
-            let struct (c, acc) = Nfm.Metrics.FeatureClassifier.Train(train, test, 0L, steps, Action<_>(fun p -> bar.Update(p.Step, sprintf "loss %.4f" p.Loss)), cancellation)
-            c, acc
-        eprintfn "feature classifier: test accuracy %.2f%%, identity %s" (100.0 * acc) (c.Identity())
-        c.Save(outputPath path)
-        c
-
 let eval (args: ParseResults<EvalArgs>) =
     let samplesPath = existing "samples file" (args.GetResult EvalArgs.Samples)
     let metric = args.GetResult(EvalArgs.Metric, "w2").ToLowerInvariant()
@@ -57,7 +40,9 @@ let eval (args: ParseResults<EvalArgs>) =
         | "mmd" -> Metrics.mmd a b, []
         | _ ->
             if not (refSpec.StartsWith("mnist:", StringComparison.OrdinalIgnoreCase)) then fail "--metric fd needs --reference mnist:DIR"
-            let classifier = featureClassifier (args.GetResult(EvalArgs.Classifier, "fd-classifier.ckpt")) refSpec
+            let path = outputPath (args.GetResult(EvalArgs.Classifier, "fd-classifier.ckpt"))
+            let split s = Nfm.Data.DataSource.Load(refSpec, 0L, 0L, s)
+            let classifier = Metrics.classifier Progress.reporter path (split Nfm.Data.DataSplit.Train) (split Nfm.Data.DataSplit.Test)
             Nfm.Metrics.FeatureClassifier.FdMnist(classifier, a, b), [ "feature_network", jstr (classifier.Identity()) ]
     printfn "%s = %.6f (n_samples %d, n_reference %d)%s" metric value m m
         (extra |> List.map (fun (k, v) -> sprintf ", %s %s" k (v.ToString())) |> String.concat "")
@@ -141,14 +126,11 @@ let bench (args: ParseResults<BenchArgs>) =
             r.LiveTensorsAfterWarmup r.LiveTensorsAtEnd
         add "memory" (toNode r)
     if name = "mnist-compare" then
-        let data = args.GetResult(BenchArgs.Data, "mnist:../shared/data/mnist")
-        let outDir = outputFolder (args.GetResult(BenchArgs.Out, Path.Combine("results", "mnist-compare")))
-        let workers = args.GetResult(BenchArgs.Workers, 2)
-        if workers = 2 then torch.set_num_threads 1
-        let md = Compare.run (commandLine ()) None data None outDir (args.GetResult(BenchArgs.Budget, "standard")) 0L Quadratic None
-                             (fun () -> featureClassifier (Path.Combine(outDir, "fd-classifier.ckpt")) data) workers
-        printfn "\n%s" md
-        add "results" (jstr (Path.Combine(outDir, "results.json")))
+        let json =
+            ExperimentCommands.mnistCompare (args.GetResult(BenchArgs.Data, "mnist:../shared/data/mnist")) (args.GetResult(BenchArgs.Budget, "standard"))
+                                            (outputFolder (args.GetResult(BenchArgs.Out, Path.Combine("results", "mnist-compare"))))
+                                            (args.GetResult(BenchArgs.Workers, 2))
+        add "results" (jstr json)
     if run "ot" then
         let r = Nfm.Bench.OtBenchmark.Run()
         let node = toNode r
@@ -156,28 +138,4 @@ let bench (args: ParseResults<BenchArgs>) =
         add "ot" node
     writeJson out (jobj (List.ofSeq figures))
     printfn "wrote %s" out
-    0
-
-let demo (args: ParseResults<DemoArgs>) =
-    let outDir = outputFolder (args.GetResult(DemoArgs.Out, "demo-out"))
-    let seed = int64 (args.GetResult(DemoArgs.Seed, 0))
-    let budget = args.TryGetResult DemoArgs.Steps |> Option.map (positive "steps" >> string) |> Option.defaultValue "quick"
-    let md = Compare.run (commandLine ()) None "checkerboard" None outDir budget seed Quadratic None (fun () -> fail "checkerboard needs no feature classifier") 1
-    printfn "\n%s" md
-    printfn "%s" (Report.twoDReading (Report.read (Path.Combine(outDir, "results.json"))))
-    printfn "wrote %s" (Path.Combine(outDir, "results.json"))
-    args.TryGetResult DemoArgs.Json |> Option.iter (fun p -> File.Copy(Path.Combine(outDir, "results.json"), outputPath p, true))
-    0
-
-let compare (args: ParseResults<CompareArgs>) =
-    let outDir = outputFolder (args.GetResult CompareArgs.Out)
-    let grid = Spec.parseGrid (args.GetResult(CompareArgs.Grid, "quadratic"))
-    let eta = args.TryGetResult CompareArgs.Eta |> Option.map (nonNegative "eta")
-    let md = Compare.run (commandLine ()) (tensorBoard (args.TryGetResult CompareArgs.Logdir)) (args.GetResult CompareArgs.Data) (args.TryGetResult CompareArgs.Labels) outDir
-                         (args.GetResult(CompareArgs.Budget, "quick")) (int64 (args.GetResult(CompareArgs.Seed, 0))) grid eta
-                         (fun () -> featureClassifier (args.GetResult(CompareArgs.Classifier, "fd-classifier.ckpt")) (args.GetResult CompareArgs.Data))
-                         (let w = args.GetResult(CompareArgs.Workers, 1) in (if w = 2 then torch.set_num_threads 1); w)
-    printfn "\n%s" md
-    printfn "wrote %s" (Path.Combine(outDir, "results.json"))
-    args.TryGetResult CompareArgs.Json |> Option.iter (fun p -> File.Copy(Path.Combine(outDir, "results.json"), outputPath p, true))
     0

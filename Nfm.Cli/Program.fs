@@ -24,8 +24,8 @@ let main argv =
             0
         else
         match args.GetSubCommand() with
-        | Demo a -> OtherCommands.demo a
-        | Compare a -> OtherCommands.compare a
+        | Demo a -> ExperimentCommands.demo a
+        | Compare a -> ExperimentCommands.compare a
         | Student s ->
             match s.GetSubCommand() with
             | StudentArgs.Train a -> StudentCommands.train a
@@ -33,13 +33,13 @@ let main argv =
         | Teacher t ->
             match t.GetSubCommand() with
             | TeacherArgs.Train a -> TeacherCommands.train a
-            | TeacherArgs.Encode a -> TeacherCommands.encode a
-            | TeacherArgs.Decode a -> TeacherCommands.decode a
-            | TeacherArgs.Sample a -> TeacherCommands.sample a
+            | TeacherArgs.Encode a -> TeacherMapCommands.encode a
+            | TeacherArgs.Decode a -> TeacherMapCommands.decode a
+            | TeacherArgs.Sample a -> TeacherMapCommands.sample a
             | TeacherArgs.Nll a -> TeacherCommands.nll a
             | TeacherArgs.Import a -> TeacherInterop.importCommand a
             | TeacherArgs.Export a -> TeacherInterop.exportCommand a
-        | Couple a -> TeacherCommands.couple a
+        | Couple a -> TeacherMapCommands.couple a
         | Eval a -> OtherCommands.eval a
         | Bench a -> OtherCommands.bench a
         | Report r ->

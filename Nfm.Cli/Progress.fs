@@ -116,3 +116,9 @@ let blocks (label: string) =
                 bar <- Some b
                 b
         b.Update(done_, "blocks"))
+
+/// The library's reporter on this terminal: a live bar per stage (lines when stderr is not a terminal), messages on
+/// stderr.
+let reporter : Nfm.FSharp.Reporter =
+    { Stage = fun label total -> let b = Bar(label, total) in fun current info -> b.Update(current, info)
+      Message = fun m -> eprintfn "%s" m }

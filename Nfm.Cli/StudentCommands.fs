@@ -23,14 +23,6 @@ let parseTimes (s: string) =
         | _ -> fail (sprintf "--time-sampling '%s': expected logit-normal:MEAN:STD with STD > 0" s)
     | _ -> fail (sprintf "unknown --time-sampling '%s'; valid: uniform, logit-normal[:MEAN:STD]" s)
 
-/// The coupling a CLI string names, for the kinds this build resolves from the data alone or from checkpoints.
-let resolveCoupling (text: string) (data: Nfm.Data.Dataset) : Nfm.Couple.Coupling =
-    let spec = CouplingSpec.Parse text
-    match spec.Kind with
-    | CouplingKind.Independent | CouplingKind.Ot | CouplingKind.Sinkhorn -> Nfm.Couple.Couplings.From spec
-    | CouplingKind.Reflow -> Nfm.Couple.ReflowCoupling.Create(Student.Load(existing "reflow student" spec.StudentPath))
-    | _ -> TeacherCouplings.resolve spec data
-
 let train (args: ParseResults<StudentTrainArgs>) =
     let out = outputPath (args.GetResult StudentTrainArgs.Out)
     let steps = positive "steps" (args.GetResult(StudentTrainArgs.Steps, 2000))
@@ -44,7 +36,10 @@ let train (args: ParseResults<StudentTrainArgs>) =
     let couplingText = args.GetResult StudentTrainArgs.Coupling
     let dataSpec = args.GetResult StudentTrainArgs.Data
     let data = loadTraining dataSpec (args.TryGetResult StudentTrainArgs.N) (int64 seed) (args.TryGetResult StudentTrainArgs.Labels)
-    let coupling = resolveCoupling couplingText data
+    let couplingSpec = CouplingSpec.Parse couplingText
+    for path in [ couplingSpec.StudentPath; couplingSpec.TeacherPath ] do
+        if not (isNull path) then existing "coupling's checkpoint" path |> ignore
+    let coupling = Couple.ofSpec couplingSpec data
     let settings =
         { Student.settings with
             Width = positive "width" (args.GetResult(StudentTrainArgs.Width, 256))
@@ -56,28 +51,23 @@ let train (args: ParseResults<StudentTrainArgs>) =
             Seed = int64 seed
             Times = parseTimes (args.GetResult(StudentTrainArgs.Time_Sampling, "uniform"))
             Device = args.GetResult(StudentTrainArgs.Device, "cpu")
-            Conditional = args.Contains StudentTrainArgs.Conditional }
-    let spec = (Student.spec settings couplingText data).WithPrecision(precision (args.TryGetResult StudentTrainArgs.Precision)).Validate()
-    let student =
-        if args.Contains StudentTrainArgs.Resume && File.Exists out then
-            let c = Nfm.Checkpoints.Checkpoint.Load(out, Student.Kind)
-            let saved = c.DescriptionAs<StudentSpec>()
-            let same =
-                Json.Write saved.Net = Json.Write spec.Net && Json.Write saved.Path = Json.Write spec.Path
-                && saved.Coupling = spec.Coupling && saved.Data = spec.Data
-            if not same then fail (sprintf "--resume: '%s' was trained with another configuration (network, path, coupling or data differ)" out)
-            let st = Student.FromCheckpoint(spec, c)
-            eprintfn "resuming %s at step %d of %d" out st.State.Step steps
-            st
-        elif File.Exists out then
-            fail (sprintf "'%s' exists; pass --resume to continue it, or choose another --out" out)
-        else Student.Create spec
+            Conditional = args.Contains StudentTrainArgs.Conditional
+            Architecture =
+                match args.GetResult(StudentTrainArgs.Net, "mlp").ToLowerInvariant() with
+                | "mlp" -> Architecture.Mlp
+                | "unet" | "u-net" -> Architecture.UNet
+                | other -> fail (sprintf "--net '%s': expected mlp or unet" other) }
+    let spec = (Student.spec settings couplingText data).WithPrecision(precision (args.TryGetResult StudentTrainArgs.Precision))
+    if File.Exists out && not (args.Contains StudentTrainArgs.Resume) then
+        fail (sprintf "'%s' exists; pass --resume to continue it, or choose another --out" out)
+    let student = Student.start Reporter.silent (Some out) spec
+    let startStep = student.State.Step
+    if File.Exists out then eprintfn "resuming %s at step %d of %d" out startStep steps
     let log = tensorBoard (args.TryGetResult StudentTrainArgs.Logdir)
     let logStep = log |> Option.map (fun l -> l.Training("student"))
     let bar = Progress.Bar("student", int64 steps)
     let mutable lastLoss = nan
     let losses = Collections.Generic.List<float>()
-    let startStep = student.State.Step
     let watch = Diagnostics.Stopwatch.StartNew()
     let trained =
         StudentTraining.Run(student, data.X, (if spec.Net.Classes > 0 then data.Labels else null), coupling, out,
@@ -100,15 +90,10 @@ let train (args: ParseResults<StudentTrainArgs>) =
 
 /// Samples of a loaded student (EMA weights), with the solver and grid asked for; returns samples, NFE and seconds.
 let sampleStudent (student: Student) (count: int) (solver: Solver) (grid: Grid) (seed: int64) (cfg: float) (label: int option) =
-    let spec = student.Spec
-    let device = spec.Device.ToDevice()
-    let classes = int64 spec.Net.Classes
-    let labels = sampleLabels spec.Net.Classes count label device
-    use g = new torch.Generator(uint64 seed, device)
-    let net = student.SamplingNet()
+    let labels = Student.labels (int64 count) label student
     let watch = Diagnostics.Stopwatch.StartNew()
-    let r = StudentSampler.Sample(net, spec.Net.InputShape, int64 count, Spec.solver grid solver, g, device, labels, cfg, classes)
-    r.X, r.Nfe, watch.Elapsed.TotalSeconds
+    let x, nfe = Student.sampleWith labels cfg solver grid (int64 count) seed student
+    x, nfe, watch.Elapsed.TotalSeconds
 
 /// Writes a PNG of samples: a scatter for 2-D points, a grid for images.
 let savePng (path: string) (title: string) (x: torch.Tensor) =

@@ -35,6 +35,51 @@ module Couple =
     /// Re-pairs c's noise with the data by exact OT inside the batch.
     let otWithin (c: Coupling) : Coupling = CouplingCombinators.OtWithin(c)
 
+    /// The NFM coupling, encoding each batch on the fly with a trained teacher:
+    /// x0 = f(x1 + eta eps) / sigma_f, sigma_f estimated once over `data` (seed 0). eta = 0 is deterministic.
+    /// `teacher |> Couple.teacher 0.05 data`.
+    let teacherWithScale (eta: float) (data: Nfm.Data.Dataset) (teacher: Nfm.Invert.TrainedTeacher) : Coupling * float =
+        let model = teacher.InferenceModel()
+        let device = teacher.Spec.Device.ToDevice()
+        let labels = if teacher.Spec.Model.IsConditional then data.Labels else null
+        use x = data.X.``to``(device)
+        use g = new torch.Generator(0UL, device)
+        let sigmaF = TeacherCoupling.EstimateScale(model, x, (if isNull labels then null else labels.``to``(device)), eta, g)
+        TeacherCoupling.OnTheFly(model, sigmaF, eta), sigmaF
+
+    /// The NFM coupling on the fly (see teacherWithScale), without the scale.
+    let teacher (eta: float) (data: Nfm.Data.Dataset) (teacher: Nfm.Invert.TrainedTeacher) : Coupling =
+        fst (teacherWithScale eta data teacher)
+
+    /// Precomputed NFM pairs of the whole data set: `draws` noise draws per row in one encode pass (seeded), so that
+    /// training does not run the teacher. Save them with `.Save path` to reuse.
+    let precompute (eta: float) (draws: int) (seed: int64) (data: Nfm.Data.Dataset) (teacher: Nfm.Invert.TrainedTeacher) : TeacherPairs =
+        TeacherPairs.Compute(teacher, data.X, data.Labels, eta, draws, seed)
+
+    /// The coupling of precomputed pairs, checked against the data they were made from (same rows, same order).
+    let ofPairs (data: Nfm.Data.Dataset) (pairs: TeacherPairs) : Coupling = pairs.ToCoupling(data.X, data.Labels)
+
+    /// The coupling of a pair file, or of a folder of shards (`nfm couple --shard I/N`), checked against the data.
+    let pairsFile (path: string) (data: Nfm.Data.Dataset) : Coupling = ofPairs data (TeacherPairs.Load path)
+
+    /// Reflow: fresh noise integrated by any velocity field (Heun, 16 uniform steps by default) gives the data side.
+    let reflowField (field: Nfm.Integrate.VelocityField) : Coupling = ReflowCoupling.Create(fun _ -> field)
+
+    /// Reflow from a trained student (its EMA weights; a conditional one is integrated at the batch's labels).
+    let reflow (student: Nfm.Regress.Student) : Coupling = ReflowCoupling.Create(student)
+
+    /// The coupling a description names (`CouplingSpec.Parse "ot"`, `"sinkhorn:0.05"`, `"teacher:PAIRS"`,
+    /// `"teacher:T.ckpt,eta=0.1"`, `"reflow:S.ckpt"`) for `data`: pair files (or folders of shards) are checked against
+    /// the data; a teacher checkpoint encodes on the fly with eta defaulting to its training noise.
+    let ofSpec (spec: Nfm.Descriptions.CouplingSpec) (data: Nfm.Data.Dataset) : Coupling =
+        match spec.Kind with
+        | Nfm.Descriptions.CouplingKind.Reflow -> reflow (Nfm.Regress.Student.Load spec.StudentPath)
+        | Nfm.Descriptions.CouplingKind.Teacher when not (isNull spec.PairsPath) -> pairsFile spec.PairsPath data
+        | Nfm.Descriptions.CouplingKind.Teacher ->
+            let t = Nfm.Invert.TrainedTeacher.Load spec.TeacherPath
+            teacher (if spec.Eta.HasValue then spec.Eta.Value else t.Spec.Model.NoiseSigma) data t
+        | _ -> Couplings.From spec
+
     /// Applies a coupling to a batch with a generator.
     let apply (g: torch.Generator) (c: Coupling) (batch: Batch) : CoupledBatch = c.Invoke(batch, g)
 

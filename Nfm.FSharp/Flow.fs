@@ -18,6 +18,29 @@ module Data =
     /// The MNIST train or test split of a folder of IDX files.
     let mnist (folder: string) (split: DataSplit) : Dataset = Mnist.Load(folder, split)
 
+    /// The held-out set a run is scored on: a fresh draw (seed + 1) of `count` rows of a built-in set, the first
+    /// `count` rows of MNIST's test split; None for a user's file (`Experiment.split` holds rows out of it).
+    let heldOut (spec: string) (seed: int64) (count: int) : Dataset option =
+        match DataSource.KindOf spec with
+        | DataSourceKind.Toy2D -> Some (Toy2D.Sample(spec, int64 count, seed + 1L))
+        | DataSourceKind.Mnist ->
+            let test = DataSource.Load(spec, 0L, seed, DataSplit.Test)
+            let n = min test.X.shape[0] (int64 count)
+            Some (Dataset(test.X.narrow(0L, 0L, n), (if isNull test.Labels then null else test.Labels.narrow(0L, 0L, n)), test.Name))
+        | _ -> None
+
+    /// Labels for sampling `count` rows from a model of `classes` classes: one class, or cycling through the classes;
+    /// None for an unconditional model (0 classes).
+    let samplingLabels (classes: int) (count: int64) (label: int option) (device: torch.Device) : torch.Tensor option =
+        if classes = 0 then
+            if label.IsSome then invalidArg "label" "a label was given, but the model is not class-conditional"
+            None
+        else
+            match label with
+            | Some l when l < 0 || l >= classes -> invalidArg "label" (sprintf "the label must be in [0, %d), got %d" classes l)
+            | Some l -> Some (torch.full(count, int64 l, dtype = torch.int64, device = device))
+            | None -> Some (torch.arange(count, dtype = torch.int64, device = device).remainder(Scalar.op_Implicit (int64 classes)))
+
     /// Reads a .npy array.
     let readNpy (path: string) = Npy.Read path
 
@@ -26,16 +49,33 @@ module Data =
 
 /// What a student run needs besides its data and coupling; `Student.settings` gives defaults to change with `with`.
 type StudentSettings =
-    { Width: int; Depth: int; Steps: int; Batch: int; LearningRate: float; Warmup: int; Ema: float
-      Seed: int64; Times: Times; Device: string; Conditional: bool; SaveEvery: int }
+    { /// The network: Mlp (vectors; Width x Depth) or UNet (images; Width = base channels, Depth = levels).
+      Architecture: Architecture
+      Width: int; Depth: int; Steps: int; Batch: int; LearningRate: float; Warmup: int; Ema: float
+      Seed: int64; Times: Times; Device: string
+      /// Class-conditional on the data's labels, with label dropout `LabelDropout` (for classifier-free guidance).
+      Conditional: bool
+      LabelDropout: float
+      /// Checkpoint every this many steps (0 = only at the end); needs `Checkpoint`.
+      SaveEvery: int
+      /// Where the run is saved; an existing checkpoint of the same run is continued.
+      Checkpoint: string option
+      Reporter: Reporter
+      Cancel: System.Threading.CancellationToken }
 
 /// Flow-matching students: train on a coupling, sample by integrating from noise.
 [<RequireQualifiedAccess>]
 module Student =
-    /// Defaults sized for 2-D data on a CPU.
+    /// Defaults sized for 2-D data on a CPU (MLP 256 x 3, 2,000 steps of 256, EMA 0.999), silent.
     let settings =
-        { Width = 256; Depth = 3; Steps = 2000; Batch = 256; LearningRate = 1e-3; Warmup = 0; Ema = 0.999
-          Seed = 0L; Times = UniformTimes; Device = "cpu"; Conditional = false; SaveEvery = 0 }
+        { Architecture = Architecture.Mlp; Width = 256; Depth = 3; Steps = 2000; Batch = 256; LearningRate = 1e-3; Warmup = 0
+          Ema = 0.999; Seed = 0L; Times = UniformTimes; Device = "cpu"; Conditional = false; LabelDropout = 0.1; SaveEvery = 0
+          Checkpoint = None; Reporter = Reporter.silent; Cancel = System.Threading.CancellationToken.None }
+
+    /// Defaults for 28 x 28 images on a CPU: the small U-Net, logit-normal times, checkpoints every 500 steps.
+    let imageSettings =
+        let struct (w, d) = Nfm.Nets.VelocityUNet.MnistCpu
+        { settings with Architecture = Architecture.UNet; Width = w; Depth = d; Batch = 64; Times = LogitNormal(0.0, 1.0); SaveEvery = 500 }
 
     /// The full description of a run on a data set with a named coupling.
     let spec (s: StudentSettings) (couplingName: string) (data: Dataset) : StudentSpec =
@@ -46,27 +86,59 @@ module Student =
                 match data.Labels with
                 | null -> invalidArg "data" "a conditional student needs labels with the data"
                 | l -> int (l.max().item<int64>()) + 1
-        StudentSpec(VelocityNetSpec(shape, s.Width, s.Depth, Activation.Silu, 32, classes), Spec.path s.Times,
+        StudentSpec(VelocityNetSpec(shape, s.Width, s.Depth, Activation.Silu, 32, classes, s.Architecture), Spec.path s.Times,
                     TrainingSpec(s.Steps, s.Batch, s.LearningRate, s.Warmup, Seed = s.Seed, EmaDecay = s.Ema, SaveEvery = s.SaveEvery),
-                    couplingName, data.Name, DeviceSpec(s.Device))
+                    couplingName, data.Name, DeviceSpec(s.Device), s.LabelDropout).Validate()
 
-    /// Trains a fresh student on a coupling: `data |> Student.train Couple.ot "ot" settings`.
+    /// The run of `spec`: continued from `checkpoint` when that holds the same run (more steps allowed), else fresh.
+    let start (reporter: Reporter) (checkpoint: string option) (spec: StudentSpec) : Student =
+        Runs.resumeOrCreate reporter "student" Student.Kind checkpoint (Json.Write spec)
+                            (fun c -> Json.Write(c.DescriptionAs<StudentSpec>()))
+                            (fun c -> Student.FromCheckpoint(spec, c)) (fun () -> Student.Create spec)
+
+    /// Trains (or continues, from `s.Checkpoint`) a student on a coupling, calling `onStep` after every step.
+    /// Raises OperationCanceledException when `s.Cancel` fires (what was trained is saved first).
+    let trainWith (onStep: TrainingProgress -> unit) (coupling: Nfm.Couple.Coupling) (couplingName: string)
+                  (s: StudentSettings) (data: Dataset) : Student =
+        let spec = spec s couplingName data
+        let st = start s.Reporter s.Checkpoint spec
+        let update = s.Reporter.Stage couplingName (int64 s.Steps)
+        let trained =
+            StudentTraining.Run(st, data.X, (if spec.Net.Classes > 0 then data.Labels else null), coupling,
+                                Option.toObj s.Checkpoint,
+                                System.Action<_>(fun p -> update p.Step (sprintf "loss %.4f" p.Loss); onStep p), s.Cancel)
+        if s.Cancel.IsCancellationRequested then
+            raise (System.OperationCanceledException("interrupted; the student trained so far is saved"))
+        trained
+
+    /// Trains a student on a coupling: `data |> Student.train Couple.ot "ot" settings`.
     let train (coupling: Nfm.Couple.Coupling) (couplingName: string) (s: StudentSettings) (data: Dataset) : Student =
-        let st = Student.Create(spec s couplingName data)
-        StudentTraining.Run(st, data.X, (if s.Conditional then data.Labels else null), coupling)
+        trainWith ignore coupling couplingName s data
 
-    /// Trains with a progress callback and a checkpoint path.
-    let trainWith (progress: TrainingProgress -> unit) (checkpoint: string option) (coupling: Nfm.Couple.Coupling)
-                  (st: Student) (data: Dataset) : Student =
-        StudentTraining.Run(st, data.X, (if st.Spec.Net.Classes > 0 then data.Labels else null), coupling,
-                            Option.toObj checkpoint, System.Action<_>(progress))
+    /// Labels for `count` samples of a conditional student: one class, or cycling through the classes; None for an
+    /// unconditional one.
+    let labels (count: int64) (label: int option) (st: Student) =
+        Data.samplingLabels st.Spec.Net.Classes count label (st.Spec.Device.ToDevice())
 
-    /// count samples with a solver on a grid, noise drawn with seed; EMA weights are used when the run kept them.
-    let sample (solver: Solver) (grid: Grid) (count: int64) (seed: int64) (st: Student) : torch.Tensor =
+    /// Samples with labels and classifier-free guidance weight `guidance` (0 = none): samples and network passes per sample.
+    let sampleWith (labels: torch.Tensor option) (guidance: float) (solver: Solver) (grid: Grid) (count: int64) (seed: int64) (st: Student) =
         let device = st.Spec.Device.ToDevice()
         use g = new torch.Generator(uint64 seed, device)
-        let r = StudentSampler.Sample(st.SamplingNet(), st.Spec.Net.InputShape, count, Spec.solver grid solver, g, device)
-        r.X
+        let r = StudentSampler.Sample(st.SamplingNet(), st.Spec.Net.InputShape, count, Spec.solver grid solver, g, device,
+                                      Option.toObj labels, guidance, int64 st.Spec.Net.Classes)
+        r.X, r.Nfe
+
+    /// count samples with a solver on a grid, noise drawn with seed; EMA weights are used when the run kept them
+    /// (a conditional student cycles through its classes).
+    let sample (solver: Solver) (grid: Grid) (count: int64) (seed: int64) (st: Student) : torch.Tensor =
+        fst (sampleWith (labels count None st) 0.0 solver grid count seed st)
+
+    /// Integrates given starting points (e.g. a teacher's encodings) instead of fresh noise.
+    let integrate (solver: Solver) (grid: Grid) (x0: torch.Tensor) (st: Student) : torch.Tensor =
+        (StudentSampler.FromNoise(st.SamplingNet(), x0, Spec.solver grid solver)).X
+
+    /// The student's velocity field v(x, t) (EMA weights), e.g. for reflow or likelihoods.
+    let field (st: Student) : Nfm.Integrate.VelocityField = StudentSampler.Field(st.SamplingNet())
 
     /// Loads a student checkpoint.
     let load (path: string) = Student.Load path
@@ -74,11 +146,51 @@ module Student =
     /// Saves a student checkpoint (atomically).
     let save (path: string) (st: Student) = st.Save path
 
-/// Sample quality.
+/// Sample quality and flow diagnostics.
 [<RequireQualifiedAccess>]
 module Metrics =
-    /// Exact W2 between two equal-size point sets.
+    /// Exact W2 between two equal-size point sets (rows flattened).
     let w2 (a: torch.Tensor) (b: torch.Tensor) = Nfm.Metrics.Wasserstein.W2(a, b)
 
     /// MMD with the default RBF kernel mixture.
     let mmd (a: torch.Tensor) (b: torch.Tensor) = Nfm.Metrics.Mmd.Rbf(a, b)
+
+    /// FD-MNIST: the Frechet distance between the feature classifier's features of samples and of reference images.
+    let fd (classifier: Nfm.Metrics.FeatureClassifier) (samples: torch.Tensor) (reference: torch.Tensor) =
+        Nfm.Metrics.FeatureClassifier.FdMnist(classifier, samples, reference)
+
+    /// Trains an FD-MNIST feature classifier with the fixed recipe (seed 0) for `steps` steps on MNIST's train split
+    /// and reports its test accuracy; FD figures are comparable only between runs of one classifier (its identity).
+    let trainClassifier (reporter: Reporter) (steps: int) (train: Dataset) (test: Dataset) =
+        let update = reporter.Stage "classifier" (int64 steps)
+        let struct (c, acc) =
+            Nfm.Metrics.FeatureClassifier.Train(train, test, 0L, steps, System.Action<_>(fun p -> update p.Step (sprintf "loss %.4f" p.Loss)))
+        reporter.Message(sprintf "feature classifier: test accuracy %.2f%%, identity %s" (100.0 * acc) (c.Identity()))
+        c
+
+    /// The FD-MNIST feature classifier: loaded from `path`, or trained with the fixed recipe (seed 0, 1,500 steps) on
+    /// the train split of an MNIST data set and saved there when the file does not exist.
+    let classifier (reporter: Reporter) (path: string) (train: Dataset) (test: Dataset) =
+        if System.IO.File.Exists path then Nfm.Metrics.FeatureClassifier.Load path
+        else
+            reporter.Message(sprintf "training the FD-MNIST feature classifier (fixed recipe, seed 0, 1500 steps) into %s" path)
+            let c = trainClassifier reporter 1500 train test
+            c.Save path
+            c
+
+    /// Path curvature per dimension (rectified-flow sense) of a velocity field from starting points x0.
+    let curvature (solver: Solver) (grid: Grid) (x0: torch.Tensor) (field: Nfm.Integrate.VelocityField) =
+        (Nfm.Metrics.PathCurvature.Measure(field, x0, Spec.solver grid solver)).PerDimension
+
+    /// The log-likelihood log p(x1) of each row under the flow of a velocity field (the instantaneous change of
+    /// variables, `steps` RK4 steps; the exact divergence, or Hutchinson with `probes` Rademacher probes when given).
+    let odeLogLikelihood (steps: int) (probes: int option) (seed: int64) (x1: torch.Tensor) (field: Nfm.Integrate.VelocityField) =
+        use g = new torch.Generator(uint64 seed)
+        let estimator, n =
+            match probes with
+            | Some p -> Nfm.Metrics.DivergenceEstimator.HutchinsonRademacher, p
+            | None -> Nfm.Metrics.DivergenceEstimator.Exact, 1
+        Nfm.Metrics.Divergence.StudentLogLikelihood(field, x1, steps, estimator, n, g)
+
+    /// How far a set of encodings is from N(0, I): Frechet distance and the covariance's extreme eigenvalues.
+    let gaussianGap (z: torch.Tensor) = Nfm.Metrics.Frechet.ToStandardNormal(z.reshape(z.shape[0], -1L))

@@ -12,3 +12,19 @@
 #r "../Nfm.Cli/bin/Release/net10.0/Nfm.FSharp.dll"
 
 Nfm.FSharp.Native.load ()
+
+/// True when NFM_EXAMPLE_STEPS is set: CI runs every example at that small budget so that none can rot.
+let exampleSmall = not (System.String.IsNullOrEmpty(System.Environment.GetEnvironmentVariable "NFM_EXAMPLE_STEPS"))
+
+/// Training steps for an example: `full`, or at most NFM_EXAMPLE_STEPS when it is set.
+let exampleSteps (full: int) =
+    if exampleSmall then min full (int (System.Environment.GetEnvironmentVariable "NFM_EXAMPLE_STEPS")) else full
+
+/// A size (rows, reference points) for an example: `full`, or `small` at CI's small budget.
+let exampleSize (full: int) (small: int) = if exampleSmall then small else full
+
+/// Where an example writes: the folder in NFM_EXAMPLE_OUT, else the current folder.
+let exampleOut (file: string) =
+    match System.Environment.GetEnvironmentVariable "NFM_EXAMPLE_OUT" with
+    | null | "" -> file
+    | d -> System.IO.Path.Combine(d, file)

@@ -1,6 +1,7 @@
 // Builds a coupling from the combinators, checks its laws, trains a student with it and compares it with the
 // built-in couplings at a few sampling steps.  dotnet fsi examples/custom-coupling.fsx
 #load "_load.fsx"
+open _load
 
 open Nfm.FSharp
 
@@ -14,7 +15,7 @@ let custom = Couple.mix 0.5 Couple.ot Couple.independent |> Couple.perturb 0.1 |
 CouplingLaws.check custom
 printfn "custom coupling: laws hold"
 
-let settings = { Student.settings with Steps = 1000 }
+let settings = { Student.settings with Steps = exampleSteps 1000 }
 let candidates = [ "independent", Couple.independent; "ot", Couple.ot; "custom", custom ]
 for name, coupling in candidates do
     let student = data |> Student.train coupling name settings

@@ -1,11 +1,12 @@
 // Trains an OT-coupled flow-matching student on the two-moons set and writes a scatter plot of its samples.
 // Run from the repository root after one build:  dotnet fsi examples/two-moons.fsx
 #load "_load.fsx"
+open _load
 
 open Nfm.FSharp
 
 let data = Data.toy "moons" 20000L 0L
-let settings = { Student.settings with Steps = 1500; Seed = 0L }
+let settings = { Student.settings with Steps = exampleSteps 1500; Seed = 0L }
 
 let student = data |> Student.train Couple.ot "ot" settings
 
@@ -15,5 +16,5 @@ for steps in [ 1; 2; 4; 8 ] do
     printfn "%d step(s): W2 to held-out data %.4f" steps (Metrics.w2 x reference)
 
 let samples = student |> Student.sample (Euler 2) Quadratic 2000L 1L
-Plot.scatter "two-moons.png" "OT student on moons, 2 Euler steps" [ "data", (Data.toy "moons" 2000L 2L).X; "student", samples ]
-printfn "wrote two-moons.png"
+Plot.scatter (exampleOut "two-moons.png") "OT student on moons, 2 Euler steps" [ "data", (Data.toy "moons" 2000L 2L).X; "student", samples ]
+printfn "wrote %s" (exampleOut "two-moons.png")

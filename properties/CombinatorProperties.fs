@@ -7,8 +7,7 @@ open TorchSharp
 open Nfm.FSharp
 open Nfm.Descriptions
 open Nfm.Invert
-
-let config = { FsCheckConfig.defaultConfig with maxTest = 200 }
+open Nfm.Properties.Generators
 
 /// A fixed tiny teacher over 3-D rows (3 tokens of 1 value) with non-zero output projections.
 let teacher =

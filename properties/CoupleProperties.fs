@@ -9,6 +9,7 @@ open FsCheck.FSharp
 open TorchSharp
 open Nfm.Couple
 open Nfm.Descriptions
+open Nfm.Properties.Generators
 
 /// Relative slack when two optimal costs found by different routes are compared (float64 sums of <= 900 terms).
 let costTolerance = 1e-9
@@ -23,40 +24,8 @@ let planTolerance = 1e-8
 /// Iteration cap in the Sinkhorn laws: they hold converged or not, so a small cap keeps the suite fast.
 let sinkhornIterations = 60
 
-let private config = { FsCheckConfig.defaultConfig with maxTest = 200 }
-
-/// Generators for this suite.
-module Generators =
-    /// A square cost matrix n x n (n in 0..maxN), row-major: either continuous values or small integers (many ties).
-    let cost maxN =
-        gen {
-            let! n = Gen.choose (0, maxN)
-            let! ties = Gen.elements [ false; true ]
-            let value =
-                if ties then Gen.choose (0, 3) |> Gen.map float
-                else Gen.choose (-1_000_000, 1_000_000) |> Gen.map (fun k -> float k / 1000.0)
-            let! c = Gen.arrayOfLength (n * n) value
-            return n, c
-        }
-
-    /// A seed for System.Random / torch generators.
-    let seed = Gen.choose (0, Int32.MaxValue)
-
-    /// A batch shape [N, ...]: vectors [N, D] or images [N, C, H, W], N in 1..maxN.
-    let batchShape maxN =
-        gen {
-            let! n = Gen.choose (1, maxN)
-            let! image = Gen.elements [ false; true ]
-            if image then
-                let! c = Gen.choose (1, 3)
-                let! h = Gen.choose (1, 4)
-                let! w = Gen.choose (1, 4)
-                return [| int64 n; int64 c; int64 h; int64 w |]
-            else
-                let! d = Gen.choose (1, 5)
-                return [| int64 n; int64 d |]
-        }
-
+/// Generators for this suite (besides the shared ones).
+module CouplingGenerators =
     /// Any coupling description, valid by construction.
     let spec =
         let path = Gen.elements [ "p"; "dir/pairs"; "/abs/pairs.npz"; "C:\\win\\x"; "a:b/c"; "my pairs" ]
@@ -361,15 +330,15 @@ let couplings =
 let spec =
     testList "couple/spec" [
         testPropertyWithConfig config "Parse (Format spec) = spec" <|
-            Prop.forAll (Arb.fromGen Generators.spec) (fun s ->
+            Prop.forAll (Arb.fromGen CouplingGenerators.spec) (fun s ->
                 Expect.equal (CouplingSpec.Parse(s.Format())) s (s.Format()))
 
         testPropertyWithConfig config "JSON round trip" <|
-            Prop.forAll (Arb.fromGen Generators.spec) (fun s ->
+            Prop.forAll (Arb.fromGen CouplingGenerators.spec) (fun s ->
                 Expect.equal (Json.Read<CouplingSpec>(Json.Write s)) s (Json.Write s))
 
         testPropertyWithConfig config "model-free specs build a coupling; teacher and reflow are refused here" <|
-            Prop.forAll (Arb.fromGen Generators.spec) (fun s ->
+            Prop.forAll (Arb.fromGen CouplingGenerators.spec) (fun s ->
                 match s.Kind with
                 | CouplingKind.Independent | CouplingKind.Ot | CouplingKind.Sinkhorn -> Couplings.From s |> ignore
                 | _ -> Expect.throwsT<NotSupportedException> (fun () -> Couplings.From s |> ignore) "needs a model")

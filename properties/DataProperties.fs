@@ -8,11 +8,10 @@ open FsCheck
 open FsCheck.FSharp
 open TorchSharp
 open Nfm.Data
+open Nfm.Properties.Generators
 
 type Tensor = torch.Tensor
 type ScalarType = torch.ScalarType
-
-let config = { FsCheckConfig.defaultConfig with maxTest = 200 }
 
 /// Identity is exact: files hold the bytes themselves, so not one byte may differ (NaN payloads and -0 included).
 let differingBytesAllowed = 0

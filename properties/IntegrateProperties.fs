@@ -9,6 +9,7 @@ open FsCheck.FSharp
 open TorchSharp
 open Nfm.Descriptions
 open Nfm.Integrate
+open Nfm.Properties.Generators
 
 type Tensor = torch.Tensor
 
@@ -118,8 +119,6 @@ let fixedMethods = [ SolverMethod.Euler; SolverMethod.Midpoint; SolverMethod.Heu
 let allMethods = fixedMethods @ [ SolverMethod.Dopri5 ]
 let grids = [ TimeGridKind.Uniform; TimeGridKind.Quadratic ]
 
-let config = { FsCheckConfig.defaultConfig with maxTest = 200 }
-
 /// Same shape, dtype and values.
 let same (a: Tensor) (b: Tensor) =
     a.shape = b.shape && a.dtype = b.dtype && a.eq(b).all().item<bool>()
@@ -209,7 +208,7 @@ let anyStart =
     gen {
         let! shape = Gen.choose (1, 4) |> Gen.bind (fun k -> Gen.arrayOfLength k (Gen.choose (1, 3)))
         let! dtype = Gen.elements [ torch.float32; torch.float64 ]
-        let! seed = Gen.choose (0, Int32.MaxValue)
+        let! seed = Generators.seed
         return shape, dtype, seed
     }
 

@@ -7,16 +7,15 @@ open FsCheck
 open FsCheck.FSharp
 open TorchSharp
 open Nfm.Metrics
+open Nfm.Properties.Generators
 
 /// W2 or MMD of a set with itself (or a relabelled copy): exactly zero up to float64 rounding.
 let zeroTolerance = 1e-12
 /// Relative slack between two float64 evaluations of the same quantity by different routes.
 let relativeTolerance = 1e-9
 
-let private config = { FsCheckConfig.defaultConfig with maxTest = 200 }
-
 module private Generators =
-    let seed = Gen.choose (0, Int32.MaxValue)
+    let seed = Nfm.Properties.Generators.seed
     /// Point-set shape [N, D] (N in 1..maxN, D in 1..4) or an image-like [N, 1, 2, 2].
     let shape maxN =
         gen {

@@ -10,6 +10,7 @@ open TorchSharp
 open Nfm.Descriptions
 open Nfm.Invert
 open Nfm.FSharp
+open Nfm.Properties.Generators
 
 /// Named tolerances (float64 unless said).
 module Tolerance =
@@ -22,8 +23,6 @@ module Tolerance =
     /// Denoising step against a five-point central finite-difference score (step 1e-4: truncation O(step^4) stays
     /// far below this, rounding O(eps / step) about 1e-11; step 1e-3 once measured 1.5e-6 on a steep model).
     let score = 1e-6
-
-let private config = { FsCheckConfig.defaultConfig with maxTest = 200 }
 
 /// One generated teacher and the batch it is tested on; everything is drawn from Seed.
 type TeacherCase =
@@ -90,7 +89,7 @@ module Gens =
             let! out = outScale
             let! randomVar = Gen.elements [ false; true ]
             let! rows = Gen.choose (1, 3)
-            let! seed = Gen.choose (0, Int32.MaxValue)
+            let! seed = Generators.seed
             return
                 { Shape = shape; TokenSize = tokenSize; Heads = heads; HeadDim = headDim; Blocks = blocks; Layers = layers
                   Expansion = expansion; Classes = classes; Affine = affine; WeightScale = scale; OutScale = out; RandomVar = randomVar

@@ -165,6 +165,14 @@ let options =
         test "--batch 0" {
             failsKeeping "t.ckpt" "--batch must be a positive integer" [ "teacher"; "train"; "--data"; "moons"; "--out"; "t.ckpt"; "--batch"; "0" ]
         }
+        test "compare --budget, --eta and --workers out of range" {
+            let dir = tempDir ()
+            let compare extra = [ "compare"; "--data"; "moons"; "--out"; "c" ] @ extra
+            failsWith dir "budget 'nope': expected quick, standard or a positive number of steps" (compare [ "--budget"; "nope" ])
+            failsWith dir "--eta '0.1,x': expected a number or a comma-separated list" (compare [ "--eta"; "0.1,x" ])
+            failsWith dir "--eta '0.1,0.1' repeats a value" (compare [ "--eta"; "0.1,0.1" ])
+            failsWith dir "workers 3: expected 1 or 2" (compare [ "--workers"; "3" ])
+        }
         test "--eta -1" {
             failsKeeping "p.pairs" "--eta must be a finite number >= 0" [ "couple"; "--teacher"; teacher (); "--data"; "moons"; "--eta"; "-1"; "--out"; "p.pairs" ]
         }
@@ -323,7 +331,7 @@ let checkpoints =
             let before = File.ReadAllBytes p
             let args = [ "student"; "train"; "--data"; "moons"; "--n"; "500"; "--coupling"; "ot"; "--steps"; "4"
                          "--batch"; "16"; "--width"; "16"; "--depth"; "1"; "--out"; "s.ckpt"; "--resume" ]
-            failsWith dir "another configuration" args
+            failsWith dir "other settings" args
             Expect.sequenceEqual (File.ReadAllBytes p) before "checkpoint untouched"
         }
     ]

@@ -107,6 +107,17 @@ public sealed record Checkpoint(string Kind, JsonNode Description, IReadOnlyDict
         }
     }
 
+    /// <summary>True when <paramref name="path"/> is a checkpoint of this project (either layout), false for any other
+    /// file (e.g. ml-tarflow weights as safetensors); reads the header only.</summary>
+    public static bool IsCheckpoint(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: file not found", path);
+        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1 << 16);
+        if (LegacyCheckpoint.IsLegacy(fs, path)) return true;
+        if (!SafetensorsFile.LooksLikeSafetensors(fs)) return false;
+        return SafetensorsFile.ReadHeader(fs, path).Metadata.ContainsKey(KindKey);
+    }
+
     /// <summary>
     /// Reads and verifies a checkpoint. Throws <see cref="InvalidDataException"/> naming the file and the problem:
     /// not a checkpoint, another format version, truncated or altered (length or checksum), or of another kind than

@@ -293,13 +293,13 @@ public static class SafetensorsFile
             var code = o["dtype"]?.GetValue<string>() ?? throw new InvalidDataException(Bad("has no dtype"));
             var dtype = DTypeOf(code) ?? throw new InvalidDataException(Bad($"has dtype '{code}', which this reader does not hold"));
             var shape = (o["shape"] as JsonArray ?? throw new InvalidDataException(Bad("has no shape"))).Select(Number).ToArray();
-            if (shape.Any(s => s < 0)) throw new InvalidDataException(Bad($"has a negative dimension in [{string.Join(", ", shape)}]"));
+            if (shape.Any(s => s < 0)) throw new InvalidDataException(Bad($"has a negative dimension in {Shapes.Show(shape)}"));
             var offsets = o["data_offsets"] as JsonArray ?? throw new InvalidDataException(Bad("has no data_offsets"));
             if (offsets.Count != 2) throw new InvalidDataException(Bad("needs data_offsets [begin, end]"));
             long begin = Number(offsets[0]), end = Number(offsets[1]);
             long expected = checked(ElementCount(shape) * ElementSize(dtype));
             if (begin < 0 || end - begin != expected)
-                throw new InvalidDataException(Bad($"has data_offsets [{begin}, {end}], but {code} [{string.Join(", ", shape)}] takes {expected} bytes"));
+                throw new InvalidDataException(Bad($"has data_offsets [{begin}, {end}], but {code} {Shapes.Show(shape)} takes {expected} bytes"));
             return new SafetensorsEntry(name, dtype, shape, begin, end);
         }
         catch (Exception e) when (e is InvalidOperationException or FormatException or OverflowException)

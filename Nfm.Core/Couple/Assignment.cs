@@ -182,7 +182,7 @@ public static class Assignment
     public static AssignmentResult Solve(Tensor cost)
     {
         if (cost.dim() != 2 || cost.shape[0] != cost.shape[1])
-            throw new ArgumentException($"cost must have shape [n, n], got [{SquaredDistances.Shape(cost)}]", nameof(cost));
+            throw new ArgumentException($"cost must have shape [n, n], got {Shapes.Show(cost)}", nameof(cost));
         using var scope = NewDisposeScope();
         var flat = cost.detach().to(ScalarType.Float64).cpu().contiguous().data<double>().ToArray();
         return Solve(flat, (int)cost.shape[0]);
@@ -196,7 +196,7 @@ public static class Assignment
     {
         if (rows.dim() < 1 || columns.dim() < 1 || rows.shape[0] != columns.shape[0])
             throw new ArgumentException(
-                $"rows and columns must hold the same number of points, got [{SquaredDistances.Shape(rows)}] and [{SquaredDistances.Shape(columns)}]",
+                $"rows and columns must hold the same number of points, got {Shapes.Show(rows)} and {Shapes.Show(columns)}",
                 nameof(columns));
         using var scope = NewDisposeScope();
         return Solve(SquaredDistances.Pairwise(rows, columns));

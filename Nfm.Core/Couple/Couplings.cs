@@ -96,14 +96,14 @@ public static class Couplings
             throw new ArgumentException($"batch.X1 must be a floating tensor (float32 or float64), got {x1.dtype}", nameof(batch));
         if (batch.Labels is { } y && (y.dim() != 1 || y.shape[0] != x1.shape[0]))
             throw new ArgumentException(
-                $"batch.Labels must have shape [{x1.shape[0]}] (one per data row), got [{SquaredDistances.Shape(y)}]", nameof(batch));
+                $"batch.Labels must have shape [{x1.shape[0]}] (one per data row), got {Shapes.Show(y)}", nameof(batch));
         return randn(x1.shape, dtype: x1.dtype, device: x1.device, generator: generator);
     }
 
     static void CheckSquare(Tensor m, long n, string name)
     {
         if (m.dim() != 2 || m.shape[0] != n || m.shape[1] != n)
-            throw new ArgumentException($"{name} must return a cost matrix [{n}, {n}], got [{SquaredDistances.Shape(m)}]", name);
+            throw new ArgumentException($"{name} must return a cost matrix [{n}, {n}], got {Shapes.Show(m)}", name);
     }
 
     static void CheckPermutation(int[] perm, int n)

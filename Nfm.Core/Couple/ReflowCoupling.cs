@@ -1,4 +1,5 @@
 using Nfm.Descriptions;
+using Nfm.Integrate;
 using Nfm.Regress;
 using Nfm.Sampling;
 using TorchSharp;
@@ -16,20 +17,34 @@ public static class ReflowCoupling
     /// <summary>The solver reflow uses by default: Heun, 16 steps on a uniform grid.</summary>
     public static readonly SolverSpec DefaultSolver = new(SolverMethod.Heun, 16, TimeGridKind.Uniform);
 
+    /// <summary>
+    /// A reflow coupling from any velocity field: each batch draws fresh noise x0 and integrates it with
+    /// <paramref name="solver"/> under no_grad; the result is the data side. <paramref name="fieldFor"/> gives the field
+    /// for a batch's labels (null for unconditional data), so a conditional flow is integrated at those labels.
+    /// </summary>
+    public static Coupling Create(Func<Tensor?, VelocityField> fieldFor, SolverSpec? solver = null)
+    {
+        var s = (solver ?? DefaultSolver).Validate();
+        return (batch, g) =>
+        {
+            var x0 = randn(batch.X1.shape, dtype: batch.X1.dtype, device: batch.X1.device, generator: g);
+            Tensor x1;
+            using (no_grad()) x1 = Integrator.Integrate(fieldFor(batch.Labels), x0, s).X;
+            return new CoupledBatch(x0, x1, batch.Labels);
+        };
+    }
+
     /// <summary>A reflow coupling from <paramref name="teacherStudent"/> (its EMA weights), integrated with <paramref name="solver"/>.</summary>
     public static Coupling Create(Student teacherStudent, SolverSpec? solver = null)
     {
         var net = teacherStudent.SamplingNet();
-        var s = (solver ?? DefaultSolver).Validate();
-        long nullClass = teacherStudent.Spec.Net.Classes;
+        var netSpec = teacherStudent.Spec.Net;
+        var inner = Create(labels => StudentSampler.Field(net, netSpec.Classes > 0 ? labels : null, 0.0, netSpec.Classes), solver);
         return (batch, g) =>
         {
-            if (batch.X1.numel() != batch.Count * teacherStudent.Spec.Net.Dim)
-                throw new ArgumentException($"reflow student expects rows of shape [{string.Join(", ", teacherStudent.Spec.Net.InputShape)}], data rows have shape {Shapes.Show(batch.X1)}");
-            var x0 = randn(batch.X1.shape, dtype: batch.X1.dtype, device: batch.X1.device, generator: g);
-            var labels = teacherStudent.Spec.Net.Classes > 0 ? batch.Labels : null;
-            var x1 = StudentSampler.FromNoise(net, x0, s, labels, 0.0, nullClass).X;
-            return new CoupledBatch(x0, x1, batch.Labels);
+            if (batch.X1.numel() != batch.Count * netSpec.Dim)
+                throw new ArgumentException($"reflow student expects rows of shape {Shapes.Show(netSpec.InputShape)}, data rows have shape {Shapes.Show(batch.X1)}");
+            return inner(batch, g);
         };
     }
 }

@@ -75,7 +75,7 @@ public static class Sinkhorn
     {
         options.Validate();
         if (cost.dim() != 2 || cost.shape[0] < 1 || cost.shape[1] < 1)
-            throw new ArgumentException($"cost must have shape [N, M] with N, M >= 1, got [{SquaredDistances.Shape(cost)}]", nameof(cost));
+            throw new ArgumentException($"cost must have shape [N, M] with N, M >= 1, got {Shapes.Show(cost)}", nameof(cost));
         using var scope = NewDisposeScope();
         var c = cost.detach().to(ScalarType.Float64);
         if (!c.isfinite().all().item<bool>())
@@ -221,7 +221,7 @@ public static class Sinkhorn
     {
         var lp = plan.LogPlan;
         if (lp.dim() != 2 || lp.shape[0] != lp.shape[1])
-            throw new ArgumentException($"pairing needs a square plan [n, n], got [{SquaredDistances.Shape(lp)}]", nameof(plan));
+            throw new ArgumentException($"pairing needs a square plan [n, n], got {Shapes.Show(lp)}", nameof(plan));
         using var scope = NewDisposeScope();
         return ((int)lp.shape[0], lp.to(ScalarType.Float64).cpu().contiguous().data<double>().ToArray());
     }

@@ -17,7 +17,7 @@ public static class SquaredDistances
         var (fa, fb) = (Rows(a, nameof(a)), Rows(b, nameof(b)));
         if (fa.d != fb.d)
             throw new ArgumentException(
-                $"a and b must have the same number of values per row, got [{Shape(a)}] and [{Shape(b)}]", nameof(b));
+                $"a and b must have the same number of values per row, got {Shapes.Show(a)} and {Shapes.Show(b)}", nameof(b));
         if (a.device_type != b.device_type || a.device_index != b.device_index)
             throw new ArgumentException($"a and b must be on the same device, got {a.device} and {b.device}", nameof(b));
         using var scope = NewDisposeScope();
@@ -38,6 +38,4 @@ public static class SquaredDistances
         for (int k = 1; k < t.dim(); k++) d *= t.shape[k];
         return (n, d);
     }
-
-    internal static string Shape(Tensor t) => string.Join(", ", t.shape);
 }

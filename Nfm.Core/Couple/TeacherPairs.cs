@@ -31,10 +31,10 @@ public sealed record TeacherPairs(PairsSpec Spec, Tensor X0)
     /// <summary>SHA-256 (hex, 16 characters) of the data values and labels: the data's identity.</summary>
     public static string DataIdentity(Tensor x, Tensor? labels)
     {
-        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        using (var c = x.detach().cpu().to(ScalarType.Float32).contiguous()) sha.AppendData(c.bytes);
-        if (labels is not null) using (var l = labels.cpu().to(ScalarType.Int64).contiguous()) sha.AppendData(l.bytes);
-        return Convert.ToHexString(sha.GetHashAndReset())[..16].ToLowerInvariant();
+        using var values = x.detach().cpu().to(ScalarType.Float32);
+        if (labels is null) return Checkpoints.Identity.OfTensors(values);
+        using var l = labels.cpu().to(ScalarType.Int64);
+        return Checkpoints.Identity.OfTensors(values, l);
     }
 
     /// <summary>Rows [start, end) of shard <paramref name="shard"/> of <paramref name="shards"/> (whole encode blocks).</summary>

@@ -116,7 +116,7 @@ public static class DataSource
         if (x.dtype is not (ScalarType.Float32 or ScalarType.Float64))
             throw new InvalidDataException($"{path}: data must be float32 or float64, found {x.dtype.ToString().ToLowerInvariant()}");
         if (x.dim() < 2)
-            throw new InvalidDataException($"{path}: data must have shape N x D or N x C x H x W, found [{string.Join(", ", x.shape)}]");
+            throw new InvalidDataException($"{path}: data must have shape N x D or N x C x H x W, found {Shapes.Show(x.shape)}");
         CheckFinite(x, path);
         if (x.dtype != dtype)
         {
@@ -132,7 +132,7 @@ public static class DataSource
             if (y.is_floating_point() || y.dtype == ScalarType.Bool)
                 throw new InvalidDataException($"{labelsPath}: labels must be integers (int64), found {y.dtype.ToString().ToLowerInvariant()}");
             if (y.dim() != 1)
-                throw new InvalidDataException($"{labelsPath}: labels must have shape [N], found [{string.Join(", ", y.shape)}]");
+                throw new InvalidDataException($"{labelsPath}: labels must have shape [N], found {Shapes.Show(y.shape)}");
             if (y.shape[0] != x.shape[0])
                 throw new InvalidDataException($"{labelsPath}: {y.shape[0]} labels, but {path} has {x.shape[0]} rows");
             if (y.dtype != ScalarType.Int64)

@@ -20,7 +20,7 @@ public sealed record Dataset
             if (labels.dtype != ScalarType.Int64)
                 throw new ArgumentException($"labels must be int64, got {labels.dtype}", nameof(labels));
             if (labels.dim() != 1 || labels.shape[0] != x.shape[0])
-                throw new ArgumentException($"labels must have shape [{x.shape[0]}] to match x, got [{string.Join(", ", labels.shape)}]", nameof(labels));
+                throw new ArgumentException($"labels must have shape [{x.shape[0]}] to match x, got {Shapes.Show(labels.shape)}", nameof(labels));
             if (labels.device_type != x.device_type || labels.device_index != x.device_index)
                 throw new ArgumentException($"labels are on {labels.device}, x on {x.device}", nameof(labels));
         }

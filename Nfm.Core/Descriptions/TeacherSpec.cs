@@ -65,6 +65,19 @@ public sealed record TeacherSpec(
     [JsonIgnore]
     public bool IsConditional => Classes > 0;
 
+    /// <summary>
+    /// The teacher this project trains by default for data rows of <paramref name="inputShape"/>: for images
+    /// ml-tarflow's MNIST shape (patches of 4, width 128, 4 blocks of 4 layers, noise 0.1, uniform dequantisation), for
+    /// vectors a small deep flow (one value per token, width 64, 8 blocks of 2 layers, head width 32, noise 0.05).
+    /// </summary>
+    public static TeacherSpec ForData(long[] inputShape, int classes = 0, bool affine = true) =>
+        (inputShape.Length == 3
+            ? new TeacherSpec(inputShape, 4, 128, 4, 4, 64, 4, affine, classes, 0.1, Dequantisation.Uniform)
+            : new TeacherSpec(inputShape, 1, 64, 8, 2, 32, 4, affine, classes, 0.05, Dequantisation.Gaussian)).Validate();
+
+    /// <summary>The default training batch for rows of <paramref name="inputShape"/>: 64 images or 256 vectors.</summary>
+    public static int DefaultBatch(long[] inputShape) => inputShape.Length == 3 ? 64 : 256;
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first field out of its allowed range.</summary>
     public TeacherSpec Validate()
     {

@@ -35,8 +35,8 @@ public static class Integrator
             // A wrong shape could broadcast silently into the state: refuse it here.
             if (u is null || !u.shape.SequenceEqual(expected))
                 throw new ArgumentException(
-                    $"the velocity field must return x's shape [{string.Join(", ", expected)}]; got " +
-                    (u is null ? "null" : $"[{string.Join(", ", u.shape)}]"), nameof(v));
+                    $"the velocity field must return x's shape {Shapes.Show(expected)}; got " +
+                    (u is null ? "null" : $"{Shapes.Show(u.shape)}"), nameof(v));
             // The state keeps x0's dtype even when a field computes in another precision.
             return u.dtype == x.dtype ? u : u.to(x.dtype);
         }

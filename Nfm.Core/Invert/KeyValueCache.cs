@@ -49,12 +49,12 @@ public sealed class KeyValueCache : IDisposable
         if (Length >= Capacity) throw new InvalidOperationException($"the cache is full ({Capacity} tokens)");
         if (key.dim() != 4 || key.shape[2] != 1 || !key.shape.SequenceEqual(value.shape))
             throw new ArgumentException(
-                $"expected key and value [N, heads, 1, head_dim], got [{string.Join(", ", key.shape)}] and [{string.Join(", ", value.shape)}]", nameof(key));
+                $"expected key and value [N, heads, 1, head_dim], got {Shapes.Show(key.shape)} and {Shapes.Show(value.shape)}", nameof(key));
         var k = keys[layer] ??= Storage(key);
         var v = values[layer] ??= Storage(value);
         if (!k.shape.AsSpan(0, 2).SequenceEqual(key.shape.AsSpan(0, 2)) || k.shape[3] != key.shape[3])
             throw new ArgumentException(
-                $"key [{string.Join(", ", key.shape)}] does not fit the cache [{string.Join(", ", k.shape)}]", nameof(key));
+                $"key {Shapes.Show(key.shape)} does not fit the cache {Shapes.Show(k.shape)}", nameof(key));
         k.narrow(2, Length, 1).copy_(key);
         v.narrow(2, Length, 1).copy_(value);
         return (k.narrow(2, 0, Length + 1), v.narrow(2, 0, Length + 1));

@@ -14,7 +14,7 @@ public static class Patches
     public static Tensor Patchify(Tensor images, long patch)
     {
         if (images.dim() != 4)
-            throw new ArgumentException($"expected images [N, C, H, W], got [{string.Join(", ", images.shape)}]", nameof(images));
+            throw new ArgumentException($"expected images [N, C, H, W], got {Shapes.Show(images.shape)}", nameof(images));
         var (n, c, h, w) = (images.shape[0], images.shape[1], images.shape[2], images.shape[3]);
         if (patch < 1 || h % patch != 0 || w % patch != 0)
             throw new ArgumentException($"patch size {patch} must divide the image size {h} x {w}", nameof(patch));
@@ -32,7 +32,7 @@ public static class Patches
         var (gh, gw) = (height / patch, width / patch);
         if (tokens.dim() != 3 || tokens.shape[1] != gh * gw || tokens.shape[2] != channels * patch * patch)
             throw new ArgumentException(
-                $"expected tokens [N, {gh * gw}, {channels * patch * patch}], got [{string.Join(", ", tokens.shape)}]", nameof(tokens));
+                $"expected tokens [N, {gh * gw}, {channels * patch * patch}], got {Shapes.Show(tokens.shape)}", nameof(tokens));
         return tokens
             .reshape(tokens.shape[0], gh, gw, channels, patch, patch)
             .permute(0, 3, 1, 4, 2, 5)

@@ -351,7 +351,7 @@ public static class TarFlowStateDict
             var from = Given(o) is { Length: > 0 } g ? g : "the file's metadata";
             throw new InvalidDataException(
                 $"tensor '{name}' has shape {Shapes.Show(t)}, but {from} give {Shapes.Show(slot)} " +
-                $"(input [{string.Join(", ", s.InputShape)}], token size {s.TokenSize}: {s.Tokens} tokens of {s.TokenDim} values, width {s.Width})");
+                $"(input {Shapes.Show(s.InputShape)}, token size {s.TokenSize}: {s.Tokens} tokens of {s.TokenDim} values, width {s.Width})");
         }
     }
 

@@ -73,6 +73,30 @@ public static class Teacher
     }
 
     /// <summary>
+    /// The mean negative log-likelihood of <paramref name="x"/> in nats per row, and in bits per dimension for 8-bit
+    /// data (<see cref="EightBitOffset"/> added), computed in batches of <paramref name="batch"/> under no_grad.
+    /// Labels are passed to a conditional model only.
+    /// </summary>
+    public static (double Nats, double BitsPerDim) MeanNll(TeacherModel model, Tensor x, Tensor? labels = null, int batch = 256)
+    {
+        using var _ = no_grad();
+        long n = x.shape[0];
+        if (n == 0) throw new ArgumentException("cannot compute a likelihood on data with no rows");
+        var device = model.parameters().First().device;
+        double total = 0;
+        for (long start = 0; start < n; start += batch)
+        {
+            using var scope = NewDisposeScope();
+            long len = Math.Min(batch, n - start);
+            var xb = x.narrow(0, start, len).to(device);
+            var yb = model.Spec.IsConditional && labels is not null ? labels.narrow(0, start, len).to(device) : null;
+            total -= LogLikelihood(model, xb, yb).sum().item<float>();
+        }
+        double nll = total / n;
+        return (nll, nll / (model.Spec.Dimension * Math.Log(2)) + EightBitOffset);
+    }
+
+    /// <summary>
     /// One denoising step x + sigma^2 grad_x log p(x), the score of the model's own density by autograd
     /// (removes the training noise of standard deviation sigma from samples). The result carries no graph.
     /// </summary>
@@ -126,7 +150,7 @@ public static class Teacher
     {
         if (!(p >= 0 && p <= 1)) throw new ArgumentException($"p must be in [0, 1], got {p}", nameof(p));
         if (labels.dtype != ScalarType.Int64 || labels.dim() != 1)
-            throw new ArgumentException($"expected labels int64 [N], got {labels.dtype} [{string.Join(", ", labels.shape)}]", nameof(labels));
+            throw new ArgumentException($"expected labels int64 [N], got {labels.dtype} {Shapes.Show(labels.shape)}", nameof(labels));
         using var scope = NewDisposeScope();
         var drop = rand([labels.shape[0]], dtype: ScalarType.Float64, device: labels.device, generator: generator).lt(p);
         return where(drop, full_like(labels, -1), labels).MoveToOuterDisposeScope();

@@ -81,7 +81,7 @@ public sealed class TeacherModel : nn.Module<Tensor, Tensor?, (Tensor Z, Tensor 
     {
         if (tokens.dim() != 3 || tokens.shape[1] != Spec.Tokens || tokens.shape[2] != Spec.TokenDim)
             throw new ArgumentException(
-                $"expected tokens [N, {Spec.Tokens}, {Spec.TokenDim}], got [{string.Join(", ", tokens.shape)}]", nameof(tokens));
+                $"expected tokens [N, {Spec.Tokens}, {Spec.TokenDim}], got {Shapes.Show(tokens.shape)}", nameof(tokens));
         var s = Spec.InputShape;
         return Spec.IsImage
             ? Patches.Unpatchify(tokens, s[0], s[1], s[2], Spec.TokenSize)
@@ -94,7 +94,7 @@ public sealed class TeacherModel : nn.Module<Tensor, Tensor?, (Tensor Z, Tensor 
         var expected = Spec.InputShape;
         if (x.dim() != expected.Length + 1 || !x.shape.AsSpan(1).SequenceEqual(expected))
             throw new ArgumentException(
-                $"expected {name} [N, {string.Join(", ", expected)}], got [{string.Join(", ", x.shape)}]", name);
+                $"expected {name} [N, {string.Join(", ", expected)}], got {Shapes.Show(x.shape)}", name);
         var v = PriorVariance;
         if (x.dtype != v.dtype)
             throw new ArgumentException($"{name} is {x.dtype} but the model is {v.dtype}; convert one of them", name);
@@ -112,7 +112,7 @@ public sealed class TeacherModel : nn.Module<Tensor, Tensor?, (Tensor Z, Tensor 
         if (!Spec.IsConditional)
             throw new ArgumentException("labels given to an unconditional model (Classes = 0)", name);
         if (labels.dtype != ScalarType.Int64 || labels.dim() != 1 || labels.shape[0] != rows)
-            throw new ArgumentException($"expected {name} int64 [{rows}], got {labels.dtype} [{string.Join(", ", labels.shape)}]", name);
+            throw new ArgumentException($"expected {name} int64 [{rows}], got {labels.dtype} {Shapes.Show(labels.shape)}", name);
         if (labels.device_type != PriorVariance.device_type || labels.device_index != PriorVariance.device_index)
             throw new ArgumentException($"{name} is on {labels.device} but the model is on {PriorVariance.device}", name);
         if (rows > 0 && labels.max().item<long>() >= Spec.Classes)

@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using System.Text.Json.Nodes;
 using Nfm.Checkpoints;
 using Nfm.Descriptions;
@@ -21,6 +20,9 @@ public sealed record TeacherRunSpec(TeacherSpec Model, TrainingSpec Training, st
         if (!(LabelDropout >= 0 && LabelDropout < 1)) throw new ArgumentException($"teacher.labelDropout must be in [0, 1), got {LabelDropout}");
         return this;
     }
+
+    /// <summary>This run with its training in another <see cref="Precision"/> (for callers without C#'s <c>with</c>, e.g. F#).</summary>
+    public TeacherRunSpec WithPrecision(Precision precision) => this with { Training = Training.WithPrecision(precision) };
 
     /// <summary>Training defaults for a teacher: AdamW (0.9, 0.95), cosine decay, warm-up, clip 1, no weight decay;
     /// float32 unless <paramref name="precision"/> says otherwise.</summary>
@@ -68,27 +70,12 @@ public sealed record TrainedTeacher(TeacherRunSpec Spec, TeacherModel Model, Tra
     /// The teacher's identity: SHA-256 (hex, first 16 characters) of its description and inference weights.
     /// Pair files record it, so a student refuses pairs made by another teacher.
     /// </summary>
-    public string Identity()
-    {
-        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        sha.AppendData(System.Text.Encoding.UTF8.GetBytes(Json.Write(Spec.Model)));
-        var m = InferenceModel();
-        foreach (var (name, p) in m.named_parameters())
-        {
-            sha.AppendData(System.Text.Encoding.UTF8.GetBytes(name));
-            using var c = p.detach().cpu().contiguous();
-            sha.AppendData(c.bytes);
-        }
-        return Convert.ToHexString(sha.GetHashAndReset())[..16].ToLowerInvariant();
-    }
+    public string Identity() =>
+        Checkpoints.Identity.Of(Json.Write(Spec.Model), InferenceModel().named_parameters().Select(p => (p.name, (Tensor)p.parameter)));
 
     /// <summary>Writes the checkpoint atomically (description, weights, optimiser, EMA, RNG, step).</summary>
-    public void Save(string path, IReadOnlyDictionary<string, string>? extraMeta = null)
-    {
-        var meta = State.ToMeta();
-        if (extraMeta is not null) foreach (var (k, v) in extraMeta) meta[k] = v;
-        Checkpoint.Save(path, new Checkpoint(Kind, JsonNode.Parse(Json.Write(Spec))!, meta, State.ToTensors()));
-    }
+    public void Save(string path, IReadOnlyDictionary<string, string>? extraMeta = null) =>
+        Checkpoint.Save(path, State.ToCheckpoint(Kind, Json.Write(Spec), extraMeta));
 
     /// <summary>Loads a verified teacher checkpoint.</summary>
     public static TrainedTeacher Load(string path) => FromCheckpoint(null, Checkpoint.Load(path, Kind));

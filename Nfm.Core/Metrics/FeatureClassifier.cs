@@ -169,17 +169,7 @@ public sealed class FeatureClassifier
     /// This classifier's identity: SHA-256 (hex, first 16 characters) of its weights (each parameter's name and raw
     /// bytes, in order). FD-MNIST figures are comparable only when they share it.
     /// </summary>
-    public string Identity()
-    {
-        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        foreach (var (name, t) in Weights())
-        {
-            sha.AppendData(System.Text.Encoding.UTF8.GetBytes(name));
-            using var c = t.detach().cpu().contiguous();
-            sha.AppendData(c.bytes);
-        }
-        return Convert.ToHexString(sha.GetHashAndReset())[..16].ToLowerInvariant();
-    }
+    public string Identity() => Checkpoints.Identity.Of(null, Weights());
 
     /// <summary>Checkpoint metadata key holding <see cref="Identity"/>.</summary>
     public const string IdentityKey = "classifier_id";

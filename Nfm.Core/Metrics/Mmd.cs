@@ -29,9 +29,9 @@ public static class Mmd
     public static double Rbf(Tensor a, Tensor b, double[]? bandwidths = null)
     {
         if (a.dim() < 1 || b.dim() < 1 || a.shape[0] == 0 || b.shape[0] == 0)
-            throw new ArgumentException($"MMD needs two non-empty sets [N, ...], got [{SquaredDistances.Shape(a)}] and [{SquaredDistances.Shape(b)}]", nameof(b));
+            throw new ArgumentException($"MMD needs two non-empty sets [N, ...], got {Shapes.Show(a)} and {Shapes.Show(b)}", nameof(b));
         if (a.numel() / a.shape[0] != b.numel() / b.shape[0])
-            throw new ArgumentException($"a and b must have the same number of values per row, got [{SquaredDistances.Shape(a)}] and [{SquaredDistances.Shape(b)}]", nameof(b));
+            throw new ArgumentException($"a and b must have the same number of values per row, got {Shapes.Show(a)} and {Shapes.Show(b)}", nameof(b));
         if (bandwidths is not null)
         {
             if (bandwidths.Length == 0) throw new ArgumentException("bandwidths must hold at least one value (or be null for the default)", nameof(bandwidths));

@@ -19,7 +19,7 @@ public static class Wasserstein
     {
         if (a.dim() < 1 || b.dim() < 1 || a.shape[0] != b.shape[0] || a.shape[0] == 0)
             throw new ArgumentException(
-                $"W2 needs two non-empty sets with the same number of points, got [{SquaredDistances.Shape(a)}] and [{SquaredDistances.Shape(b)}]; subsample the larger set first",
+                $"W2 needs two non-empty sets with the same number of points, got {Shapes.Show(a)} and {Shapes.Show(b)}; subsample the larger set first",
                 nameof(b));
         using var scope = NewDisposeScope();
         var perm = Assignment.Solve(a, b).Permutation;

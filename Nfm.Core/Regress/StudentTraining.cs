@@ -26,12 +26,8 @@ public sealed record Student(StudentSpec Spec, nn.Module<Tensor, Tensor, Tensor?
     }
 
     /// <summary>The checkpoint value: description, weights, optimiser, EMA, RNG state and the step.</summary>
-    public Checkpoint ToCheckpoint(IReadOnlyDictionary<string, string>? extraMeta = null)
-    {
-        var meta = State.ToMeta();
-        if (extraMeta is not null) foreach (var (k, v) in extraMeta) meta[k] = v;
-        return new Checkpoint(Kind, JsonNode.Parse(Json.Write(Spec))!, meta, State.ToTensors());
-    }
+    public Checkpoint ToCheckpoint(IReadOnlyDictionary<string, string>? extraMeta = null) =>
+        State.ToCheckpoint(Kind, Json.Write(Spec), extraMeta);
 
     /// <summary>Writes the checkpoint atomically.</summary>
     public void Save(string path, IReadOnlyDictionary<string, string>? extraMeta = null) => Checkpoint.Save(path, ToCheckpoint(extraMeta));

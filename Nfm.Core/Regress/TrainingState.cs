@@ -41,6 +41,15 @@ public sealed record TrainingState(nn.Module Model, AdamW Optimizer, Ema? Ema, T
         ["skippedSteps"] = SkippedSteps.ToString(),
     };
 
+    /// <summary>The checkpoint of a run in this state: its kind, its description (JSON), the counters plus
+    /// <paramref name="extraMeta"/> as metadata, and <see cref="ToTensors"/>. Every trainer saves through this.</summary>
+    public Checkpoints.Checkpoint ToCheckpoint(string kind, string descriptionJson, IReadOnlyDictionary<string, string>? extraMeta = null)
+    {
+        var meta = ToMeta();
+        if (extraMeta is not null) foreach (var (k, v) in extraMeta) meta[k] = v;
+        return new Checkpoints.Checkpoint(kind, System.Text.Json.Nodes.JsonNode.Parse(descriptionJson)!, meta, ToTensors());
+    }
+
     /// <summary>This state with weights, EMA, optimiser, RNG and counters restored from a checkpoint's tensors and metadata.</summary>
     public TrainingState Restore(Checkpoints.Checkpoint c)
     {

@@ -2,7 +2,12 @@ using System.Diagnostics;
 
 namespace Nfm.Bench;
 
-/// <summary>Wall-clock timing helpers shared by the benchmarks: warm-up, repeats, median.</summary>
+/// <summary>Wall-clock timing helpers: warm-up, repeats, median (or fastest).</summary>
+/// <remarks>
+/// The one copy, in the core although its namespace is still Nfm.Bench: the benchmarks (project Nfm.Bench) use it,
+/// and so does the library's experiment (Nfm.FSharp/Experiment.fs, the latency figures of a comparison), which must
+/// not depend on the benchmarks. The namespace stays until Experiment.fs names the new one.
+/// </remarks>
 public static class Timing
 {
     /// <summary>Runs <paramref name="action"/> <paramref name="warmup"/> times untimed, then <paramref name="repeats"/>

@@ -1,0 +1,79 @@
+/// `nfm demo`, `nfm compare` and `nfm bench mnist-compare`: each builds an Experiment from its arguments, runs it with
+/// the library's Experiment.run, writes it with Experiment.write and prints the summary.
+module Nfm.Cli.ExperimentCommands
+
+open System
+open System.IO
+open Argu
+open Nfm.Cli.Args
+open Nfm.Cli.Common
+open Nfm.FSharp
+
+/// Parses --eta: one value or a comma-separated list, each finite and >= 0.
+let parseEtas (text: string) =
+    let values =
+        text.Split(',', StringSplitOptions.TrimEntries ||| StringSplitOptions.RemoveEmptyEntries)
+        |> Array.map (fun v ->
+            match Double.TryParse(v, Globalization.NumberStyles.Float, Globalization.CultureInfo.InvariantCulture) with
+            | true, x -> nonNegative "eta" x
+            | _ -> fail (sprintf "--eta '%s': expected a number or a comma-separated list of numbers" text))
+        |> List.ofArray
+    if List.isEmpty values then fail "--eta: expected a number or a comma-separated list of numbers"
+    if List.length (List.distinct values) <> List.length values then fail (sprintf "--eta '%s' repeats a value" text)
+    values
+
+/// A comparison as the command line describes it; with several etas, one NFM student per eta replaces the single one.
+let describe (data: Nfm.Descriptions.DataSpec) (budget: string) (outDir: string) (etas: float list) =
+    let e = Experiment.create data budget outDir
+    let e = { e with Reporter = Progress.reporter; Cancel = cancellation; Command = commandLine () }
+    match etas with
+    | [] -> e
+    | [ eta ] -> { e with Eta = Some eta }
+    | first :: _ ->
+        let nfm = Experiment.etaMethods etas
+        let methods = e.Methods |> List.collect (fun m -> if m.Name = "nfm" then nfm else [ m ])
+        { e with Eta = Some first; Methods = methods }
+
+/// Runs and writes a comparison, prints its summary; returns the path of results.json.
+let runAndPrint (e: Experiment) =
+    let r = Experiment.run e
+    let md = Experiment.write r
+    printfn "\n%s" md
+    let json = Path.Combine(e.OutDir, "results.json")
+    json
+
+let demo (args: ParseResults<DemoArgs>) =
+    let outDir = outputFolder (args.GetResult(DemoArgs.Out, "demo-out"))
+    let seed = int64 (args.GetResult(DemoArgs.Seed, 0))
+    let budget = args.TryGetResult DemoArgs.Steps |> Option.map (positive "steps" >> string) |> Option.defaultValue "quick"
+    let json = runAndPrint (describe (Nfm.Descriptions.DataSpec("checkerboard", Seed = seed)) budget outDir [])
+    printfn "%s" (Report.twoDReading (Report.read json))
+    printfn "wrote %s" json
+    args.TryGetResult DemoArgs.Json |> Option.iter (fun p -> File.Copy(json, outputPath p, true))
+    0
+
+let compare (args: ParseResults<CompareArgs>) =
+    let outDir = outputFolder (args.GetResult CompareArgs.Out)
+    let workers = args.GetResult(CompareArgs.Workers, 1)
+    if workers = 2 then TorchSharp.torch.set_num_threads 1
+    let data = Nfm.Descriptions.DataSpec(args.GetResult CompareArgs.Data, Seed = int64 (args.GetResult(CompareArgs.Seed, 0)),
+                                         Labels = Option.toObj (args.TryGetResult CompareArgs.Labels))
+    data.Validate()
+    let etas = args.TryGetResult CompareArgs.Eta |> Option.map parseEtas |> Option.defaultValue []
+    let e = describe data (args.GetResult(CompareArgs.Budget, "quick")) outDir etas
+    let e = { e with Grid = Spec.parseGrid (args.GetResult(CompareArgs.Grid, "quadratic")); Workers = workers
+                     Log = tensorBoard (args.TryGetResult CompareArgs.Logdir)
+                     Classifier = args.GetResult(CompareArgs.Classifier, "fd-classifier.ckpt") }
+    let e = match args.TryGetResult CompareArgs.Teacher with
+            | Some f -> Experiment.withTeacher (existing "teacher" f) e
+            | None -> e
+    let json = runAndPrint e
+    printfn "wrote %s" json
+    args.TryGetResult CompareArgs.Json |> Option.iter (fun p -> File.Copy(json, outputPath p, true))
+    0
+
+/// `nfm bench mnist-compare`: the MNIST comparison at the standard budget with two workers, into results/mnist-compare.
+let mnistCompare (data: string) (budget: string) (outDir: string) (workers: int) =
+    if workers = 2 then TorchSharp.torch.set_num_threads 1
+    let e = describe (Nfm.Descriptions.DataSpec(data)) budget outDir []
+    runAndPrint { e with Workers = workers }

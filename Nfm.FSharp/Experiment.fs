@@ -1,0 +1,658 @@
+namespace Nfm.FSharp
+
+open System
+open System.IO
+open System.Text.Json.Nodes
+open System.Threading
+open TorchSharp
+open Nfm.Data
+open Nfm.Descriptions
+open Nfm.Invert
+open Nfm.Regress
+
+/// Training budgets: teacher and student steps and batches, the reference set's size, the sampling step counts, and
+/// optionally a second, smaller teacher budget whose NFM student shows how the students follow the teacher.
+type Budget =
+    { Name: string; TeacherSteps: int; StudentSteps: int; TeacherBatch: int; StudentBatch: int; EvalCount: int
+      Steps: int list; SmallTeacherSteps: int option }
+
+/// Where a compared student's pairs come from.
+type MethodCoupling =
+    /// Fresh noise, row by row.
+    | Independent
+    /// Exact minibatch OT.
+    | Ot
+    /// The NFM coupling: the teacher's pairs at eta (None: the experiment's eta), of the main teacher or, with
+    /// `TeacherSteps`, of a teacher trained for that many steps (the budget's smaller teacher).
+    | Nfm of eta: float option * teacherSteps: int option
+    /// Any coupling, built once the main teacher is trained (the context lends it and its NFM couplings), e.g.
+    /// `Custom("mix 0.5 nfm ot", fun ctx -> Couple.mix 0.5 (ctx.Nfm 0.05) Couple.ot)`.
+    | Custom of description: string * make: (ExperimentContext -> Nfm.Couple.Coupling)
+
+/// One student of a comparison: its name (the method column of the results) and its coupling.
+and Method = { Name: string; Coupling: MethodCoupling }
+
+/// What a custom coupling may use: the training data, the main teacher, and its NFM coupling at an eta (pairs
+/// precomputed once per eta and cached in the output folder).
+and ExperimentContext = { Data: Dataset; Teacher: TrainedTeacher; Nfm: float -> Nfm.Couple.Coupling }
+
+/// A comparison: students with the same network, steps, batch and seed on different couplings, each sampled at several
+/// step counts and scored against held-out data, beside the teacher(s) they distil.
+type Experiment =
+    { /// The data (its source, row count, seed and labels); the held-out reference comes from `Experiment.split`.
+      Data: DataSpec
+      Budget: Budget
+      /// The students to compare (`Experiment.defaultMethods` is independent, OT, NFM and the small teacher's NFM).
+      Methods: Method list
+      /// eta of the NFM coupling when a method gives none (None: the teacher's training noise).
+      Eta: float option
+      Seed: int64
+      /// The sampling grid (the solver follows the paper: Euler up to 4 steps, Heun above).
+      Grid: Grid
+      /// 1, or 2: the students that need no teacher train on a second thread while the teacher trains.
+      Workers: int
+      /// Checkpoints, pairs, results and plots go here; a rerun continues what an interrupted run left.
+      OutDir: string
+      /// A pretrained main teacher (a teacher checkpoint, or ml-tarflow weights): it is scored and distilled, not
+      /// trained (`Experiment.withTeacher`).
+      Teacher: string option
+      /// The FD-MNIST feature classifier's checkpoint (loaded, or trained and saved there); MNIST only.
+      Classifier: string
+      /// A TensorBoard log for training curves, figures and sample grids.
+      Log: TensorBoardLog option
+      Reporter: Reporter
+      Cancel: CancellationToken
+      /// The command that made the run, recorded in results.json.
+      Command: string }
+
+/// One row of results.json: a method's metric at a step count (CLI.md fixes these fields).
+type ResultRow =
+    { Method: string; Solver: string; Grid: string; Steps: int; Nfe: int; Value: float; SecondsPer1000: float }
+
+/// A teacher budget's figures on the held-out set, and the pairs of its NFM coupling at the experiment's eta.
+type TeacherResult =
+    { Steps: int; Teacher: TrainedTeacher; Loss: float; TrainSeconds: float; Nll: float; Bpd: float
+      Value: float; ValueDenoised: float; SampleSeconds: float; Nfe: int; Pairs: Nfm.Couple.TeacherPairs; PairsPath: string
+      EncodesPerSecond: float; Gap: Nfm.Metrics.StandardNormalGap }
+
+/// A trained student of the comparison and its rows.
+type StudentResult =
+    { Method: Method; Student: Student; Coupling: Nfm.Couple.Coupling; FinalLoss: float; TrainSeconds: float
+      Rows: ResultRow list; Curvature: float; Nll: float }
+
+/// Latency of one sample and throughput at batch 64.
+type Latency = { Method: string; Steps: int; SingleSeconds: float; SecondsPer1000AtBatch64: float }
+
+/// Everything a comparison measured.
+type ExperimentResult =
+    { Experiment: Experiment; Metric: string; IsImage: bool; Eta: float
+      /// Students' rows, then the NFM student started from the teacher's encodings, then the teachers' rows.
+      Rows: ResultRow list
+      Teacher: TeacherResult; SmallTeacher: TeacherResult option
+      Students: StudentResult list
+      PairCosts: (string * float) list
+      Latency: Latency list
+      Claims: (string * float) list
+      ClaimChecks: Claims.Claim list
+      NReference: int
+      FeatureNetwork: string option }
+
+[<RequireQualifiedAccess>]
+module Experiment =
+    /// The step counts sampled: up to 32 for vectors, up to 16 for images.
+    let private stepsFor isImage = if isImage then [ 1; 2; 4; 8; 16 ] else [ 1; 2; 4; 8; 16; 32 ]
+
+    // The quick 2-D teacher trains 3,000 steps: chosen by the held-out NLL (on rows held out of the training data) of
+    // the recipe study in results/teacher-recipes (scripts/teacher-recipes.fsx, five seeds each). At 1,500 steps the
+    // teacher depended on its seed (held-out NLL 3.046..3.096); learning rate, warm-up, EMA and batch 1,024 did not
+    // narrow the spread, twice the steps did (3.023..3.045).
+    /// A named budget (quick, standard, or a number of steps for teacher and students) for vectors or images.
+    let budget (name: string) (isImage: bool) : Budget =
+        let steps = stepsFor isImage
+        match name.ToLowerInvariant(), isImage with
+        | "quick", false -> { Name = name; TeacherSteps = 3000; StudentSteps = 2000; TeacherBatch = 256; StudentBatch = 256; EvalCount = 2000; Steps = steps; SmallTeacherSteps = None }
+        | "standard", false -> { Name = name; TeacherSteps = 10000; StudentSteps = 10000; TeacherBatch = 256; StudentBatch = 256; EvalCount = 2000; Steps = steps; SmallTeacherSteps = None }
+        | "quick", true -> { Name = name; TeacherSteps = 300; StudentSteps = 300; TeacherBatch = 64; StudentBatch = 64; EvalCount = 500; Steps = steps; SmallTeacherSteps = Some 100 }
+        | "standard", true -> { Name = name; TeacherSteps = 4000; StudentSteps = 2000; TeacherBatch = 64; StudentBatch = 64; EvalCount = 2000; Steps = steps; SmallTeacherSteps = Some 1000 }
+        | n, img ->
+            match Int32.TryParse n with
+            | true, v when v > 0 ->
+                let b = if img then 64 else 256
+                { Name = name; TeacherSteps = v; StudentSteps = v; TeacherBatch = b; StudentBatch = b
+                  EvalCount = (if img then 1000 else 2000); Steps = steps; SmallTeacherSteps = None }
+            | _ -> invalidArg "budget" (sprintf "budget '%s': expected quick, standard or a positive number of steps" name)
+
+    /// True when the data's rows are images [C, H, W].
+    let isImageData (data: DataSpec) =
+        let probe = DataSource.Load(data.Source, 16L, data.Seed, DataSplit.Train, data.Labels)
+        probe.X.dim() = 4L
+
+    /// The training data of a comparison and its held-out reference set: 20,000 rows (or the spec's N) and a fresh draw
+    /// (seed + 1) for built-in sets, the train and test splits for MNIST, the first rows and the last 20% (at most 2,000 rows) of a
+    /// user's .npy. The reference has at most `evalCount` rows.
+    let split (data: DataSpec) (evalCount: int) : Dataset * torch.Tensor =
+        match Data.heldOut data.Source data.Seed evalCount with
+        | Some held ->
+            let n = if Toy2D.IsName data.Source && data.N = 0L then 20000L else data.N
+            DataSource.Load(data.Source, n, data.Seed, DataSplit.Train), held.X
+        | None ->
+                let all = DataSource.Load(data.Source, 0L, data.Seed, DataSplit.Train, data.Labels)
+                let n = all.X.shape[0]
+                let held = min 2000L (n / 5L)
+                if held < 10L then invalidArg "data" (sprintf "%s has %d rows; a comparison needs at least 50 to hold out a reference set" data.Source n)
+                let labels = if isNull all.Labels then null else all.Labels.narrow(0L, 0L, n - held)
+                Dataset(all.X.narrow(0L, 0L, n - held), labels, all.Name), all.X.narrow(0L, n - held, min held (int64 evalCount))
+
+    /// The students compared by default: independent, OT, NFM at the experiment's eta, and (when the budget has a
+    /// smaller teacher) the NFM student of that teacher, named nfm-tSTEPS.
+    let defaultMethods (budget: Budget) : Method list =
+        [ { Name = "independent"; Coupling = Independent }
+          { Name = "ot"; Coupling = Ot }
+          { Name = "nfm"; Coupling = Nfm(None, None) } ]
+        @ (budget.SmallTeacherSteps |> Option.map (fun s -> { Name = sprintf "nfm-t%d" s; Coupling = Nfm(None, Some s) }) |> Option.toList)
+
+    /// One NFM student per eta, named nfm-eta<eta> (the paper's trade-off: small eta at very few steps, larger at more).
+    let etaMethods (etas: float list) : Method list =
+        [ for e in etas -> { Name = sprintf "nfm-eta%g" e; Coupling = Nfm(Some e, None) } ]
+
+    /// A comparison on `data` at a named budget with the default methods, one worker, seed 0, the quadratic grid.
+    let create (data: DataSpec) (budgetName: string) (outDir: string) : Experiment =
+        let b = budget budgetName (isImageData data)
+        { Data = data; Budget = b; Methods = defaultMethods b; Eta = None; Seed = data.Seed; Grid = Quadratic; Workers = 1
+          Teacher = None; OutDir = outDir; Classifier = Path.Combine(outDir, "fd-classifier.ckpt"); Log = None; Reporter = Reporter.lines
+          Cancel = CancellationToken.None; Command = "" }
+
+    /// The comparison distilling a pretrained teacher (a teacher checkpoint or ml-tarflow weights) instead of training
+    /// one: the smaller teacher's NFM student is dropped (there is no budget to halve).
+    let withTeacher (path: string) (e: Experiment) : Experiment =
+        if not (File.Exists path) then raise (FileNotFoundException(sprintf "teacher '%s' not found" path, path))
+        { e with Teacher = Some path
+                 Methods = e.Methods |> List.filter (fun m -> match m.Coupling with Nfm (_, Some _) -> false | _ -> true) }
+
+    /// The coupling's spelling recorded in a student's description.
+    let private couplingText (m: Method) (pairsPath: string) =
+        match m.Coupling with
+        | Independent -> "independent"
+        | Ot -> "ot"
+        | Nfm _ -> "teacher:" + pairsPath
+        | Custom (d, _) -> "custom:" + d
+
+    /// The teacher trained by a comparison at `steps`: the data's default shape (a smaller one for images at the quick
+    /// budget), the budget's batch, lr 1e-3 (2e-3 for images), checkpoints every 250 steps for images.
+    let teacherSpec (e: Experiment) (data: Dataset) (isImage: bool) (steps: int) : TeacherRunSpec =
+        let rowShape = data.X.shape |> Array.skip 1
+        let s =
+            { Teacher.settings with
+                Steps = steps; Batch = Some e.Budget.TeacherBatch; Seed = e.Seed
+                LearningRate = (if isImage then 2e-3 else 1e-3); SaveEvery = (if isImage then 250 else 0)
+                Width = (if isImage && e.Budget.Name = "quick" then Some 64 else None)
+                Layers = (if isImage && e.Budget.Name = "quick" then Some 2 else None) }
+        TeacherRunSpec(Teacher.model s rowShape 0,
+                       TeacherRunSpec.DefaultTraining(steps, e.Budget.TeacherBatch, s.LearningRate, e.Seed, s.SaveEvery),
+                       e.Data.Source, DeviceSpec("cpu")).Validate()
+
+    /// The students' settings: MLP 256 x 3 for vectors, the small U-Net with logit-normal times for images.
+    let studentSettings (e: Experiment) (isImage: bool) : StudentSettings =
+        let b = if isImage then Student.imageSettings else Student.settings
+        { b with Steps = e.Budget.StudentSteps; Batch = e.Budget.StudentBatch; Seed = e.Seed; Reporter = e.Reporter; Cancel = e.Cancel }
+
+    let private pngOf (path: string) (title: string) (x: torch.Tensor) =
+        if x.dim() = 2L && x.shape[1] = 2L then Plot.scatter path title [ "samples", x ]
+        elif x.dim() = 4L then Plot.grid path 16 (x.narrow(0L, 0L, min x.shape[0] 256L))
+
+    /// What makes two comparisons the same run (saved as experiment.json in the output folder): data, budget, methods,
+    /// eta, seed and grid. Workers, logging and reporting do not change the figures.
+    let describe (e: Experiment) : JsonNode =
+        let coupling (m: Method) =
+            match m.Coupling with
+            | Independent -> "independent"
+            | Ot -> "ot"
+            | Nfm (eta, steps) ->
+                sprintf "nfm(eta %s, teacher %s)" (eta |> Option.map string |> Option.defaultValue "default")
+                    (steps |> Option.map string |> Option.defaultValue "main")
+            | Custom (d, _) -> "custom: " + d
+        let b = e.Budget
+        JsonFile.obj
+            [ "data", JsonNode.Parse(e.Data.ToJson())
+              "budget", JsonFile.obj [ "name", JsonFile.str b.Name; "teacher_steps", JsonFile.int (int64 b.TeacherSteps)
+                                       "student_steps", JsonFile.int (int64 b.StudentSteps); "teacher_batch", JsonFile.int (int64 b.TeacherBatch)
+                                       "student_batch", JsonFile.int (int64 b.StudentBatch); "eval_count", JsonFile.int (int64 b.EvalCount)
+                                       "steps", JsonFile.arr [ for s in b.Steps -> JsonFile.int (int64 s) ]
+                                       "small_teacher_steps", (match b.SmallTeacherSteps with Some s -> JsonFile.int (int64 s) | None -> null) ]
+              "methods", JsonFile.arr [ for m in e.Methods -> JsonFile.obj [ "name", JsonFile.str m.Name; "coupling", JsonFile.str (coupling m) ] ]
+              "eta", (match e.Eta with Some v -> JsonFile.num v | None -> JsonFile.str "default")
+              "teacher", (match e.Teacher with Some f -> JsonFile.str (Path.GetFullPath f) | None -> JsonFile.str "trained")
+              "seed", JsonFile.int e.Seed; "grid", JsonFile.str (Spec.gridName e.Grid) ]
+
+    /// Runs a comparison: trains (or continues) the teachers and students, samples and scores them, measures the
+    /// diagnostics, latency and claims, and writes the sample PNGs. `Experiment.write` saves results.json, results.md
+    /// and the plots.
+    let run (e: Experiment) : ExperimentResult =
+        if e.Workers < 1 || e.Workers > 2 then invalidArg "workers" (sprintf "workers %d: expected 1 or 2" e.Workers)
+        if List.isEmpty e.Methods then invalidArg "methods" "a comparison needs at least one method"
+        match e.Methods |> List.countBy (fun m -> m.Name) |> List.tryFind (fun (_, c) -> c > 1) with
+        | Some (n, _) -> invalidArg "methods" (sprintf "two methods are named '%s'" n)
+        | None -> ()
+        let outDir = Directory.CreateDirectory(e.OutDir).FullName
+        // The folder belongs to one comparison: a rerun of the same one continues its checkpoints, another is refused
+        // (a checkpoint alone may be continued to more steps; a comparison at another budget is not the same run).
+        let described = describe e
+        let descriptionPath = Path.Combine(outDir, "experiment.json")
+        if File.Exists descriptionPath then
+            let saved = (JsonNode.Parse(File.ReadAllText descriptionPath)).ToJsonString()
+            if saved <> described.ToJsonString() then
+                raise (InvalidDataException(sprintf "%s holds a comparison made with other settings than this run; use another output folder or remove it" outDir))
+        else JsonFile.write descriptionPath described
+        let seed = e.Seed
+        let budget = e.Budget
+        let report = e.Reporter
+        let cancelled what =
+            if e.Cancel.IsCancellationRequested then
+                raise (OperationCanceledException(sprintf "interrupted; %s so far are saved in the output folder" what))
+        let data, reference = split e.Data budget.EvalCount
+        let evalCount = int reference.shape[0]
+        let rowShape = data.X.shape |> Array.skip 1
+        let isImage = data.X.dim() = 4L
+        report.Message(
+            sprintf "compare on %s: %d training rows, %d held-out, budget %s (teacher %d steps%s, students %d steps), %d worker(s)"
+                e.Data.Source data.X.shape[0] evalCount budget.Name budget.TeacherSteps
+                (match budget.SmallTeacherSteps with Some s -> sprintf " and %d" s | None -> "") budget.StudentSteps e.Workers)
+        // Images from MNIST are scored by FD-MNIST (Frechet distance of the feature classifier's features), the rest by
+        // exact W2 on flattened rows.
+        let isMnist = isImage && DataSource.KindOf e.Data.Source = DataSourceKind.Mnist
+        let classifier =
+            lazy (Metrics.classifier report e.Classifier (DataSource.Load(e.Data.Source, 0L, 0L, DataSplit.Train))
+                                     (DataSource.Load(e.Data.Source, 0L, 0L, DataSplit.Test)))
+        let metric, quality =
+            if isMnist then "fd", (fun (x: torch.Tensor) (r: torch.Tensor) -> Metrics.fd (classifier.Force()) x r)
+            else "w2", Metrics.w2
+        let eta = defaultArg e.Eta (TeacherSpec.ForData rowShape).NoiseSigma
+        let settings = studentSettings e isImage
+        let grid = e.Grid
+
+        /// Samples a student at each step count from fresh noise, or from the given starting points, and scores them.
+        let evaluate (name: string) (st: Student) (x0: torch.Tensor option) =
+            [ for steps in budget.Steps do
+                let solver = Spec.paperSolver steps
+                let watch = Diagnostics.Stopwatch.StartNew()
+                let x, nfe =
+                    match x0 with
+                    | None -> Student.sampleWith (Student.labels (int64 evalCount) None st) 0.0 solver grid (int64 evalCount) (seed + 2L) st
+                    | Some z ->
+                        let r = Nfm.Sampling.StudentSampler.FromNoise(st.SamplingNet(), z, Spec.solver grid solver)
+                        r.X, r.Nfe
+                let secs = watch.Elapsed.TotalSeconds
+                let value = quality x reference
+                e.Log |> Option.iter (fun l -> l.Scalar(sprintf "%s/%s_by_sampling_steps" name metric, value, int64 steps))
+                if steps = List.max budget.Steps || steps = 1 then
+                    let png = Path.Combine(outDir, sprintf "samples-%s-%dstep.png" name steps)
+                    pngOf png (sprintf "%s, %d %s steps, %s %.3f" name steps (Spec.solverName solver) metric value) x
+                    e.Log |> Option.iter (fun l -> l.Image(sprintf "%s/samples_%dstep" name steps, png, int64 steps))
+                report.Message(sprintf "%s, %d steps: %s %.4f" name steps metric value)
+                yield { Method = name; Solver = Spec.solverName solver; Grid = Spec.gridName grid; Steps = steps; Nfe = nfe
+                        Value = value; SecondsPer1000 = secs * 1000.0 / float evalCount } ]
+
+        // Path curvature (rectified-flow sense: 256 noise rows, 16 Heun steps, uniform grid) and the student's held-out
+        // negative log-likelihood per dimension by integrating the divergence (8 RK4 steps; exact for vectors,
+        // Hutchinson with 4 Rademacher probes per evaluation on 64 rows for images).
+        let diagnostics (st: Student) =
+            let field = Student.field st
+            use g = new torch.Generator(uint64 (seed + 9L))
+            let x0 = torch.randn(Array.append [| 256L |] rowShape, generator = g)
+            let curvature = Nfm.Metrics.PathCurvature.Measure(field, x0, Spec.solver Uniform (Heun 16))
+            let rows = if isImage then 64L else min reference.shape[0] 2000L
+            let x1 = reference.narrow(0L, 0L, rows)
+            let estimator = if isImage then Nfm.Metrics.DivergenceEstimator.HutchinsonRademacher else Nfm.Metrics.DivergenceEstimator.Exact
+            let logp = Nfm.Metrics.Divergence.StudentLogLikelihood(field, x1, 8, estimator, 4, g)
+            let d = float (x1.numel() / rows)
+            curvature.PerDimension, -(logp.mean().item<float32>() |> float) / d
+
+        /// Trains (or continues) one student, then samples and scores it.
+        let student (m: Method) (coupling: Nfm.Couple.Coupling) (pairsPath: string) =
+            let path = Path.Combine(outDir, m.Name + ".ckpt")
+            let s = { settings with Checkpoint = Some path; SaveEvery = settings.SaveEvery }
+            let logStep = e.Log |> Option.map (fun l -> l.Training(m.Name))
+            let mutable last = nan
+            let watch = Diagnostics.Stopwatch.StartNew()
+            let st =
+                Student.trainWith (fun p -> last <- p.Loss; logStep |> Option.iter (fun f -> f.Invoke p))
+                                  coupling (couplingText m pairsPath) { s with Reporter = { report with Stage = fun _ n -> report.Stage (sprintf "%-12s" m.Name) n } } data
+            cancelled "trained students"
+            let secs = watch.Elapsed.TotalSeconds
+            report.Message(sprintf "%s: final loss %.4f, %.1fs" m.Name last secs)
+            let rows = evaluate m.Name st None
+            { Method = m; Student = st; Coupling = coupling; FinalLoss = last; TrainSeconds = secs; Rows = rows
+              Curvature = nan; Nll = nan }
+
+        /// NFM pairs of a teacher at an eta (four noise draws per row: one encode pass over the data instead of one
+        /// per training batch), reused from the output folder when they match, else computed (resuming a partial file).
+        let pairsOf (t: TrainedTeacher) (suffix: string) (pairEta: float) =
+            let pairsPath =
+                if pairEta = eta then Path.Combine(outDir, sprintf "nfm%s.pairs" suffix)
+                else Path.Combine(outDir, sprintf "nfm%s-eta%g.pairs" suffix pairEta)
+            let id = t.Identity()
+            let existing =
+                if not (File.Exists pairsPath) then None
+                else
+                    let p = Nfm.Couple.TeacherPairs.Load pairsPath
+                    if p.Spec.TeacherId = id && p.Spec.Draws = 4 && p.Spec.Eta = pairEta && p.Spec.Seed = seed then Some p else None
+            let watch = Diagnostics.Stopwatch.StartNew()
+            match existing with
+            | Some p -> report.Message(sprintf "pairs: reusing %s" pairsPath); p, pairsPath, nan
+            | None ->
+                let progress = Reporter.blocks report (sprintf "%-12s" ("pairs" + suffix))
+                let p = Nfm.Couple.TeacherPairs.Compute(t, data.X, null, pairEta, 4, seed, partialPath = pairsPath + ".partial",
+                                                        progress = progress, cancel = e.Cancel)
+                cancelled "the pairs"
+                p.Save pairsPath
+                if File.Exists(pairsPath + ".partial") then File.Delete(pairsPath + ".partial")
+                p, pairsPath, float (data.X.shape[0] * 4L) / watch.Elapsed.TotalSeconds
+
+        /// A teacher at a budget: trained (or continued), scored on the held-out set, and its NFM pairs at eta.
+        let teacherChain (steps: int) (suffix: string) =
+            let teacher, loss, trainSeconds =
+                match e.Teacher with
+                | Some file when suffix = "" ->
+                    let t = Teacher.read file
+                    if t.Spec.Model.InputShape <> rowShape then
+                        invalidArg "teacher" (sprintf "%s is a teacher of rows %s; the data's rows are %s" file (Nfm.Shapes.Show t.Spec.Model.InputShape) (Nfm.Shapes.Show rowShape))
+                    if t.Spec.Model.IsConditional then invalidArg "teacher" (sprintf "%s is class-conditional; this comparison is unconditional" file)
+                    report.Message(sprintf "teacher: pretrained %s (%d steps, identity %s)" file t.State.Step (t.Identity()))
+                    t, nan, 0.0
+                | _ ->
+                    let tspec = teacherSpec e data isImage steps
+                    let path = Path.Combine(outDir, sprintf "teacher%s.ckpt" suffix)
+                    let start = Teacher.start report (Some path) tspec
+                    let logStep = e.Log |> Option.map (fun l -> l.Training("teacher" + suffix))
+                    let update = report.Stage (sprintf "%-12s" ("teacher" + suffix)) (int64 steps)
+                    let mutable loss = nan
+                    let watch = Diagnostics.Stopwatch.StartNew()
+                    let teacher =
+                        TeacherTraining.Run(start, data.X, null, path,
+                                            Action<_>(fun p ->
+                                                loss <- p.Loss
+                                                logStep |> Option.iter (fun f -> f.Invoke p)
+                                                update p.Step (sprintf "loss %.4f" p.Loss)), e.Cancel)
+                    cancelled "the teacher trained"
+                    teacher, loss, watch.Elapsed.TotalSeconds
+            let steps = if e.Teacher.IsSome && suffix = "" then int teacher.State.Step else steps
+            let model = teacher.InferenceModel()
+            let struct (nll, bpd) = Nfm.Invert.Teacher.MeanNll(model, reference)
+            // The teacher's own samples, timed, then scored as they are and after one denoising step.
+            use g = new torch.Generator(uint64 (seed + 3L))
+            let sw = Diagnostics.Stopwatch.StartNew()
+            let samples = Nfm.Invert.Teacher.Sample(model, int64 evalCount, g)
+            let sampleSecs = sw.Elapsed.TotalSeconds / float evalCount
+            let denoised =
+                torch.cat([| for i in 0L .. 250L .. int64 evalCount - 1L ->
+                              let chunk = samples.narrow(0L, i, min 250L (int64 evalCount - i))
+                              Nfm.Invert.Teacher.Denoise(model, chunk, model.Spec.NoiseSigma).detach() |], 0L)
+            let value, valueDenoised = quality samples reference, quality denoised reference
+            let nfe = int (int64 teacher.Spec.Model.Blocks * (teacher.Spec.Model.Tokens - 1L))
+            let samplesPng = Path.Combine(outDir, sprintf "samples-teacher%s.png" suffix)
+            pngOf samplesPng (sprintf "teacher%s, %s %.3f" suffix metric value) samples
+            e.Log |> Option.iter (fun l ->
+                let step = int64 teacher.State.Step
+                l.Scalar(sprintf "teacher%s/heldout_nll_nats" suffix, nll, step)
+                if isImage then l.Scalar(sprintf "teacher%s/heldout_bits_per_dim" suffix, bpd, step)
+                l.Scalar(sprintf "teacher%s/%s" suffix metric, value, step)
+                l.Image(sprintf "teacher%s/samples" suffix, samplesPng, step))
+            pngOf (Path.Combine(outDir, sprintf "samples-teacher%s-denoised.png" suffix))
+                  (sprintf "teacher%s denoised, %s %.3f" suffix metric valueDenoised) denoised
+            report.Message(sprintf "teacher%s: %s %.4f (denoised %.4f), held-out NLL %.4f nats%s" suffix metric value valueDenoised nll
+                               (if isImage then sprintf ", %.4f bits/dim" bpd else ""))
+            let pairs, pairsPath, encodes = pairsOf teacher suffix eta
+            // How Gaussian the teacher's scaled encodings of the training data are.
+            let gap =
+                let z = pairs.X0[0L]
+                Metrics.gaussianGap (z.narrow(0L, 0L, min z.shape[0] 2000L))
+            report.Message(sprintf "teacher%s encodings: Frechet distance to N(0, I) %.3f (covariance eigenvalues %.3f..%.3f)"
+                               suffix gap.Distance gap.MinEigenvalue gap.MaxEigenvalue)
+            { Steps = steps; Teacher = teacher; Loss = loss; TrainSeconds = trainSeconds; Nll = nll; Bpd = bpd; Value = value
+              ValueDenoised = valueDenoised; SampleSeconds = sampleSecs; Nfe = nfe; Pairs = pairs; PairsPath = pairsPath
+              EncodesPerSecond = encodes; Gap = gap }
+
+        // NFM couplings of a teacher per eta, computed once each.
+        let nfmCoupling (t: TeacherResult) (suffix: string) =
+            let cache = Collections.Generic.Dictionary<float, Nfm.Couple.TeacherPairs * string>()
+            cache[eta] <- (t.Pairs, t.PairsPath)
+            fun (pairEta: float) ->
+                let pairs, path =
+                    match cache.TryGetValue pairEta with
+                    | true, v -> v
+                    | _ ->
+                        let p, path, _ = pairsOf t.Teacher suffix pairEta
+                        cache[pairEta] <- (p, path)
+                        p, path
+                pairs.ToCoupling(data.X, null), path
+
+        let teacherSteps (m: Method) =
+            match m.Coupling with
+            | Nfm (_, Some s) when s <> budget.TeacherSteps -> Some s
+            | _ -> None
+        let needsMainTeacher (m: Method) =
+            match m.Coupling with
+            | Nfm (_, None) | Custom _ -> true
+            | Nfm (_, Some s) -> s = budget.TeacherSteps
+            | _ -> false
+        let smallSteps = e.Methods |> List.choose teacherSteps |> List.distinct
+        if smallSteps.Length > 1 then invalidArg "methods" "NFM methods may use the main teacher and at most one smaller one"
+        let small = lazy (smallSteps |> List.tryHead |> Option.map (fun s -> teacherChain s (sprintf "-t%d" s)))
+        let baseStudent (m: Method) =
+            match m.Coupling with
+            | Independent -> student m Couple.independent ""
+            | Ot -> student m Couple.ot ""
+            | Nfm (methodEta, Some _) ->
+                let t = small.Force().Value
+                let c, p = nfmCoupling t (sprintf "-t%d" t.Steps) (defaultArg methodEta eta)
+                student m c p
+            | _ -> failwith "not a method without the main teacher"
+
+        // The chain that needs no main teacher: the feature classifier, the baseline students and the smaller teacher
+        // with its NFM student.
+        let side () =
+            if isMnist then classifier.Force() |> ignore
+            [ for m in e.Methods do if not (needsMainTeacher m) then yield m.Name, baseStudent m ]
+        // The main chain: the teacher, its NFM and custom students.
+        let main () =
+            let t = teacherChain budget.TeacherSteps ""
+            let nfmOf = nfmCoupling t ""
+            let ctx = { Data = data; Teacher = t.Teacher; Nfm = fun pairEta -> fst (nfmOf pairEta) }
+            t, [ for m in e.Methods do
+                   if needsMainTeacher m then
+                       match m.Coupling with
+                       | Nfm (methodEta, _) ->
+                           let c, p = nfmOf (defaultArg methodEta eta)
+                           yield m.Name, student m c p
+                       | Custom (_, make) -> yield m.Name, student m (make ctx) ""
+                       | _ -> () ]
+        let sideRuns, (teacher, mainRuns) =
+            if e.Workers = 1 then
+                let mainResult = main ()
+                side (), mainResult
+            else
+                let sideTask = Threading.Tasks.Task.Run(Func<_>(side))
+                let mainResult = main ()
+                let sideResult =
+                    try sideTask.Result
+                    with :? AggregateException as ex -> Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(ex.InnerException).Throw(); failwith "unreachable"
+                sideResult, mainResult
+        let byName = dict (sideRuns @ mainRuns)
+        let students = [ for m in e.Methods -> byName[m.Name] ]
+        let small = small.Force()
+
+        // The mean pair cost E||x1 - x0||^2 per dimension of each coupling on one batch of up to 2,000 rows.
+        let pairCosts =
+            let rows = min data.X.shape[0] 2000L
+            let idx = torch.arange(rows, dtype = torch.int64)
+            let batch = Nfm.Couple.Batch(data.X.narrow(0L, 0L, rows), null, idx)
+            [ for s in students ->
+                use g = new torch.Generator(uint64 (seed + 5L))
+                let p = s.Coupling.Invoke(batch, g)
+                s.Method.Name, ((p.X1 - p.X0).square().mean().item<float32>() |> float) ]
+        report.Message(sprintf "pair cost per dimension: %s" (pairCosts |> List.map (fun (k, v) -> sprintf "%s %s" k ((JsonFile.num v).ToString())) |> String.concat ", "))
+        // The primary NFM student (the first NFM method of the main teacher) started from the teacher's encodings of the
+        // held-out data instead of fresh noise: what is left is the student's own error, without the mismatch between
+        // N(0, I) and the encodings' distribution.
+        let primary =
+            students |> List.tryFind (fun s -> match s.Method.Coupling with Nfm (_, ts) -> needsMainTeacher s.Method | _ -> false)
+        let primaryName = primary |> Option.map (fun s -> s.Method.Name) |> Option.defaultValue "nfm"
+        let encodedRows =
+            match primary with
+            | None -> []
+            | Some p ->
+                let pEta = match p.Method.Coupling with Nfm (Some x, _) -> x | _ -> eta
+                let enc = Nfm.Couple.TeacherPairs.Compute(teacher.Teacher, reference, null, pEta, 1, seed + 7L, sigmaF = Nullable teacher.Pairs.Spec.SigmaF)
+                evaluate (sprintf "%s-from-encodings" p.Method.Name) p.Student (Some enc.X0[0L])
+        // Latency of one sample and throughput at batch 64, per method and step count, and the teacher's (KV-cached).
+        let latencySteps = budget.Steps |> List.filter (fun s -> s <= 4)
+        let latency =
+            [ for s in students do
+                for steps in latencySteps do
+                    let solver = Spec.paperSolver steps
+                    let once n () = Student.sampleWith (Student.labels n None s.Student) 0.0 solver grid n seed s.Student |> ignore
+                    let single = Nfm.Bench.Timing.MedianSeconds(Action(once 1L), 9, 2)
+                    let batch = Nfm.Bench.Timing.MedianSeconds(Action(once 64L), 3, 2)
+                    yield { Method = s.Method.Name; Steps = steps; SingleSeconds = single; SecondsPer1000AtBatch64 = batch * 1000.0 / 64.0 } ]
+        let teacherModel = teacher.Teacher.InferenceModel()
+        let teacherLatency =
+            use g = new torch.Generator(uint64 seed)
+            let single = Nfm.Bench.Timing.MedianSeconds((fun () -> Nfm.Invert.Teacher.Sample(teacherModel, 1L, g).Dispose()), 5, 2)
+            let batch = Nfm.Bench.Timing.MedianSeconds((fun () -> Nfm.Invert.Teacher.Sample(teacherModel, 64L, g).Dispose()), 1, 2)
+            { Method = "teacher"; Steps = teacher.Nfe; SingleSeconds = single; SecondsPer1000AtBatch64 = batch * 1000.0 / 64.0 }
+        for l in latency @ [ teacherLatency ] do
+            report.Message(sprintf "latency %s%s: %.2f ms per sample alone, %.3f s per 1,000 at batch 64"
+                               l.Method (if l.Method = "teacher" then " (KV cache)" else sprintf " %d steps" l.Steps)
+                               (l.SingleSeconds * 1000.0) l.SecondsPer1000AtBatch64)
+
+        let studentRows = (students |> List.collect (fun s -> s.Rows)) @ encodedRows
+        let teacherRows =
+            let rowOf name value (t: TeacherResult) =
+                { Method = name; Solver = "autoregressive"; Grid = "-"; Steps = t.Nfe; Nfe = t.Nfe; Value = value; SecondsPer1000 = t.SampleSeconds * 1000.0 }
+            [ rowOf "teacher" teacher.Value teacher; rowOf "teacher-denoised" teacher.ValueDenoised teacher ]
+            @ (small |> Option.map (fun t -> [ rowOf (sprintf "teacher-t%d" t.Steps) t.Value t ]) |> Option.defaultValue [])
+        if not isImage then
+            Plot.scatter (Path.Combine(outDir, "data.png")) (sprintf "%s: %d held-out points" e.Data.Source evalCount) [ "data", reference ]
+        // The paper's claims at this scale, as measured (ratios of the primary NFM student's metric to the others').
+        let valueOf name steps = studentRows |> List.tryFind (fun r -> r.Method = name && r.Steps = steps) |> Option.map (fun r -> r.Value)
+        let claims =
+            [ for steps in budget.Steps do
+                match valueOf primaryName steps, valueOf "independent" steps, valueOf "ot" steps with
+                | Some n, Some i, Some o ->
+                    yield sprintf "nfm_over_independent_%dstep" steps, n / i
+                    yield sprintf "nfm_over_ot_%dstep" steps, n / o
+                | _ -> ()
+              match budget.Steps |> List.filter (fun s -> s <= 16) |> List.choose (fun s -> valueOf primaryName s) with
+              | [] -> ()
+              | values -> yield "nfm_best_at_most_16_steps_over_teacher", List.min values / teacher.Value
+              match latency |> List.tryFind (fun l -> l.Method = primaryName && l.Steps = List.max latencySteps) with
+              | Some l -> yield sprintf "teacher_latency_over_nfm_%dstep" l.Steps, teacherLatency.SingleSeconds / l.SingleSeconds
+              | None -> () ]
+        let students =
+            [ for s in students ->
+                let curvature, nll = diagnostics s.Student
+                report.Message(sprintf "%s: path curvature %.4f per dimension, held-out NLL %.4f nats per dimension" s.Method.Name curvature nll)
+                { s with Curvature = curvature; Nll = nll } ]
+        { Experiment = e; Metric = metric; IsImage = isImage; Eta = eta; Rows = studentRows @ teacherRows
+          Teacher = teacher; SmallTeacher = small; Students = students; PairCosts = pairCosts
+          Latency = latency @ [ teacherLatency ]; Claims = claims; ClaimChecks = Claims.checkAll claims
+          NReference = evalCount; FeatureNetwork = (if isMnist then Some (classifier.Force().Identity()) else None) }
+
+    /// Rows of the teacher (autoregressive sampling, not solver steps) are reported beside the table and drawn as levels.
+    let isTeacherRow (r: ResultRow) = r.Method.StartsWith "teacher"
+
+    /// A markdown table: one row per student method, one column per step count.
+    let table (r: ExperimentResult) =
+        let rows = r.Rows |> List.filter (isTeacherRow >> not)
+        let steps = rows |> List.map (fun r -> r.Steps) |> List.distinct |> List.sort
+        let methods = rows |> List.map (fun r -> r.Method) |> List.distinct
+        let header = sprintf "| method | %s |" (steps |> List.map (sprintf "%d steps") |> String.concat " | ")
+        let sep = sprintf "|---|%s" (steps |> List.map (fun _ -> "---:|") |> String.concat "")
+        let line m =
+            let cells = steps |> List.map (fun s -> match rows |> List.tryFind (fun r -> r.Method = m && r.Steps = s) with
+                                                    | Some r -> sprintf "%.4f" r.Value | None -> "")
+            sprintf "| %s | %s |" m (String.concat " | " cells)
+        String.concat "\n" ([ sprintf "%s (lower is better)" r.Metric; ""; header; sep ] @ (methods |> List.map line)) + "\n"
+
+    /// The summary: the table, each teacher's figures, latency and the claims as measured.
+    let markdown (r: ExperimentResult) =
+        let teacherLine (name: string) (t: TeacherResult) =
+            sprintf "%s (%d training steps; autoregressive, %d sequential steps): %s %.4f, denoised %.4f; %.3f s per 1,000 samples; held-out NLL %.3f nats%s; encodings' Frechet distance to N(0, I) %.3f\n"
+                name t.Steps t.Nfe r.Metric t.Value t.ValueDenoised (t.SampleSeconds * 1000.0) t.Nll
+                (if r.IsImage then sprintf ", %.3f bits/dim" t.Bpd else "") t.Gap.Distance
+        table r + "\n" + teacherLine "teacher" r.Teacher
+        + (r.SmallTeacher |> Option.map (fun t -> teacherLine (sprintf "teacher-t%d" t.Steps) t) |> Option.defaultValue "")
+        + "\nlatency of one sample (ms): "
+        + String.concat ", " [ for l in r.Latency ->
+                                  if l.Method = "teacher" then sprintf "teacher %.2f" (l.SingleSeconds * 1000.0)
+                                  else sprintf "%s %d steps %.2f" l.Method l.Steps (l.SingleSeconds * 1000.0) ] + "\n"
+        + "\nclaims as measured:\n" + String.concat "" [ for c in r.ClaimChecks -> "- " + Claims.describe c + "\n" ]
+
+    let private teacherJson (isImage: bool) (t: TeacherResult) : JsonNode =
+        JsonFile.obj
+            [ "steps", JsonFile.int (int64 t.Steps); "final_loss", JsonFile.num t.Loss; "train_seconds", JsonFile.num t.TrainSeconds
+              "test_nll_nats", JsonFile.num t.Nll; "test_bpd", (if isImage then JsonFile.num t.Bpd else JsonFile.str "n/a")
+              "value", JsonFile.num t.Value; "value_denoised", JsonFile.num t.ValueDenoised; "nfe", JsonFile.int (int64 t.Nfe)
+              "seconds_per_1000", JsonFile.num (t.SampleSeconds * 1000.0)
+              "encodes_per_second", JsonFile.num t.EncodesPerSecond; "id", JsonFile.str t.Pairs.Spec.TeacherId
+              "sigma_f", JsonFile.num t.Pairs.Spec.SigmaF
+              "encodings_frechet_to_standard_normal", JsonFile.num t.Gap.Distance
+              "encodings_covariance_min_eigenvalue", JsonFile.num t.Gap.MinEigenvalue
+              "encodings_covariance_max_eigenvalue", JsonFile.num t.Gap.MaxEigenvalue ]
+
+    /// results.json (the fields CLI.md names), with the run's command, the library's commit and the processor.
+    let toJson (r: ExperimentResult) : JsonObject =
+        let e = r.Experiment
+        let j = JsonFile.obj
+        let num, int, str = JsonFile.num, JsonFile.int, JsonFile.str
+        let rowJson (x: ResultRow) : JsonNode =
+            j [ "method", str x.Method; "solver", str x.Solver; "grid", str x.Grid; "steps", int (int64 x.Steps)
+                "nfe", int (int64 x.Nfe); "value", num x.Value; "seconds_per_1000", num x.SecondsPer1000 ]
+        let mainTeacher = teacherJson r.IsImage r.Teacher
+        j ([ "data", str e.Data.Source; "metric", str r.Metric; "rows", JsonFile.arr (r.Rows |> List.map rowJson)
+             "command", str e.Command; "commit", str (Provenance.commit ())
+             "machine", j [ "processor", str (Provenance.processor ()); "libtorch_threads", int (int64 (torch.get_num_threads ())) ]
+             "budget", str e.Budget.Name; "seed", int e.Seed; "student_steps", int (int64 e.Budget.StudentSteps)
+             "workers", int (int64 e.Workers)
+             "teacher", mainTeacher
+             "teachers", JsonFile.arr ([ mainTeacher.DeepClone() ] @ (r.SmallTeacher |> Option.map (teacherJson r.IsImage) |> Option.toList))
+             "nfm", j [ "eta", num r.Eta; "sigma_f", num r.Teacher.Pairs.Spec.SigmaF ]
+             "diagnostics", j [ "encodings_frechet_to_standard_normal", num r.Teacher.Gap.Distance
+                                "encodings_covariance_min_eigenvalue", num r.Teacher.Gap.MinEigenvalue
+                                "encodings_covariance_max_eigenvalue", num r.Teacher.Gap.MaxEigenvalue
+                                "pair_cost_per_dimension", j [ for (k, v) in r.PairCosts -> k, num v ] ]
+             "latency", JsonFile.arr [ for l in r.Latency ->
+                                         j [ "method", str l.Method; "steps", int (int64 l.Steps); "single_sample_seconds", num l.SingleSeconds
+                                             "seconds_per_1000_at_batch_64", num l.SecondsPer1000AtBatch64 ] ]
+             "claims", j [ for (k, v) in r.Claims -> k, num v ]
+             "claim_checks", JsonFile.arr [ for c in r.ClaimChecks ->
+                                              j [ "claim", str c.Statement; "ratio", num c.Ratio; "target", str c.Target; "holds", JsonFile.bool c.Holds ] ]
+             "students", j [ for s in r.Students ->
+                               s.Method.Name, j [ "final_loss", num s.FinalLoss; "train_seconds", num s.TrainSeconds
+                                                  "path_curvature_per_dim", num s.Curvature; "nll_nats_per_dim", num s.Nll ] :> JsonNode ]
+             "n_reference", int (int64 r.NReference) ]
+           @ (r.FeatureNetwork |> Option.map (fun f -> "feature_network", str f) |> Option.toList))
+
+    /// The metric against sampling steps, one line per student method, the teachers as dashed levels.
+    let qualityPlot (path: string) (r: ExperimentResult) =
+        let students = r.Rows |> List.filter (isTeacherRow >> not)
+        let lo, hi = students |> List.map (fun x -> float x.Steps) |> List.min, students |> List.map (fun x -> float x.Steps) |> List.max
+        let series =
+            students |> List.groupBy (fun x -> x.Method)
+            |> List.map (fun (m, rs) ->
+                let rs = rs |> List.sortBy (fun x -> x.Steps)
+                Nfm.Plots.LineSeries(m, rs |> List.map (fun x -> float x.Steps) |> Array.ofList, rs |> List.map (fun x -> x.Value) |> Array.ofList))
+        // The teacher samples autoregressively, not in solver steps: drawn as a dashed level for reference.
+        let levels =
+            r.Rows |> List.filter isTeacherRow
+            |> List.map (fun x -> Nfm.Plots.LineSeries(sprintf "%s (%d sequential steps)" x.Method x.Nfe, [| lo; hi |], [| x.Value; x.Value |], Reference = true))
+        Plot.lines path (sprintf "%s: %s against sampling steps" r.Experiment.Data.Source r.Metric) "sampling steps" r.Metric true true (series @ levels)
+
+    /// Writes results.json, results.md and quality.png into the experiment's output folder; returns the summary.
+    let write (r: ExperimentResult) =
+        let dir = r.Experiment.OutDir
+        JsonFile.write (Path.Combine(dir, "results.json")) (toJson r)
+        qualityPlot (Path.Combine(dir, "quality.png")) r
+        let md = markdown r
+        AtomicFile.WriteAllBytes(Path.Combine(dir, "results.md"), ReadOnlyMemory(Text.Encoding.UTF8.GetBytes md))
+        md

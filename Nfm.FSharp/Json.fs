@@ -1,0 +1,71 @@
+namespace Nfm.FSharp
+
+open System
+open System.Text.Json
+open System.Text.Json.Nodes
+
+/// Building and writing the JSON that results files hold (System.Text.Json nodes).
+[<RequireQualifiedAccess>]
+module JsonFile =
+    /// An object from name/value pairs, in order.
+    let obj (pairs: (string * JsonNode) list) =
+        let o = JsonObject()
+        for (k, v) in pairs do o[k] <- v
+        o
+
+    /// A number; NaN and infinities become their names as strings (JSON has no such numbers).
+    let num (v: float) : JsonNode = if Double.IsFinite v then JsonValue.Create v else JsonValue.Create(string v)
+    /// An integer.
+    let int (v: int64) : JsonNode = JsonValue.Create v
+    /// A string.
+    let str (v: string) : JsonNode = JsonValue.Create v
+    /// A boolean.
+    let bool (v: bool) : JsonNode = JsonValue.Create v
+    /// An array.
+    let arr (items: JsonNode seq) : JsonNode = JsonArray(Seq.toArray items)
+
+    /// Writes a JSON value, indented, atomically (a crash leaves the old file or the new one, never half of one).
+    let write (path: string) (node: JsonNode) =
+        let text = node.ToJsonString(JsonSerializerOptions(WriteIndented = true))
+        Nfm.Data.AtomicFile.WriteAllBytes(path, ReadOnlyMemory(Text.Encoding.UTF8.GetBytes(text + "\n")))
+
+/// How long-running library functions report: a progress bar per stage and free-text messages. The command line
+/// passes live terminal bars; scripts get `Reporter.lines` (a line per tenth of each stage on stderr) by default.
+type Reporter =
+    { /// Starts a stage of `total` steps named `label`; returns the update function (current step, short status).
+      Stage: string -> int64 -> (int64 -> string -> unit)
+      /// A message for the user (one line).
+      Message: string -> unit }
+
+[<RequireQualifiedAccess>]
+module Reporter =
+    /// Nothing is printed.
+    let silent = { Stage = (fun _ _ -> fun _ _ -> ()); Message = ignore }
+
+    /// Messages and one line per tenth of every stage (with its rate) on stderr.
+    let lines =
+        { Stage =
+            fun label total ->
+                let watch = Diagnostics.Stopwatch.StartNew()
+                let mutable last = -1L
+                fun current info ->
+                    let tenth = if total > 0L then current * 10L / total else 10L
+                    if tenth <> last then
+                        last <- tenth
+                        let rate = float current / max watch.Elapsed.TotalSeconds 1e-9
+                        eprintfn "%s %d/%d %s %.1f it/s" label current total info rate
+          Message = fun m -> eprintfn "%s" m }
+
+    /// A progress callback (blocks done, blocks in all) of the core's block-wise work (pairs, encodings) as a stage;
+    /// a count that starts again from 1 starts a new stage.
+    let blocks (reporter: Reporter) (label: string) =
+        let mutable update : (int64 -> string -> unit) option = None
+        Action<int64, int64>(fun done_ total ->
+            let u =
+                match update with
+                | Some u when done_ > 1L -> u
+                | _ ->
+                    let u = reporter.Stage label total
+                    update <- Some u
+                    u
+            u done_ "blocks")

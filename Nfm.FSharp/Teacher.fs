@@ -1,0 +1,155 @@
+namespace Nfm.FSharp
+
+open System.Threading
+open TorchSharp
+open Nfm.Data
+open Nfm.Descriptions
+open Nfm.Invert
+open Nfm.Regress
+
+/// What a teacher run needs besides its data; `Teacher.settings` gives defaults to change with `with`. Shape fields left
+/// at None take the default for the data's shape (`TeacherSpec.ForData`: ml-tarflow's MNIST shape for images, a small
+/// deep flow for vectors).
+type TeacherSettings =
+    { TokenSize: int option; Width: int option; Blocks: int option; Layers: int option; HeadDim: int option
+      /// Training noise sigma (also the default eta of the NFM coupling).
+      Noise: float option
+      /// false: shift-only (volume-preserving) steps.
+      Affine: bool
+      /// Class-conditional on the data's labels (label dropout `LabelDropout` for guidance).
+      Conditional: bool
+      LabelDropout: float
+      Steps: int
+      Batch: int option
+      LearningRate: float
+      /// EMA decay of the weights (0 = off); encoding and sampling then use the averaged weights.
+      Ema: float
+      Seed: int64
+      /// Checkpoint every this many steps (0 = only at the end); needs `Checkpoint`.
+      SaveEvery: int
+      Device: string
+      /// Where the run is saved; an existing checkpoint of the same run is continued.
+      Checkpoint: string option
+      Reporter: Reporter
+      Cancel: CancellationToken }
+
+/// The TarFlow teacher: train (and resume), encode, decode, sample, likelihood, denoising, ml-tarflow interop.
+[<RequireQualifiedAccess>]
+module Teacher =
+    /// Defaults: the data's default shape, 2,000 steps at lr 1e-3, no EMA, seed 0, progress lines on stderr.
+    let settings =
+        { TokenSize = None; Width = None; Blocks = None; Layers = None; HeadDim = None; Noise = None; Affine = true
+          Conditional = false; LabelDropout = 0.1; Steps = 2000; Batch = None; LearningRate = 1e-3; Ema = 0.0; Seed = 0L
+          SaveEvery = 500; Device = "cpu"; Checkpoint = None; Reporter = Reporter.lines; Cancel = CancellationToken.None }
+
+    /// The number of classes of labelled data (largest label + 1).
+    let classesOf (data: Dataset) =
+        match data.Labels with
+        | null -> invalidArg "data" "a class-conditional run needs labels with the data"
+        | l -> int (l.max().item<int64>()) + 1
+
+    /// The model a run trains for rows of `rowShape`.
+    let model (s: TeacherSettings) (rowShape: int64[]) (classes: int) : TeacherSpec =
+        let d = TeacherSpec.ForData(rowShape, classes, s.Affine)
+        TeacherSpec(rowShape, defaultArg s.TokenSize d.TokenSize, defaultArg s.Width d.Width, defaultArg s.Blocks d.Blocks,
+                    defaultArg s.Layers d.LayersPerBlock, defaultArg s.HeadDim d.HeadDim, d.Expansion, s.Affine, classes,
+                    defaultArg s.Noise d.NoiseSigma, d.Dequantisation).Validate()
+
+    /// The full description of a teacher run on `data`.
+    let spec (s: TeacherSettings) (data: Dataset) : TeacherRunSpec =
+        let rowShape = data.X.shape |> Array.skip 1
+        let classes = if s.Conditional then classesOf data else 0
+        let batch = defaultArg s.Batch (TeacherSpec.DefaultBatch rowShape)
+        TeacherRunSpec(model s rowShape classes,
+                       TeacherRunSpec.DefaultTraining(s.Steps, batch, s.LearningRate, s.Seed, s.SaveEvery, s.Ema),
+                       data.Name, DeviceSpec(s.Device), s.LabelDropout).Validate()
+
+    /// Loads a teacher checkpoint (verified).
+    let load (path: string) : TrainedTeacher = TrainedTeacher.Load path
+
+    /// Saves a teacher checkpoint (atomically).
+    let save (path: string) (t: TrainedTeacher) = t.Save path
+
+    /// The run of `spec`: continued from `checkpoint` when that holds the same run (more steps allowed), else fresh.
+    let start (reporter: Reporter) (checkpoint: string option) (spec: TeacherRunSpec) : TrainedTeacher =
+        Runs.resumeOrCreate reporter "teacher" TrainedTeacher.Kind checkpoint (Json.Write spec)
+                            (fun c -> Json.Write(c.DescriptionAs<TeacherRunSpec>()))
+                            (fun c -> TrainedTeacher.FromCheckpoint(spec, c)) (fun () -> TrainedTeacher.Create spec)
+
+    /// Trains a started teacher (see `start`) on `data` to its description's step count, calling `onStep` after every
+    /// step; saves to `s.Checkpoint` when given (every `SaveEvery` steps and at the end). Raises
+    /// OperationCanceledException when `s.Cancel` fires (what was trained is saved first).
+    let continueWith (onStep: TrainingProgress -> unit) (s: TeacherSettings) (data: Dataset) (t: TrainedTeacher) : TrainedTeacher =
+        let update = s.Reporter.Stage "teacher" (int64 t.Spec.Training.Steps)
+        let trained =
+            TeacherTraining.Run(t, data.X, (if t.Spec.Model.IsConditional then data.Labels else null), Option.toObj s.Checkpoint,
+                                System.Action<_>(fun p -> update p.Step (sprintf "loss %.4f" p.Loss); onStep p), s.Cancel)
+        if s.Cancel.IsCancellationRequested then
+            raise (System.OperationCanceledException("interrupted; the teacher trained so far is saved"))
+        trained
+
+    /// Trains (or continues, from `s.Checkpoint`) a teacher on `data`, calling `onStep` after every step.
+    let trainWith (onStep: TrainingProgress -> unit) (s: TeacherSettings) (data: Dataset) : TrainedTeacher =
+        spec s data |> start s.Reporter s.Checkpoint |> continueWith onStep s data
+
+    /// Trains (or continues) a teacher on `data`: `data |> Teacher.train Teacher.settings`.
+    let train (s: TeacherSettings) (data: Dataset) : TrainedTeacher = trainWith ignore s data
+
+    /// The model to encode and decode with (EMA weights when the run kept them).
+    let inference (t: TrainedTeacher) : TeacherModel = t.InferenceModel()
+
+    /// The teacher's identity (hash of description and weights), recorded in pair files.
+    let identity (t: TrainedTeacher) = t.Identity()
+
+    let private onDevice (t: TrainedTeacher) (x: torch.Tensor) = x.``to``(t.Spec.Device.ToDevice())
+    let private labelsFor (t: TrainedTeacher) (labels: torch.Tensor option) =
+        match labels with
+        | Some l when t.Spec.Model.IsConditional -> onDevice t l
+        | None when t.Spec.Model.IsConditional -> invalidArg "labels" "this teacher is class-conditional: give labels"
+        | _ -> null
+
+    /// Data to noise with labels (for a conditional teacher): z and the total log|det dz/dx| per row, under no_grad.
+    let encodeWith (labels: torch.Tensor option) (t: TrainedTeacher) (x: torch.Tensor) =
+        use _ = torch.no_grad()
+        let struct (z, logdet) = Nfm.Invert.Teacher.Encode(inference t, onDevice t x, labelsFor t labels)
+        z, logdet
+
+    /// Data to noise: z and the total log|det dz/dx| per row (nats), under no_grad.
+    let encode (t: TrainedTeacher) (x: torch.Tensor) = encodeWith None t x
+
+    /// Noise to data with labels and optional classifier-free guidance, KV-cached.
+    let decodeWith (labels: torch.Tensor option) (guidance: float option) (t: TrainedTeacher) (z: torch.Tensor) =
+        use _ = torch.no_grad()
+        Nfm.Invert.Teacher.Decode(inference t, onDevice t z, labelsFor t labels, Option.toNullable guidance, true)
+
+    /// Noise to data (the inverse of encode), KV-cached.
+    let decode (t: TrainedTeacher) (z: torch.Tensor) = decodeWith None None t z
+
+    /// `count` samples from the prior decoded, noise drawn with `seed`; labels cycle through the classes of a
+    /// conditional teacher.
+    let sample (count: int64) (seed: int64) (t: TrainedTeacher) =
+        let device = t.Spec.Device.ToDevice()
+        use g = new torch.Generator(uint64 seed, device)
+        let labels = Data.samplingLabels t.Spec.Model.Classes count None device
+        Nfm.Invert.Teacher.Sample(inference t, count, g, Option.toObj labels)
+
+    /// One denoising step with the teacher's own score at its training noise (TarFlow's sample clean-up).
+    let denoise (t: TrainedTeacher) (x: torch.Tensor) =
+        Nfm.Invert.Teacher.Denoise(inference t, onDevice t x, t.Spec.Model.NoiseSigma)
+
+    /// Mean negative log-likelihood of rows (nats per row) and bits per dimension (for 8-bit data).
+    let nll (t: TrainedTeacher) (data: Dataset) =
+        let struct (nats, bpd) = Nfm.Invert.Teacher.MeanNll(inference t, data.X, data.Labels)
+        nats, bpd
+
+    /// Reads an ml-tarflow state_dict (.pt, .pth or .safetensors) as a teacher (sizes inferred from the tensors).
+    let importTarflow (options: ImportOptions) (path: string) : TrainedTeacher = TarFlowStateDict.Import(path, options)
+
+    /// A pretrained teacher from a file: a teacher checkpoint of this project, or ml-tarflow weights (a state_dict as
+    /// .pt, .pth or .safetensors; sizes inferred from the tensors).
+    let read (path: string) : TrainedTeacher =
+        if Nfm.Checkpoints.Checkpoint.IsCheckpoint path then load path
+        else importTarflow (ImportOptions()) path
+
+    /// Writes a teacher as an ml-tarflow state_dict (.safetensors, .pt or .pth by the extension).
+    let exportTarflow (path: string) (t: TrainedTeacher) = TarFlowStateDict.Export(t, path)

@@ -1,0 +1,39 @@
+/// Generators and the run configuration every property suite shares.
+module Nfm.Properties.Generators
+
+open System
+open Expecto
+open FsCheck.FSharp
+
+/// Every property is checked on 200 generated cases.
+let config = { FsCheckConfig.defaultConfig with maxTest = 200 }
+
+/// A seed for System.Random / torch generators, with room for the small offsets the suites add to it.
+let seed = Gen.choose (0, Int32.MaxValue / 2)
+
+/// A square cost matrix n x n (n in 0..maxN), row-major: either continuous values or small integers (many ties).
+let cost maxN =
+    gen {
+        let! n = Gen.choose (0, maxN)
+        let! ties = Gen.elements [ false; true ]
+        let value =
+            if ties then Gen.choose (0, 3) |> Gen.map float
+            else Gen.choose (-1_000_000, 1_000_000) |> Gen.map (fun k -> float k / 1000.0)
+        let! c = Gen.arrayOfLength (n * n) value
+        return n, c
+    }
+
+/// A batch shape [N, ...]: vectors [N, D] or images [N, C, H, W], N in 1..maxN.
+let batchShape maxN =
+    gen {
+        let! n = Gen.choose (1, maxN)
+        let! image = Gen.elements [ false; true ]
+        if image then
+            let! c = Gen.choose (1, 3)
+            let! h = Gen.choose (1, 4)
+            let! w = Gen.choose (1, 4)
+            return [| int64 n; int64 c; int64 h; int64 w |]
+        else
+            let! d = Gen.choose (1, 5)
+            return [| int64 n; int64 d |]
+    }

@@ -1,0 +1,182 @@
+/// The method as a library, in-process and at tiny budgets: the F# Teacher, Couple, Student and Metrics modules, and
+/// the comparison (Experiment) with custom couplings and an eta list.
+module Nfm.Tests.LibraryTests
+
+open System
+open System.IO
+open System.Text.Json
+open Expecto
+open TorchSharp
+open Nfm.FSharp
+
+let private tempDir () =
+    let d = Path.Combine(Path.GetTempPath(), "nfm-lib-" + Guid.NewGuid().ToString("N"))
+    Directory.CreateDirectory d |> ignore
+    d
+
+/// A small 2-D teacher, trained for a few dozen steps (seconds).
+let private tinyTeacher =
+    lazy (
+        let data = Data.toy "moons" 2000L 0L
+        let s = { Teacher.settings with Width = Some 16; Blocks = Some 2; Layers = Some 1; HeadDim = Some 8; Steps = 40
+                                        Batch = Some 128; Reporter = Reporter.silent }
+        data, Teacher.train s data)
+
+/// A comparison on moons at a tiny budget: 12 teacher and student steps, 200 reference points, 1 and 4 steps.
+let private tinyExperiment (outDir: string) =
+    let e = Experiment.create (Nfm.Descriptions.DataSpec("moons")) "12" outDir
+    { e with Budget = { e.Budget with EvalCount = 200; Steps = [ 1; 4 ] }; Reporter = Reporter.silent }
+
+/// Expects an InvalidDataException whose message mentions `mentions`.
+let private refused (mentions: string) (f: unit -> unit) =
+    Expect.throwsC f (fun e ->
+        Expect.isTrue (e :? InvalidDataException) (sprintf "InvalidDataException, got %s" (e.GetType().Name))
+        Expect.stringContains e.Message mentions "names the problem")
+
+let private messages () =
+    let lines = Collections.Concurrent.ConcurrentQueue<string>()
+    { Reporter.silent with Message = lines.Enqueue }, lines
+
+[<Tests>]
+let tests =
+    testSequenced <| testList "library" [
+        test "a teacher trained from F# inverts: decode (encode x) = x within 1e-4, and its NLL is finite" {
+            let data, teacher = tinyTeacher.Force()
+            let x = data.X.narrow(0L, 0L, 64L)
+            let z, logdet = Teacher.encode teacher x
+            Expect.equal (z.shape |> List.ofArray) [ 64L; 2L ] "z has the data's shape"
+            Expect.equal (logdet.shape |> List.ofArray) [ 64L ] "one log-determinant per row"
+            let back = Teacher.decode teacher z
+            let err = (back - x).abs().max().item<float32>()
+            Expect.isLessThan err 1e-4f "decode (encode x) = x"
+            let nats, _ = Teacher.nll teacher (Data.toy "moons" 500L 1L)
+            Expect.isTrue (Double.IsFinite nats) (sprintf "NLL %f is finite" nats)
+        }
+
+        test "a teacher run saved to a checkpoint continues from it, and another run in the same file is refused" {
+            let dir = tempDir ()
+            let path = Path.Combine(dir, "t.ckpt")
+            let data = Data.toy "moons" 1000L 0L
+            let s = { Teacher.settings with Width = Some 8; Blocks = Some 2; Layers = Some 1; HeadDim = Some 4; Steps = 6
+                                            Batch = Some 64; Checkpoint = Some path; Reporter = Reporter.silent }
+            let first = Teacher.train s data
+            Expect.equal first.State.Step 6L "trained 6 steps"
+            let reporter, lines = messages ()
+            let longer = Teacher.train { s with Steps = 9; Reporter = reporter } data
+            Expect.equal longer.State.Step 9L "continued to 9 steps"
+            Expect.exists lines (fun l -> l.Contains "continuing from") "says it continued"
+            refused "other settings" (fun () -> Teacher.train { s with Width = Some 16 } data |> ignore)
+        }
+
+        test "the NFM coupling on the fly keeps each data row and gives noise of unit scale; a student trains on it" {
+            let data, teacher = tinyTeacher.Force()
+            let nfm, sigmaF = Couple.teacherWithScale 0.05 data teacher
+            Expect.isGreaterThan sigmaF 0.0 "sigma_f > 0"
+            use g = new torch.Generator(3UL)
+            let batch = Couple.batch (data.X.narrow(0L, 0L, 256L)) None
+            let p = Couple.apply g nfm batch
+            Expect.isTrue (p.X1.allclose(batch.X1, 0.0, 0.0)) "x1 is the data, in place"
+            let scale = p.X0.square().mean().sqrt().item<float32>()
+            Expect.isTrue (scale > 0.5f && scale < 2.0f) (sprintf "x0 has about unit scale (%.3f)" scale)
+            let st = data |> Student.train nfm "nfm" { Student.settings with Width = 32; Depth = 2; Steps = 20; Batch = 64 }
+            let x = st |> Student.sample (Euler 2) Quadratic 100L 1L
+            Expect.equal (x.shape |> List.ofArray) [ 100L; 2L ] "samples of the data's shape"
+            Expect.isTrue (Double.IsFinite(Metrics.w2 x (data.X.narrow(0L, 0L, 100L)))) "a finite W2"
+        }
+
+        test "precomputed pairs give the same coupling as their file, and reflow over a student's field makes data" {
+            let data, teacher = tinyTeacher.Force()
+            let dir = tempDir ()
+            let pairs = teacher |> Couple.precompute 0.05 2 0L data
+            let path = Path.Combine(dir, "p.pairs")
+            pairs.Save path
+            let batch = Nfm.Couple.Batch(data.X.narrow(0L, 0L, 32L), null, torch.arange(32L, dtype = torch.int64))
+            let draw c = use g = new torch.Generator(5UL) in (Couple.apply g c batch).X0
+            Expect.isTrue ((draw (Couple.ofPairs data pairs)).allclose(draw (Couple.pairsFile path data), 0.0, 0.0)) "same pairs from memory and file"
+            let st = data |> Student.train Couple.ot "ot" { Student.settings with Width = 16; Depth = 1; Steps = 5; Batch = 32 }
+            let p = Couple.apply (new torch.Generator(1UL)) (Couple.reflowField (Student.field st)) batch
+            Expect.equal (p.X1.shape |> List.ofArray) [ 32L; 2L ] "reflow data of the batch's shape"
+            Expect.isFalse (p.X1.allclose(batch.X1, 0.0, 0.0)) "reflow makes its own data side"
+        }
+
+        test "sampling labels: cycling classes, one class, and clear errors" {
+            let l = (Data.samplingLabels 3 7L None (torch.CPU)).Value
+            Expect.sequenceEqual (l.data<int64>().ToArray()) [| 0L; 1L; 2L; 0L; 1L; 2L; 0L |] "cycles through the classes"
+            Expect.isNone (Data.samplingLabels 0 4L None torch.CPU) "none for an unconditional model"
+            Expect.throwsT<ArgumentException> (fun () -> Data.samplingLabels 3 4L (Some 3) torch.CPU |> ignore) "label out of range"
+            Expect.throwsT<ArgumentException> (fun () -> Data.samplingLabels 0 4L (Some 1) torch.CPU |> ignore) "label for an unconditional model"
+        }
+
+        test "runs are the same up to their step count, and not when anything else differs" {
+            let a = """{"model":{"width":8},"training":{"steps":10,"batch":4}}"""
+            Expect.isTrue (Runs.same a """{"model":{"width":8},"training":{"steps":20,"batch":4}}""") "more steps: same run"
+            Expect.isFalse (Runs.same a """{"model":{"width":8},"training":{"steps":10,"batch":8}}""") "another batch"
+            Expect.isFalse (Runs.same a """{"model":{"width":16},"training":{"steps":10,"batch":4}}""") "another model"
+        }
+
+        test "a comparison runs in-process with an eta list and a custom coupling, writes its files, and a rerun continues" {
+            let dir = tempDir ()
+            let e = tinyExperiment dir
+            let mix = { Name = "mix"; Coupling = Custom("mix 0.5 of nfm(0.05) and ot", fun ctx -> Couple.mix 0.5 (ctx.Nfm 0.05) Couple.ot) }
+            let methods =
+                [ { Name = "independent"; Coupling = Independent }; { Name = "ot"; Coupling = Ot } ]
+                @ Experiment.etaMethods [ 0.02; 0.1 ] @ [ mix ]
+            let e = { e with Methods = methods; Eta = Some 0.02 }
+            let r = Experiment.run e
+            let md = Experiment.write r
+            let names = r.Rows |> List.map (fun x -> x.Method) |> List.distinct
+            Expect.equal names [ "independent"; "ot"; "nfm-eta0.02"; "nfm-eta0.1"; "mix"; "nfm-eta0.02-from-encodings"; "teacher"; "teacher-denoised" ]
+                "every method, the encodings row and the teacher's rows, in order"
+            for m in [ "independent"; "ot"; "nfm-eta0.02"; "nfm-eta0.1"; "mix" ] do
+                Expect.equal (r.Rows |> List.filter (fun x -> x.Method = m) |> List.map (fun x -> x.Steps)) [ 1; 4 ] (m + " at 1 and 4 steps")
+            Expect.isTrue (r.Rows |> List.forall (fun x -> Double.IsFinite x.Value)) "every value finite"
+            Expect.exists r.Claims (fun (k, _) -> k = "nfm_over_ot_1step") "claims use the first NFM student"
+            for f in [ "results.json"; "results.md"; "quality.png"; "experiment.json"; "nfm.pairs"; "nfm-eta0.1.pairs"; "nfm-eta0.05.pairs"; "mix.ckpt" ] do
+                Expect.isTrue (File.Exists(Path.Combine(dir, f))) (f + " written")
+            Expect.stringContains md "| mix |" "the summary has the custom method"
+            use j = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "results.json")))
+            for field in [ "data"; "metric"; "rows"; "command"; "commit"; "machine"; "budget"; "seed"; "teacher"; "teachers"; "nfm"
+                           "diagnostics"; "latency"; "claims"; "claim_checks"; "students"; "n_reference" ] do
+                Expect.isTrue (fst (j.RootElement.TryGetProperty field)) (field + " in results.json")
+            Expect.equal (j.RootElement.GetProperty("nfm").GetProperty("eta").GetDouble()) 0.02 "the experiment's eta"
+            // The same comparison again: every checkpoint is continued (nothing retrained) and the figures agree.
+            let reporter, lines = messages ()
+            let again = Experiment.run { e with Reporter = reporter }
+            Expect.exists lines (fun l -> l.Contains "continuing from") "continues the checkpoints"
+            Expect.exists lines (fun l -> l.Contains "pairs: reusing") "reuses the pairs"
+            let values (x: ExperimentResult) = x.Rows |> List.filter (Experiment.isTeacherRow >> not) |> List.map (fun x -> x.Method, x.Steps, x.Value)
+            Expect.equal (values again) (values r) "the same figures"
+            // Another comparison in the same folder is refused, naming the folder.
+            refused "other settings" (fun () -> Experiment.run { e with Seed = 1L } |> ignore)
+        }
+
+        test "Teacher.read takes a checkpoint or ml-tarflow weights, and a comparison distils a pretrained teacher" {
+            let data, teacher = tinyTeacher.Force()
+            let dir = tempDir ()
+            let ckpt = Path.Combine(dir, "t.ckpt")
+            let weights = Path.Combine(dir, "t.safetensors")
+            Teacher.save ckpt teacher
+            Teacher.exportTarflow weights teacher
+            let x = data.X.narrow(0L, 0L, 32L)
+            let z0, _ = Teacher.encode teacher x
+            for path in [ ckpt; weights ] do
+                let z, _ = Teacher.encode (Teacher.read path) x
+                Expect.isTrue (z.allclose(z0, 1e-6, 1e-6)) (sprintf "%s encodes like the teacher" (Path.GetFileName path))
+            let e = tinyExperiment (Path.Combine(dir, "c")) |> Experiment.withTeacher ckpt
+            let e = { e with Methods = e.Methods |> List.filter (fun m -> m.Name <> "independent") }
+            let r = Experiment.run e
+            Expect.equal r.Teacher.Steps 40 "the pretrained teacher's own step count"
+            Expect.equal r.Teacher.TrainSeconds 0.0 "not trained"
+            Expect.isFalse (File.Exists(Path.Combine(dir, "c", "teacher.ckpt"))) "no teacher trained in the folder"
+            Expect.equal r.Teacher.Pairs.Spec.TeacherId (teacher.Identity()) "its pairs are the pretrained teacher's"
+        }
+
+        test "a comparison with no methods, or two of one name, is refused before any work" {
+            let dir = tempDir ()
+            let e = tinyExperiment dir
+            Expect.throwsT<ArgumentException> (fun () -> Experiment.run { e with Methods = [] } |> ignore) "no methods"
+            Expect.throwsT<ArgumentException> (fun () ->
+                Experiment.run { e with Methods = [ { Name = "a"; Coupling = Ot }; { Name = "a"; Coupling = Independent } ] } |> ignore) "two named a"
+            Expect.isEmpty (Directory.GetFiles dir) "nothing written"
+        }
+    ]
