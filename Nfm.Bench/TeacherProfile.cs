@@ -97,8 +97,8 @@ public static class TeacherProfile
         Time("layer norm", 2 * layers, [rows, c], h => nn.functional.layer_norm(h, [c], lnw, lnb, 1e-5));
         Time("linear qkv (C to 3C)", layers, [rows, c], h => MixedPrecision.Linear(h, wqkv, bqkv));
         if (t > 1)
-            Time("attention (fused)", layers, [batch, heads, t, hd],
-                q => nn.functional.scaled_dot_product_attention(q, q * 0.5, q * 0.25, is_casual: true), low);
+            Time("attention (as the model runs it)", layers, [batch, heads, t, hd],
+                q => MixedPrecision.CausalAttention(q, q * 0.5, q * 0.25), low);
         if (t > 1 && Environment.GetEnvironmentVariable("NFM_PROFILE_ATTENTION") == "1")
         {
             Time("attention sdpa fp32", layers, [batch, heads, t, hd],
@@ -115,6 +115,16 @@ public static class TeacherProfile
             }
             Time("attention manual bmm fp32", layers, [batch, heads, t, hd], q => Manual(q, ScalarType.Float32));
             Time("attention manual bmm bf16, softmax fp32", layers, [batch, heads, t, hd], q => Manual(q, ScalarType.BFloat16));
+        }
+        if (Environment.GetEnvironmentVariable("NFM_PROFILE_CONV") == "1")
+        {
+            using var w16 = (randn(16, 16, 3, 3) * 0.05).requires_grad_(true);
+            using var w64 = (randn(64, 64, 3, 3) * 0.05).requires_grad_(true);
+            foreach (var (label, w, shape) in new[] { ("conv 16ch 28x28", w16, new long[] { 64, 16, 28, 28 }), ("conv 64ch 7x7", w64, new long[] { 64, 64, 7, 7 }) })
+            {
+                Time(label + " fp32", 1, shape, h => nn.functional.conv2d(h, w, padding: [1, 1]));
+                Time(label + " bf16 NCHW", 1, shape, h => nn.functional.conv2d(h.to(ScalarType.BFloat16), w.to(ScalarType.BFloat16), padding: [1, 1]).to(ScalarType.Float32));
+            }
         }
         Time("linear proj (C to C)", layers, [rows, c], h => MixedPrecision.Linear(h, wproj, bc));
         Time("linear MLP up (C to eC)", layers, [rows, c], h => MixedPrecision.Linear(h, wup, be, keepLow: true));
