@@ -69,12 +69,14 @@ type StudentTrainArgs =
     | Conditional
     | N of int
     | Device of string
+    | Precision of string
     | Logdir of dir: string
     | Json of file: string
     | Loss_Png of file: string
     interface IArgParserTemplate with
         member a.Usage =
             match a with
+            | Precision _ -> "float32 (default) or bfloat16: mixed precision, the network's matrix products in bfloat16 on float32 weights; sampling stays float32."
             | Data _ -> "training data: checkerboard|moons|8gaussians|2spirals|rings, mnist:DIR or FILE.npy."
             | Coupling _ -> "independent | ot | sinkhorn:EPS | teacher:PAIRS | teacher:T.ckpt | reflow:S.ckpt."
             | Out _ -> "student checkpoint to write (.ckpt)."
@@ -163,12 +165,14 @@ type BenchArgs =
     | Budget of string
     | Out of dir: string
     | Workers of int
+    | Precision of string
     | Json of file: string
     interface IArgParserTemplate with
         member a.Usage =
             match a with
+            | Precision _ -> "matmul, student-nets, teacher-train, memory: float32 (default) or bfloat16 (mixed precision training steps; the matmul peak in the same dtype)."
             | Workers _ -> "mnist-compare: 1 or 2 (default 2: the students that need no teacher train on a second thread while the teacher trains)."
-            | Name _ -> "ot | train-2d | matmul | student-nets | teacher-train | teacher-sample | all; memory (2,000 training steps, resident memory); mnist-compare (long: compare on MNIST)."
+            | Name _ -> "ot | train-2d | matmul | student-nets | teacher-train | teacher-sample | all; teacher-profile (where a teacher step's time goes); memory (2,000 training steps, resident memory); mnist-compare (long: compare on MNIST)."
             | Data _ -> "mnist-compare: the MNIST folder as mnist:DIR (default mnist:../shared/data/mnist)."
             | Budget _ -> "mnist-compare: quick | standard | N (default standard)."
             | Out _ -> "mnist-compare: output folder (default results/mnist-compare)."
@@ -196,12 +200,14 @@ type TeacherTrainArgs =
     | Eval_Every of int
     | N of int
     | Device of string
+    | Precision of string
     | Logdir of dir: string
     | Json of file: string
     | Loss_Png of file: string
     interface IArgParserTemplate with
         member a.Usage =
             match a with
+            | Precision _ -> "float32 (default) or bfloat16: mixed precision, the transformer's matrix products in bfloat16 on float32 weights; NLL, encoding and sampling stay float32."
             | Data _ -> "training data: a built-in 2-D set, mnist:DIR or FILE.npy."
             | Out _ -> "teacher checkpoint to write (.ckpt)."
             | Labels _ -> "int64 labels .npy for FILE.npy data."

@@ -19,6 +19,14 @@ let positive (name: string) (v: int) = if v <= 0 then fail (sprintf "--%s must b
 let nonNegative (name: string) (v: float) =
     if not (v >= 0.0) || Double.IsInfinity v then fail (sprintf "--%s must be a finite number >= 0, got %g" name v) else v
 
+/// --precision: float32 (when not given) or bfloat16; anything else is a one-line error naming the value.
+let precision (given: string option) =
+    match given with
+    | None -> Nfm.Descriptions.Precision.Float32
+    | Some name ->
+        try Nfm.Descriptions.Precisions.Parse name
+        with :? ArgumentException -> fail (sprintf "--precision: unknown precision '%s'; valid: %s" name Nfm.Descriptions.Precisions.Names)
+
 /// A file given as input must exist.
 let existing (what: string) (path: string) =
     if not (File.Exists path) then fail (sprintf "%s '%s' not found" what path) else path

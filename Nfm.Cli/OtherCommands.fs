@@ -68,36 +68,41 @@ let toNode (r: 'T) = Text.Json.Nodes.JsonNode.Parse(Text.Json.JsonSerializer.Ser
 
 let bench (args: ParseResults<BenchArgs>) =
     let name = args.GetResult BenchArgs.Name
-    let valid = [ "ot"; "train-2d"; "matmul"; "student-nets"; "teacher-train"; "teacher-sample"; "memory"; "mnist-compare"; "all" ]
+    let valid = [ "ot"; "train-2d"; "matmul"; "student-nets"; "teacher-train"; "teacher-sample"; "teacher-profile"; "memory"; "mnist-compare"; "all" ]
     if not (List.contains name valid) then fail (sprintf "unknown benchmark '%s'; valid: %s" name (String.concat ", " valid))
     let out = outputPath (args.GetResult(BenchArgs.Json, sprintf "bench-%s.json" name))
     let figures = Collections.Generic.List<string * Text.Json.Nodes.JsonNode>()
     let add k v = figures.Add((k, v))
     let run n = name = n || name = "all"
+    let precision = precision (args.TryGetResult BenchArgs.Precision)
+    let precisionName = Nfm.Descriptions.Precisions.Name precision
     printfn "threads: %d" (torch.get_num_threads ())
     add "threads" (jint (int64 (torch.get_num_threads ())))
+    add "precision" (jstr precisionName)
     if run "matmul" || run "train-2d" then
-        let g = Nfm.Bench.MatmulBenchmark.GflopsPerSecond()
-        printfn "matmul float32 1024^3: %.1f GFLOP/s" g
+        let g = Nfm.Bench.MatmulBenchmark.GflopsPerSecond(dtype = Nfm.Bench.MatmulBenchmark.DtypeOf precision)
+        printfn "matmul %s 1024^3: %.1f GFLOP/s" precisionName g
         add "matmul_gflops" (jnum g)
     if run "train-2d" then
         let sps = trainTwoD ()
         printfn "train-2d: %.1f student steps/s at batch 256 (MLP 256 x 3)" sps
         add "train_2d_steps_per_second" (jnum sps)
     if run "student-nets" then
-        let r = Nfm.Bench.StudentNetBenchmark.Run()
+        let r = Nfm.Bench.StudentNetBenchmark.Run(precision = precision)
         let node = toNode r
         for t in r.Timings do
-            printfn "student-nets: %-6s width %d depth %d, %d params, %d thread(s), batch %d: %.2f train steps/s, %.1f passes/s, %.1f GFLOP/s, MFU %.0f%% of the %.1f GFLOP/s matmul rate"
+            printfn "student-nets: %-6s width %d depth %d, %d params, %d thread(s), batch %d: %.2f train steps/s, %.1f passes/s, %.1f GFLOP/s, MFU %.0f%% of the %.1f GFLOP/s %s matmul rate"
                 t.Net t.Width t.Depth t.Parameters t.Threads t.Batch t.TrainStepsPerSecond t.ForwardPassesPerSecond t.TrainGflopsPerSecond
-                (100.0 * t.TrainGflopsPerSecond / t.MatmulGflopsPerSecond) t.MatmulGflopsPerSecond
+                (100.0 * t.TrainGflopsPerSecond / t.MatmulGflopsPerSecond) t.MatmulGflopsPerSecond precisionName
         add "student_nets" node
     if run "teacher-train" || run "teacher-sample" then
-        let r = Nfm.Bench.TeacherBenchmark.Run(torch.get_num_threads (), training = run "teacher-train", sampling = run "teacher-sample")
+        let r = Nfm.Bench.TeacherBenchmark.Run(torch.get_num_threads (), training = run "teacher-train", sampling = run "teacher-sample",
+                                               precision = precision)
         let show (t: Nfm.Bench.TeacherTrainingFigures) =
             if not (isNull (box t)) then
-                printfn "teacher-train %s: %.2f steps/s at batch %d, %.2f GFLOP/step, %.1f GFLOP/s, MFU %.0f%% of the %.1f GFLOP/s matmul peak"
-                    t.Name t.StepsPerSecond t.Batch (t.ModelFlopsPerStep / 1e9) t.AchievedGflopsPerSecond (100.0 * t.Mfu) r.MatmulPeakGflopsPerSecond
+                printfn "teacher-train %s (%s): %.2f steps/s at batch %d, %.2f GFLOP/step, %.1f GFLOP/s, MFU %.0f%% of the %.1f GFLOP/s matmul peak; forward + backward %.2f/s"
+                    t.Name precisionName t.StepsPerSecond t.Batch (t.ModelFlopsPerStep / 1e9) t.AchievedGflopsPerSecond (100.0 * t.Mfu)
+                    r.MatmulPeakGflopsPerSecond t.ForwardBackwardPerSecond
         show r.MnistTraining
         show r.ToyTraining
         if not (isNull (box r.MnistSampling)) then
@@ -105,8 +110,17 @@ let bench (args: ParseResults<BenchArgs>) =
             printfn "teacher-sample: encode %.0f samples/s; a batch of %d decoded in %.2fs cached, %.2fs uncached (%.1fx)"
                 s.EncodeSamplesPerSecond s.Batch s.CachedSeconds s.UncachedSeconds s.CacheSpeedup
         add "teacher" (toNode r)
+    if name = "teacher-profile" then
+        let one (label: string) (spec: Nfm.Descriptions.TeacherSpec) (batch: int) =
+            let r = Nfm.Bench.TeacherProfile.Run(label, spec, batch, precision)
+            printfn "teacher-profile %s (%s, %d threads, batch %d): step %.1f ms" r.Name precisionName r.Threads r.Batch r.StepMs
+            for l in r.Phases do printfn "  phase %-50s %8.2f ms" l.Part l.MillisecondsPerStep
+            for l in r.Operations do printfn "  op    %-40s x%-4d %8.2f ms" l.Part l.PerStep l.MillisecondsPerStep
+            toNode r
+        add "profile" (jarr [ one "mnist" Nfm.Bench.TeacherBenchmark.Mnist Nfm.Bench.TeacherBenchmark.MnistBatch
+                              one "2d" Nfm.Bench.TeacherBenchmark.Toy Nfm.Bench.TeacherBenchmark.ToyBatch ])
     if name = "memory" then
-        let r = Nfm.Bench.MemoryBenchmark.Run()
+        let r = Nfm.Bench.MemoryBenchmark.Run(precision = precision)
         printfn "memory: %d steps, resident %.1f MiB after warm-up (step %d) -> %.1f MiB at the end (%+.1f%%); live tensors %d -> %d"
             r.Steps (float r.ResidentAfterWarmup / 1048576.0) r.WarmupStep (float r.ResidentAtEnd / 1048576.0) r.GrowthPercent
             r.LiveTensorsAfterWarmup r.LiveTensorsAtEnd

@@ -15,4 +15,7 @@ public sealed record StudentSpec(VelocityNetSpec Net, PathSpec Path, TrainingSpe
         if (!(LabelDropout >= 0 && LabelDropout < 1)) throw new ArgumentException($"student.labelDropout must be in [0, 1), got {LabelDropout}");
         return this;
     }
+
+    /// <summary>This spec with its training in another <see cref="Descriptions.Precision"/> (for callers without C#'s <c>with</c>, e.g. F#).</summary>
+    public StudentSpec WithPrecision(Precision precision) => this with { Training = Training.WithPrecision(precision) };
 }

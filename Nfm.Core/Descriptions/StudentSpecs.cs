@@ -65,11 +65,12 @@ public sealed record PathSpec(TimeSampling Sampling = TimeSampling.Uniform, doub
 
 /// <summary>
 /// How a network is trained: AdamW (betas, weight decay), learning rate with linear warm-up then constant or cosine decay,
-/// batch size, steps, gradient clipping by global norm (0 = off), EMA decay (0 = off), seed and checkpoint cadence.
+/// batch size, steps, gradient clipping by global norm (0 = off), EMA decay (0 = off), seed, checkpoint cadence and the
+/// arithmetic of a step (<see cref="Descriptions.Precision"/>; a description saved without it reads as float32).
 /// </summary>
 public sealed record TrainingSpec(int Steps = 1000, int Batch = 256, double LearningRate = 1e-3, int WarmupSteps = 0,
     bool Cosine = false, double WeightDecay = 0.0, double Beta1 = 0.9, double Beta2 = 0.999, double GradClip = 1.0,
-    double EmaDecay = 0.999, long Seed = 0, int SaveEvery = 0, int MaxBadSteps = 10)
+    double EmaDecay = 0.999, long Seed = 0, int SaveEvery = 0, int MaxBadSteps = 10, Precision Precision = Precision.Float32)
 {
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid field.</summary>
     public TrainingSpec Validate()
@@ -84,8 +85,12 @@ public sealed record TrainingSpec(int Steps = 1000, int Batch = 256, double Lear
         if (!(EmaDecay >= 0 && EmaDecay < 1)) throw new ArgumentException($"training.emaDecay must be in [0, 1), got {EmaDecay}");
         if (SaveEvery < 0) throw new ArgumentException($"training.saveEvery must be >= 0 (0 = only at the end), got {SaveEvery}");
         if (MaxBadSteps < 1) throw new ArgumentException($"training.maxBadSteps must be >= 1, got {MaxBadSteps}");
+        if (!Enum.IsDefined(Precision)) throw new ArgumentException($"training.precision must be {Precisions.Names}, got {(int)Precision}");
         return this;
     }
+
+    /// <summary>This spec with another <see cref="Precision"/> (for callers without C#'s <c>with</c>, e.g. F#).</summary>
+    public TrainingSpec WithPrecision(Precision precision) => this with { Precision = precision };
 }
 
 /// <summary>Where tensors live: <c>cpu</c> (default) or <c>cuda</c> / <c>cuda:N</c> (needs the CUDA native package).</summary>

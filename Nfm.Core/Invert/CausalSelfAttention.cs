@@ -8,7 +8,8 @@ namespace Nfm.Invert;
 /// Pre-LayerNorm multi-head causal self-attention. Parameter names follow ml-tarflow (<c>norm</c>, <c>qkv</c>, <c>proj</c>);
 /// the qkv output is read as 3 * heads groups of head_dim values: the first <c>heads</c> groups are the queries,
 /// then the keys, then the values. Scores are scaled by 1/sqrt(head_dim). The attention itself is libtorch's fused
-/// scaled_dot_product_attention (no score matrix, mask or softmax built op by op in managed code).
+/// scaled_dot_product_attention (no score matrix, mask or softmax built op by op in managed code), except in a
+/// bfloat16 training step (see <see cref="MixedPrecision.CausalAttention"/>).
 /// </summary>
 public sealed class CausalSelfAttention : nn.Module<Tensor, Tensor>
 {
@@ -36,7 +37,9 @@ public sealed class CausalSelfAttention : nn.Module<Tensor, Tensor>
     (Tensor Q, Tensor K, Tensor V) Project(Tensor x)
     {
         var (n, t) = (x.shape[0], x.shape[1]);
-        var parts = qkv.call(norm.call(x)).view(n, t, 3, heads, headDim).permute(2, 0, 3, 1, 4).unbind(0);
+        // In a bfloat16 training step the queries, keys and values stay bfloat16: they only feed the attention's own
+        // products (its softmax runs in float32). LayerNorm stays float32.
+        var parts = MixedPrecision.Linear(qkv, norm.call(x), keepLow: true).view(n, t, 3, heads, headDim).permute(2, 0, 3, 1, 4).unbind(0);
         return (parts[0], parts[1], parts[2]);
     }
 
@@ -49,19 +52,20 @@ public sealed class CausalSelfAttention : nn.Module<Tensor, Tensor>
         long width = heads * headDim;
         var weight = qkv.get_parameter("weight")!.narrow(0, 2 * width, width);
         var bias = qkv.get_parameter("bias")!.narrow(0, 2 * width, width);
-        return nn.functional.linear(norm.call(x), weight, bias);
+        return MixedPrecision.Linear(norm.call(x), weight, bias, keepLow: true);
     }
 
     /// <summary>Attention [N, heads, T, head_dim] back to [N, T, C] and through the output projection.</summary>
+    /// In a bfloat16 step the projection reads the bfloat16 attention and returns float32 for the residual sum.
     Tensor Merge(Tensor mixed) =>
-        proj.call(mixed.transpose(1, 2).reshape(mixed.shape[0], mixed.shape[2], heads * headDim));
+        MixedPrecision.Linear(proj, mixed.transpose(1, 2).reshape(mixed.shape[0], mixed.shape[2], heads * headDim));
 
     /// <summary>Full causal pass over [N, T, C]: token t attends to tokens 0..t (the lower-triangle mask of ml-tarflow).</summary>
     public override Tensor forward(Tensor x)
     {
-        if (x.shape[1] == 1) return proj.call(Values(x));
+        if (x.shape[1] == 1) return MixedPrecision.Linear(proj, Values(x));
         var (q, k, v) = Project(x);
-        return Merge(nn.functional.scaled_dot_product_attention(q, k, v, is_casual: true));
+        return Merge(MixedPrecision.CausalAttention(q, k, v));
     }
 
     /// <summary>One decoding step: the newest token [N, 1, C] attends to itself and to every token in <paramref name="cache"/>.</summary>

@@ -26,5 +26,8 @@ public sealed class FeedForward : nn.Module<Tensor, Tensor>
     }
 
     /// <inheritdoc />
-    public override Tensor forward(Tensor x) => main.call(norm.call(x));
+    /// <remarks>In a bfloat16 training step both products and the GELU between them run in bfloat16 (the hidden
+    /// layer is the widest activation: keeping it bfloat16 halves its memory traffic); LayerNorm and the result, which
+    /// goes into the float32 residual sum, are float32.</remarks>
+    public override Tensor forward(Tensor x) => MixedPrecision.Sequential(main, norm.call(x));
 }

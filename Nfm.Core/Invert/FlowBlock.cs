@@ -103,6 +103,9 @@ public sealed class FlowBlock : nn.Module<Tensor, Tensor?, (Tensor Z, Tensor Log
     {
         // One token at least, so that a block of a single token keeps its (zero) graph to the parameters.
         long context = Math.Max(Tokens - 1, 1);
+        // proj_in and proj_out stay float32 in a bfloat16 training step (MixedPrecision): they are under 1% of the
+        // block's products (d to C and C to 2d), and proj_out's output is the shift (a, b) itself, whose sum is the
+        // log-determinant; rounding it to bfloat16 (8 bits) would put that rounding straight into the loss.
         var h = proj_in.call(tokens.narrow(1, 0, context)) + PositionsInOrder(context);
         if (ClassEmbedding(labels) is { } c) h = h + c;
         // Causal attention is scaled_dot_product_attention's is_causal, the same lower triangle as attn_mask.

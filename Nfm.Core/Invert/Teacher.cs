@@ -133,12 +133,15 @@ public static class Teacher
     /// <summary>
     /// Training loss (per-dimension negative log-likelihood up to a constant, as ml-tarflow):
     /// 0.5 mean(z^2) - mean over the batch of log|det| / D. A scalar with a graph to the parameters.
-    /// It ignores the prior variance (ml-tarflow's affine mode keeps var at ones).
+    /// It ignores the prior variance (ml-tarflow's affine mode keeps var at ones). With <paramref name="precision"/>
+    /// bfloat16 the transformers' matrix products run in bfloat16 (<see cref="MixedPrecision"/>); z, the
+    /// log-determinant and the loss are float32 either way.
     /// </summary>
-    public static Tensor Loss(TeacherModel model, Tensor x, Tensor? labels = null)
+    public static Tensor Loss(TeacherModel model, Tensor x, Tensor? labels = null, Precision precision = Precision.Float32)
     {
         using var scope = NewDisposeScope();
-        var (z, logdet) = model.call(x, labels);
+        Tensor z, logdet;
+        using (MixedPrecision.Scope(precision)) (z, logdet) = model.call(x, labels);
         return (0.5 * z.square().mean() - logdet.mean() / model.Spec.Dimension).MoveToOuterDisposeScope();
     }
 

@@ -21,10 +21,15 @@ public sealed record TeacherRunSpec(TeacherSpec Model, TrainingSpec Training, st
         return this;
     }
 
-    /// <summary>Training defaults for a teacher: AdamW (0.9, 0.95), cosine decay, warm-up, clip 1, no weight decay.</summary>
-    public static TrainingSpec DefaultTraining(int steps, int batch, double lr, long seed, int saveEvery = 500, double emaDecay = 0.0) =>
+    /// <summary>This run with its training in another <see cref="Precision"/> (for callers without C#'s <c>with</c>, e.g. F#).</summary>
+    public TeacherRunSpec WithPrecision(Precision precision) => this with { Training = Training.WithPrecision(precision) };
+
+    /// <summary>Training defaults for a teacher: AdamW (0.9, 0.95), cosine decay, warm-up, clip 1, no weight decay;
+    /// float32 unless <paramref name="precision"/> says otherwise.</summary>
+    public static TrainingSpec DefaultTraining(int steps, int batch, double lr, long seed, int saveEvery = 500, double emaDecay = 0.0,
+        Precision precision = Precision.Float32) =>
         new(steps, batch, lr, WarmupSteps: Math.Min(1000, Math.Max(1, steps / 20)), Cosine: true, Beta1: 0.9, Beta2: 0.95,
-            GradClip: 1.0, EmaDecay: emaDecay, Seed: seed, SaveEvery: saveEvery);
+            GradClip: 1.0, EmaDecay: emaDecay, Seed: seed, SaveEvery: saveEvery, Precision: precision);
 }
 
 /// <summary>A teacher with its run description and, when it was trained here, the state to resume training.</summary>
@@ -110,7 +115,7 @@ public static class TeacherTraining
             var idx = TrainingLoop.BatchIndices(s, n, device);
             var x = Teacher.Augment(spec.Model, dev.index_select(0, idx), s.Generator);
             var y = devLabels is null ? null : Teacher.DropLabels(devLabels.index_select(0, idx), s.Generator, spec.LabelDropout);
-            return Teacher.Loss(model, x, y);
+            return Teacher.Loss(model, x, y, spec.Training.Precision);
         }
         Action<TrainingState>? save = checkpointPath is null ? null : s => (teacher with { State = s }).Save(checkpointPath);
         var final = TrainingLoop.Run(teacher.State, LossOfStep, save, progress, cancel);

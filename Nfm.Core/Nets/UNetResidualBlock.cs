@@ -73,11 +73,14 @@ public sealed class UNetResidualBlock : Module<Tensor, Tensor, Tensor>
     public override Tensor forward(Tensor h, Tensor e)
     {
         using var scope = NewDisposeScope();
-        var a = conv1.call(activation(norm1.call(h)));
+        // In a bfloat16 training step the convolutions run in bfloat16 and return float32 (MixedPrecision): GroupNorm
+        // statistics, the FiLM modulation and the residual sum stay float32. The FiLM product is tiny (one row per
+        // sample) and stays float32 too.
+        var a = MixedPrecision.Conv2d(conv1, activation(norm1.call(h)));
         var ss = film.call(e).unsqueeze(-1).unsqueeze(-1).chunk(2, 1);
         var modulated = norm2.call(a) * (ss[0] + 1) + ss[1];
-        var b = conv2.call(activation(modulated));
-        var through = skip is null ? h : skip.call(h);
+        var b = MixedPrecision.Conv2d(conv2, activation(modulated));
+        var through = skip is null ? h : MixedPrecision.Conv2d(skip, h);
         return (through + b).MoveToOuterDisposeScope();
     }
 }

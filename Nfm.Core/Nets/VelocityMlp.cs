@@ -65,8 +65,10 @@ public sealed class VelocityMlp : Module<Tensor, Tensor, Tensor?, Tensor>
             input = cat(new[] { flat, tf, ce.to(x.dtype) }, 1);
         }
         else input = cat(new[] { flat, tf }, 1);
+        // In a bfloat16 training step the linear layers and the activations between them run in bfloat16 and the
+        // velocity comes back float32 (MixedPrecision); the loss against it is float32.
         using (input)
-        using (var v = body.forward(input))
-            return v.reshape(x.shape);
+        using (var scope = NewDisposeScope())
+            return MixedPrecision.Sequential(body, input).reshape(x.shape).MoveToOuterDisposeScope();
     }
 }

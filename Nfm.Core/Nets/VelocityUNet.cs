@@ -122,13 +122,15 @@ public sealed class VelocityUNet : Module<Tensor, Tensor, Tensor?, Tensor>
         }
         e = activation(e);
 
-        var h = stem.call(x);
+        // Convolutions in bfloat16 inside a bfloat16 training step (MixedPrecision); the time MLP (one row per
+        // sample, a fraction of a percent of the products) and every norm stay float32.
+        var h = MixedPrecision.Conv2d(stem, x);
         var skips = new List<Tensor>(spec.Depth);
         for (int l = 0; l < spec.Depth; l++)
         {
             h = down[l].call(h, e);
             skips.Add(h);
-            if (l < spec.Depth - 1) h = downsample[l].call(h);
+            if (l < spec.Depth - 1) h = MixedPrecision.Conv2d(downsample[l], h);
         }
         h = middle.call(h, e);
         for (int i = 0; i < spec.Depth; i++)
@@ -137,7 +139,7 @@ public sealed class VelocityUNet : Module<Tensor, Tensor, Tensor?, Tensor>
             h = up[i].call(cat(new[] { h, skips[l] }, 1), e);
             if (l > 0) h = functional.interpolate(h, scale_factor: new[] { 2.0, 2.0 }, mode: InterpolationMode.Nearest);
         }
-        return outConv.call(activation(outNorm.call(h))).MoveToOuterDisposeScope();
+        return MixedPrecision.Conv2d(outConv, activation(outNorm.call(h))).MoveToOuterDisposeScope();
     }
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the argument and the expected shape, before libtorch sees it.</summary>

@@ -87,7 +87,7 @@ public static class StudentTraining
         {
             var idx = TrainingLoop.BatchIndices(s, n, device);
             var pairs = coupling(new Batch(dev.index_select(0, idx), devLabels?.index_select(0, idx), idx), s.Generator);
-            return FlowMatching.Loss(net, pairs, spec.Path, s.Generator, dropout, nullClass);
+            return FlowMatching.Loss(net, pairs, spec.Path, s.Generator, dropout, nullClass, spec.Training.Precision);
         }
         Action<TrainingState>? save = checkpointPath is null ? null : s => (student with { State = s }).Save(checkpointPath);
         var final = TrainingLoop.Run(student.State, LossOfStep, save, progress, cancel);

@@ -25,7 +25,7 @@ public sealed record MemoryBenchmarkFigures(
     IReadOnlyList<MemorySample> Series,
     long WarmupStep, long ResidentAfterWarmup, long ResidentAtEnd, double GrowthPercent,
     long LiveTensorsAfterWarmup, long LiveTensorsAtEnd, long ScopeLiveAfterWarmup, long ScopeLiveAtEnd,
-    double Seconds);
+    double Seconds, Precision Precision = Precision.Float32);
 
 /// <summary>
 /// Trains a small student in this process (the CLI's training path: <see cref="StudentTraining.Run"/> on a built-in
@@ -37,7 +37,8 @@ public static class MemoryBenchmark
     /// <summary>Runs the benchmark; the first sample at or after <paramref name="warmupSteps"/> is the warm-up reference.</summary>
     /// <exception cref="ArgumentException">non-positive sizes, or no sample after the warm-up.</exception>
     public static MemoryBenchmarkFigures Run(int steps = 2000, int sampleEvery = 100, int warmupSteps = 200, int batch = 256,
-        int width = 256, int depth = 3, string data = "checkerboard", string coupling = "ot", long seed = 0, string device = "cpu")
+        int width = 256, int depth = 3, string data = "checkerboard", string coupling = "ot", long seed = 0, string device = "cpu",
+        Precision precision = Precision.Float32)
     {
         if (sampleEvery < 1) throw new ArgumentException($"sampleEvery must be >= 1, got {sampleEvery}", nameof(sampleEvery));
         if (warmupSteps < 0) throw new ArgumentException($"warmupSteps must be >= 0, got {warmupSteps}", nameof(warmupSteps));
@@ -50,7 +51,7 @@ public static class MemoryBenchmark
         var set = DataSource.Load(data, 20_000, seed);
         var rowShape = set.X.shape.Skip(1).ToArray();
         var spec = new StudentSpec(new VelocityNetSpec(rowShape, width, depth), new PathSpec(),
-            new TrainingSpec(steps, batch, Seed: seed), coupling, set.Name, new DeviceSpec(device)).Validate();
+            new TrainingSpec(steps, batch, Seed: seed, Precision: precision), coupling, set.Name, new DeviceSpec(device)).Validate();
         var student = Student.Create(spec);
         var series = new List<MemorySample>();
         var watch = Stopwatch.StartNew();
@@ -65,7 +66,7 @@ public static class MemoryBenchmark
         double growth = 100.0 * (end.ResidentBytes - warm.ResidentBytes) / warm.ResidentBytes;
         return new MemoryBenchmarkFigures(steps, batch, width, depth, data, coupling, sampleEvery, series,
             warm.Step, warm.ResidentBytes, end.ResidentBytes, growth,
-            warm.LiveTensors, end.LiveTensors, warm.ScopeLiveTensors, end.ScopeLiveTensors, seconds);
+            warm.LiveTensors, end.LiveTensors, warm.ScopeLiveTensors, end.ScopeLiveTensors, seconds, precision);
     }
 
     static MemorySample Sample(long step) =>

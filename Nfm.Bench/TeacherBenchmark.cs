@@ -40,13 +40,15 @@ public sealed record TeacherSamplingFigures(int Batch, double EncodeSamplesPerSe
 
 /// <summary>
 /// Figures of the teacher benchmark, with what they were measured under: libtorch threads, the machine's load
-/// average at the end (1, 5, 15 minutes; empty where /proc/loadavg is missing) and the float32 1024^3 matmul peak of
-/// the same run (the better of a measurement before and one after the model timings, in GFLOP per wall second and per
-/// process CPU second). A part not asked for is null.
+/// average at the end (1, 5, 15 minutes; empty where /proc/loadavg is missing) and the 1024^3 matmul peak of the same
+/// run in the dtype of the training steps' products (float32, or bfloat16 for <see cref="Descriptions.Precision.BFloat16"/>;
+/// the better of a measurement before and one after the model timings, in GFLOP per wall second and per process CPU
+/// second). A part not asked for is null. <paramref name="Precision"/> is the training steps' precision; encoding and
+/// sampling are timed in float32 whatever it is (inference runs in the model's dtype).
 /// </summary>
 public sealed record TeacherBenchmarkFigures(int TorchThreads, double[] LoadAverage, double MatmulPeakGflopsPerSecond,
     double MatmulPeakGflopsPerCpuSecond, TeacherTrainingFigures? MnistTraining, TeacherTrainingFigures? ToyTraining,
-    TeacherSamplingFigures? MnistSampling);
+    TeacherSamplingFigures? MnistSampling, Precision Precision = Precision.Float32);
 
 /// <summary>
 /// Times the TarFlow teacher on the two configurations the project trains: MNIST (1x28x28 in 4x4 patches: 49 tokens of
@@ -95,7 +97,7 @@ public static class TeacherBenchmark
     /// decode (tens of seconds on two cores).
     /// </summary>
     public static TeacherBenchmarkFigures Run(int threads = 1, int trainSteps = 10, int repeats = 5, bool training = true,
-        bool sampling = true, bool uncached = true, long seed = 0, string device = "cpu")
+        bool sampling = true, bool uncached = true, long seed = 0, string device = "cpu", Precision precision = Precision.Float32)
     {
         if (threads < 1) throw new ArgumentException($"threads must be >= 1, got {threads}", nameof(threads));
         if (trainSteps < 1) throw new ArgumentException($"trainSteps must be >= 1, got {trainSteps}", nameof(trainSteps));
@@ -105,14 +107,15 @@ public static class TeacherBenchmark
         set_num_threads(threads);
         try
         {
-            var peak = Peak(device);
-            var mnist = training ? Train("mnist", Mnist, MnistBatch, 3, trainSteps, seed, deviceSpec) : null;
-            var toy = training ? Train("2d", Toy, ToyBatch, 40, trainSteps, seed, deviceSpec) : null;
+            var dtype = MatmulBenchmark.DtypeOf(precision);
+            var peak = Peak(device, dtype);
+            var mnist = training ? Train("mnist", Mnist, MnistBatch, 3, trainSteps, seed, deviceSpec, precision) : null;
+            var toy = training ? Train("2d", Toy, ToyBatch, 40, trainSteps, seed, deviceSpec, precision) : null;
             var sample = sampling ? Sample(Mnist, MnistBatch, repeats, uncached, seed, deviceSpec) : null;
-            var after = Peak(device);
+            var after = Peak(device, dtype);
             (double wall, double cpu) = (Math.Max(peak.Wall, after.Wall), Math.Max(peak.Cpu, after.Cpu));
             return new TeacherBenchmarkFigures(get_num_threads(), LoadAverage(), wall, cpu,
-                mnist?.Against(wall, cpu), toy?.Against(wall, cpu), sample);
+                mnist?.Against(wall, cpu), toy?.Against(wall, cpu), sample, precision);
         }
         finally
         {
@@ -145,27 +148,14 @@ public static class TeacherBenchmark
     static double CpuSeconds() => Environment.CpuUsage.TotalTime.TotalSeconds;
 
     /// <summary>
-    /// The float32 1024^3 matmul's peak: GFLOP per wall second of the fastest call (on a shared machine the median
-    /// of <see cref="MatmulBenchmark"/> includes other work's interruptions; the fastest call is the least disturbed)
-    /// and GFLOP per process CPU second over all calls.
+    /// The 1024^3 matmul's peak in <paramref name="dtype"/>: GFLOP per wall second of the fastest of 15 calls (on a
+    /// shared machine the median includes other work's interruptions; the fastest call is the least disturbed) and
+    /// GFLOP per process CPU second over all calls.
     /// </summary>
-    static (double Wall, double Cpu) Peak(string device)
+    static (double Wall, double Cpu) Peak(string device, ScalarType dtype)
     {
-        const int n = 1024, calls = 15;
-        const double flops = 2.0 * n * n * n;
-        var dev = torch.device(device);
-        using var a = randn(n, n, device: dev);
-        using var b = randn(n, n, device: dev);
-        void Multiply() { using var c = matmul(a, b); Synchronise(dev); }
-        Multiply(); Multiply();
-        double fastest = double.PositiveInfinity, start = CpuSeconds();
-        for (int i = 0; i < calls; i++)
-        {
-            var watch = Stopwatch.StartNew();
-            Multiply();
-            fastest = Math.Min(fastest, watch.Elapsed.TotalSeconds);
-        }
-        return (flops / fastest / 1e9, calls * flops / (CpuSeconds() - start) / 1e9);
+        var m = MatmulBenchmark.Measure(1024, 15, device, dtype);
+        return (m.FastestGflopsPerSecond, m.GflopsPerCpuSecond);
     }
 
     /// <summary>Timings of one configuration before they are set against the peak.</summary>
@@ -186,10 +176,12 @@ public static class TeacherBenchmark
     /// tens of warm-up steps: .NET compiles the managed side of a step fully only after about 30 calls, and on the
     /// 2-D teacher that side is a large part of the step.
     /// </summary>
-    static TrainingTimes Train(string name, TeacherSpec spec, int batch, int warmup, int steps, long seed, DeviceSpec device)
+    static TrainingTimes Train(string name, TeacherSpec spec, int batch, int warmup, int steps, long seed, DeviceSpec device,
+        Precision precision)
     {
         var dev = device.ToDevice();
-        var run = new TeacherRunSpec(spec, TeacherRunSpec.DefaultTraining(warmup + steps, batch, 1e-4, seed), "random", device);
+        var training = TeacherRunSpec.DefaultTraining(warmup + steps, batch, 1e-4, seed, precision: precision);
+        var run = new TeacherRunSpec(spec, training, "random", device);
         var teacher = TrainedTeacher.Create(run);
         using var generator = new Generator((ulong)seed);
         using var data = Data(spec, 4 * batch, generator, dev);
@@ -214,7 +206,7 @@ public static class TeacherBenchmark
         double forwardBackward = Timing.MedianSeconds(() =>
         {
             using var scope = NewDisposeScope();
-            Teacher.Loss(model, x).backward();
+            Teacher.Loss(model, x, null, precision).backward();
             model.zero_grad();
             Synchronise(dev);
         }, steps, warmup: 1);

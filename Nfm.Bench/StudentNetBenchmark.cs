@@ -25,7 +25,8 @@ namespace Nfm.Bench;
 /// <param name="TrainGflopPerStep">Estimated FLOPs of one training step in units of 1e9: 3 x forward (backward is about
 /// twice the forward) x 2 FLOPs per multiply-add x batch.</param>
 /// <param name="TrainGflopsPerSecond">Achieved throughput of training: TrainGflopPerStep x TrainStepsPerSecond.</param>
-/// <param name="MatmulGflopsPerSecond">This machine's float32 matmul peak at the same thread count, for scale.</param>
+/// <param name="MatmulGflopsPerSecond">This machine's matmul peak at the same thread count in the dtype of the training
+/// step's products (float32, or bfloat16 under mixed precision), for scale.</param>
 public sealed record StudentNetTiming(string Net, int Width, int Depth, long Parameters, int Threads, int Batch,
     double TrainStepsPerSecond, double ForwardPassesPerSecond, long MultiplyAddsPerSample, double TrainGflopPerStep,
     double TrainGflopsPerSecond, double MatmulGflopsPerSecond);
@@ -33,8 +34,9 @@ public sealed record StudentNetTiming(string Net, int Width, int Depth, long Par
 /// <summary>Figures of the student-network benchmark: every network at every thread count, on one input shape.</summary>
 /// <param name="LoadAverage">The machine's one-minute load average at the start (Linux /proc/loadavg; null elsewhere):
 /// on a shared machine the timings scale with it, the multiply-add counts do not.</param>
+/// <param name="Precision">The training steps' precision; sampling forward passes are timed in float32 whatever it is.</param>
 public sealed record StudentNetBenchmarkFigures(long[] InputShape, int Classes, int Batch, int Steps, int Warmup,
-    double? LoadAverage, IReadOnlyList<StudentNetTiming> Timings);
+    double? LoadAverage, IReadOnlyList<StudentNetTiming> Timings, Precision Precision = Precision.Float32);
 
 /// <summary>
 /// Compares the velocity networks a student can use on MNIST-shaped input (1 x 28 x 28, 10 classes by default):
@@ -50,7 +52,8 @@ public static class StudentNetBenchmark
     /// <summary>Run the benchmark; <paramref name="threads"/> defaults to 1 and 2; <paramref name="seed"/> fixes
     /// weights and data.</summary>
     public static StudentNetBenchmarkFigures Run(int? unetWidth = null, int? unetDepth = null, int batch = 64, int steps = 20,
-        int warmup = 3, int[]? threads = null, long[]? inputShape = null, int classes = 10, long seed = 0)
+        int warmup = 3, int[]? threads = null, long[]? inputShape = null, int classes = 10, long seed = 0,
+        Precision precision = Precision.Float32)
     {
         if (steps < 1) throw new ArgumentException($"steps must be >= 1, got {steps}", nameof(steps));
         if (warmup < 0) throw new ArgumentException($"warmup must be >= 0, got {warmup}", nameof(warmup));
@@ -72,13 +75,13 @@ public static class StudentNetBenchmark
             foreach (var n in threads)
             {
                 set_num_threads(n);
-                double peak = MatmulBenchmark.GflopsPerSecond();
+                double peak = MatmulBenchmark.GflopsPerSecond(dtype: MatmulBenchmark.DtypeOf(precision));
                 foreach (var (name, spec) in nets)
-                    timings.Add(Time(name, spec, n, batch, steps, warmup, seed, peak));
+                    timings.Add(Time(name, spec, n, batch, steps, warmup, seed, peak, precision));
             }
         }
         finally { set_num_threads(before); }
-        return new StudentNetBenchmarkFigures(shape, classes, batch, steps, warmup, load, timings);
+        return new StudentNetBenchmarkFigures(shape, classes, batch, steps, warmup, load, timings, precision);
     }
 
     static double? LoadAverage()
@@ -92,12 +95,13 @@ public static class StudentNetBenchmark
         catch (UnauthorizedAccessException) { return null; }
     }
 
-    static StudentNetTiming Time(string name, VelocityNetSpec spec, int threads, int batch, int steps, int warmup, long seed, double peak)
+    static StudentNetTiming Time(string name, VelocityNetSpec spec, int threads, int batch, int steps, int warmup, long seed, double peak,
+        Precision precision)
     {
         manual_seed(seed);
         using var net = VelocityNets.Create(spec);
         long parameters = net.parameters().Where(p => p.requires_grad).Sum(p => p.numel());
-        var training = new TrainingSpec(Steps: warmup + steps, Batch: batch, Seed: seed);
+        var training = new TrainingSpec(Steps: warmup + steps, Batch: batch, Seed: seed, Precision: precision);
         var state = TrainingState.Start(net, training, CPU);
         using var data = randn([batch, .. spec.InputShape], generator: state.Generator);
         using var labels = spec.Classes > 0 ? randint(0, spec.Classes, [batch], generator: state.Generator) : null;
