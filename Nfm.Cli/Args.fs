@@ -27,6 +27,7 @@ type CompareArgs =
     | Teacher of file: string
     | Conditional
     | Guidance of list: string
+    | Precision of string
     | Classifier of file: string
     | Workers of int
     | Logdir of dir: string
@@ -38,6 +39,7 @@ type CompareArgs =
             | Teacher _ -> "a pretrained teacher to distil instead of training one: a teacher checkpoint, or ml-tarflow weights (.safetensors, .pt, .pth); its figures are measured, the smaller teacher's student is left out."
             | Conditional -> "class-conditional teacher and students on the data's labels (label dropout 0.1), each sampled with classifier-free guidance at every --guidance weight; rows at each method's best weight, every curve in results.json."
             | Guidance _ -> "with --conditional: the guidance weights to sweep, comma-separated (default 0,0.5,1,2,3)."
+            | Precision _ -> "float32 (default) or bfloat16: mixed precision for every training step of teachers and students (evaluation stays float32)."
             | Classifier _ -> "MNIST: the FD-MNIST feature classifier checkpoint (default fd-classifier.ckpt; trained with the fixed recipe when missing)."
             | Data _ -> "data: a built-in 2-D set (checkerboard, moons, 8gaussians, 2spirals, rings), mnist:DIR or FILE.npy."
             | Out _ -> "output folder (results.json, results.md, quality.png, sample grids)."

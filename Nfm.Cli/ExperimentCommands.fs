@@ -63,6 +63,7 @@ let compare (args: ParseResults<CompareArgs>) =
     let e = describe data (args.GetResult(CompareArgs.Budget, "quick")) outDir etas
     let e = { e with Grid = Spec.parseGrid (args.GetResult(CompareArgs.Grid, "quadratic")); Workers = workers
                      Log = tensorBoard (args.TryGetResult CompareArgs.Logdir)
+                     Precision = precision (args.TryGetResult CompareArgs.Precision)
                      Classifier = args.GetResult(CompareArgs.Classifier, "fd-classifier.ckpt") }
     let guidance = args.TryGetResult CompareArgs.Guidance |> Option.map (parseList "guidance")
     if guidance.IsSome && not (args.Contains CompareArgs.Conditional) then fail "--guidance needs --conditional"

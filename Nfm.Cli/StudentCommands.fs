@@ -57,7 +57,8 @@ let train (args: ParseResults<StudentTrainArgs>) =
                 | "mlp" -> Architecture.Mlp
                 | "unet" | "u-net" -> Architecture.UNet
                 | other -> fail (sprintf "--net '%s': expected mlp or unet" other) }
-    let spec = (Student.spec settings couplingText data).WithPrecision(precision (args.TryGetResult StudentTrainArgs.Precision))
+    let settings = { settings with Precision = precision (args.TryGetResult StudentTrainArgs.Precision) }
+    let spec = Student.spec settings couplingText data
     if File.Exists out && not (args.Contains StudentTrainArgs.Resume) then
         fail (sprintf "'%s' exists; pass --resume to continue it, or choose another --out" out)
     let student = Student.start Reporter.silent (Some out) spec

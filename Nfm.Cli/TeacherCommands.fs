@@ -45,7 +45,8 @@ let train (args: ParseResults<TeacherTrainArgs>) =
             Checkpoint = Some out
             Reporter = Progress.reporter
             Cancel = cancellation }
-    let spec = (Teacher.spec settings data).WithPrecision(precision (args.TryGetResult TeacherTrainArgs.Precision))
+    let settings = { settings with Precision = precision (args.TryGetResult TeacherTrainArgs.Precision) }
+    let spec = Teacher.spec settings data
     if File.Exists out && not (args.Contains TeacherTrainArgs.Resume) then
         fail (sprintf "'%s' exists; pass --resume to continue it, or choose another --out" out)
     let teacher = Teacher.start Reporter.silent (Some out) spec

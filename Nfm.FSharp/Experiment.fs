@@ -58,6 +58,8 @@ type Experiment =
       Conditional: bool
       /// The guidance weights swept at sampling (0 = plain conditional); one weight, 0, for an unconditional run.
       Guidance: float list
+      /// float32, or bfloat16 mixed precision for every training step (teachers and students).
+      Precision: Precision
       /// A pretrained main teacher (a teacher checkpoint, or ml-tarflow weights): it is scored and distilled, not
       /// trained (`Experiment.withTeacher`).
       Teacher: string option
@@ -176,7 +178,7 @@ module Experiment =
     let create (data: DataSpec) (budgetName: string) (outDir: string) : Experiment =
         let b = budget budgetName (isImageData data)
         { Data = data; Budget = b; Methods = defaultMethods b; Eta = None; Seed = data.Seed; Grid = Quadratic; Workers = 1
-          Conditional = false; Guidance = [ 0.0 ]; Teacher = None; OutDir = outDir; Classifier = Path.Combine(outDir, "fd-classifier.ckpt"); Log = None; Reporter = Reporter.lines
+          Conditional = false; Guidance = [ 0.0 ]; Precision = Precision.Float32; Teacher = None; OutDir = outDir; Classifier = Path.Combine(outDir, "fd-classifier.ckpt"); Log = None; Reporter = Reporter.lines
           Cancel = CancellationToken.None; Command = "" }
 
     /// The comparison distilling a pretrained teacher (a teacher checkpoint or ml-tarflow weights) instead of training
@@ -213,13 +215,14 @@ module Experiment =
                 Width = (if isImage && e.Budget.Name = "quick" then Some 64 else None)
                 Layers = (if isImage && e.Budget.Name = "quick" then Some 2 else None) }
         TeacherRunSpec(Teacher.model s rowShape classes,
-                       TeacherRunSpec.DefaultTraining(steps, e.Budget.TeacherBatch, s.LearningRate, e.Seed, s.SaveEvery),
+                       TeacherRunSpec.DefaultTraining(steps, e.Budget.TeacherBatch, s.LearningRate, e.Seed, s.SaveEvery, precision = e.Precision),
                        e.Data.Source, DeviceSpec("cpu")).Validate()
 
     /// The students' settings: MLP 256 x 3 for vectors, the small U-Net with logit-normal times for images.
     let studentSettings (e: Experiment) (isImage: bool) : StudentSettings =
         let b = if isImage then Student.imageSettings else Student.settings
         { b with Steps = e.Budget.StudentSteps; Batch = e.Budget.StudentBatch; Seed = e.Seed; Conditional = e.Conditional
+                 Precision = e.Precision
                  Reporter = e.Reporter; Cancel = e.Cancel }
 
     let private pngOf (path: string) (title: string) (x: torch.Tensor) =
@@ -249,7 +252,8 @@ module Experiment =
               "eta", (match e.Eta with Some v -> JsonFile.num v | None -> JsonFile.str "default")
               "teacher", (match e.Teacher with Some f -> JsonFile.str (Path.GetFullPath f) | None -> JsonFile.str "trained")
               "seed", JsonFile.int e.Seed; "grid", JsonFile.str (Spec.gridName e.Grid) ]
-            @ (if e.Conditional then [ "conditional", JsonFile.bool true; "guidance", JsonFile.arr [ for w in e.Guidance -> JsonFile.num w ] ] else []))
+            @ (if e.Conditional then [ "conditional", JsonFile.bool true; "guidance", JsonFile.arr [ for w in e.Guidance -> JsonFile.num w ] ] else [])
+            @ (if e.Precision <> Precision.Float32 then [ "precision", JsonFile.str (e.Precision.Name()) ] else []))
 
     /// Runs a comparison: trains (or continues) the teachers and students, samples and scores them, measures the
     /// diagnostics, latency and claims, and writes the sample PNGs. `Experiment.write` saves results.json, results.md

@@ -53,6 +53,8 @@ type StudentSettings =
       Architecture: Architecture
       Width: int; Depth: int; Steps: int; Batch: int; LearningRate: float; Warmup: int; Ema: float
       Seed: int64; Times: Times; Device: string
+      /// float32, or bfloat16 mixed precision for the training steps' matrix products.
+      Precision: Precision
       /// Class-conditional on the data's labels, with label dropout `LabelDropout` (for classifier-free guidance).
       Conditional: bool
       LabelDropout: float
@@ -69,7 +71,7 @@ module Student =
     /// Defaults sized for 2-D data on a CPU (MLP 256 x 3, 2,000 steps of 256, EMA 0.999), silent.
     let settings =
         { Architecture = Architecture.Mlp; Width = 256; Depth = 3; Steps = 2000; Batch = 256; LearningRate = 1e-3; Warmup = 0
-          Ema = 0.999; Seed = 0L; Times = UniformTimes; Device = "cpu"; Conditional = false; LabelDropout = 0.1; SaveEvery = 0
+          Ema = 0.999; Seed = 0L; Times = UniformTimes; Device = "cpu"; Precision = Precision.Float32; Conditional = false; LabelDropout = 0.1; SaveEvery = 0
           Checkpoint = None; Reporter = Reporter.silent; Cancel = System.Threading.CancellationToken.None }
 
     /// Defaults for 28 x 28 images on a CPU: the small U-Net, logit-normal times, checkpoints every 500 steps.
@@ -87,7 +89,8 @@ module Student =
                 | null -> invalidArg "data" "a conditional student needs labels with the data"
                 | l -> int (l.max().item<int64>()) + 1
         StudentSpec(VelocityNetSpec(shape, s.Width, s.Depth, Activation.Silu, 32, classes, s.Architecture), Spec.path s.Times,
-                    TrainingSpec(s.Steps, s.Batch, s.LearningRate, s.Warmup, Seed = s.Seed, EmaDecay = s.Ema, SaveEvery = s.SaveEvery),
+                    TrainingSpec(s.Steps, s.Batch, s.LearningRate, s.Warmup, Seed = s.Seed, EmaDecay = s.Ema, SaveEvery = s.SaveEvery,
+                                 Precision = s.Precision),
                     couplingName, data.Name, DeviceSpec(s.Device), s.LabelDropout).Validate()
 
     /// The run of `spec`: continued from `checkpoint` when that holds the same run (more steps allowed), else fresh.

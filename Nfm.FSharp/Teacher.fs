@@ -25,6 +25,8 @@ type TeacherSettings =
       /// EMA decay of the weights (0 = off); encoding and sampling then use the averaged weights.
       Ema: float
       Seed: int64
+      /// float32, or bfloat16 mixed precision for the training steps' matrix products.
+      Precision: Precision
       /// Checkpoint every this many steps (0 = only at the end); needs `Checkpoint`.
       SaveEvery: int
       Device: string
@@ -39,7 +41,7 @@ module Teacher =
     /// Defaults: the data's default shape, 2,000 steps at lr 1e-3, no EMA, seed 0, progress lines on stderr.
     let settings =
         { TokenSize = None; Width = None; Blocks = None; Layers = None; HeadDim = None; Noise = None; Affine = true
-          Conditional = false; LabelDropout = 0.1; Steps = 2000; Batch = None; LearningRate = 1e-3; Ema = 0.0; Seed = 0L
+          Conditional = false; LabelDropout = 0.1; Steps = 2000; Batch = None; LearningRate = 1e-3; Ema = 0.0; Seed = 0L; Precision = Precision.Float32
           SaveEvery = 500; Device = "cpu"; Checkpoint = None; Reporter = Reporter.lines; Cancel = CancellationToken.None }
 
     /// The number of classes of labelled data (largest label + 1).
@@ -61,7 +63,7 @@ module Teacher =
         let classes = if s.Conditional then classesOf data else 0
         let batch = defaultArg s.Batch (TeacherSpec.DefaultBatch rowShape)
         TeacherRunSpec(model s rowShape classes,
-                       TeacherRunSpec.DefaultTraining(s.Steps, batch, s.LearningRate, s.Seed, s.SaveEvery, s.Ema),
+                       TeacherRunSpec.DefaultTraining(s.Steps, batch, s.LearningRate, s.Seed, s.SaveEvery, s.Ema, s.Precision),
                        data.Name, DeviceSpec(s.Device), s.LabelDropout).Validate()
 
     /// Loads a teacher checkpoint (verified).
