@@ -3,6 +3,7 @@ using Nfm.Couple;
 using Nfm.Data;
 using Nfm.Descriptions;
 using Nfm.Regress;
+using Nfm.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -2,6 +2,7 @@ using Nfm.Couple;
 using Nfm.Descriptions;
 using Nfm.Nets;
 using Nfm.Regress;
+using Nfm.Training;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Nfm.Descriptions;
 using Nfm.Invert;
 using Nfm.Regress;
+using Nfm.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 

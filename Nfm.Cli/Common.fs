@@ -71,7 +71,7 @@ let commandLine () =
 
 /// The TensorBoard log of a --logdir option, if given (its parent folder must exist).
 let tensorBoard (dir: string option) =
-    dir |> Option.map (fun d -> try Nfm.Regress.TensorBoardLog(d) with :? ArgumentException as e -> raise (UserError e.Message))
+    dir |> Option.map (fun d -> try Nfm.Training.TensorBoardLog(d) with :? ArgumentException as e -> raise (UserError e.Message))
 
 /// Cancelled by the first Ctrl-C (long commands stop after saving what they can); a second one exits at once.
 let cancellation =
@@ -110,11 +110,11 @@ let guard (verbose: bool) (body: unit -> int) =
     | :? IOException as e -> report e.Message e 1
     | :? FormatException as e -> report e.Message e 1
     | :? NotSupportedException as e -> report e.Message e 1
-    | :? Nfm.Regress.NonFiniteTrainingException as e -> report e.Message e 1
+    | :? Nfm.Training.NonFiniteTrainingException as e -> report e.Message e 1
     | :? OperationCanceledException as e -> report "interrupted" e 130
     | e -> report (sprintf "%s: %s" (e.GetType().Name) e.Message) e 1
 
 /// Training data as every training command reads it: n rows of a built-in set (default 20,000), or the first n rows
 /// of a file or MNIST folder (default: all), with optional labels.
 let loadTraining (spec: string) (n: int option) (seed: int64) (labels: string option) =
-    Nfm.Data.DataSource.Load(spec, dataRows spec n 20000, seed, Nfm.Data.DataSplit.Train, Option.toObj labels)
+    Nfm.Data.DataSource.Load(spec, dataRows spec n 20000, seed, Nfm.Descriptions.DataSplit.Train, Option.toObj labels)

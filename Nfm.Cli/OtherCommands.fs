@@ -28,7 +28,7 @@ let eval (args: ParseResults<EvalArgs>) =
     Nfm.Data.DataSource.CheckFinite(samples, samplesPath)
     let refSpec = args.GetResult EvalArgs.Reference
     // A built-in reference set is drawn fresh (seed + 1 so that it is not the training draw of seed 0).
-    let reference = (Nfm.Data.DataSource.Load(refSpec, int64 maxN, seed + 1L, Nfm.Data.DataSplit.Test)).X
+    let reference = (Nfm.Data.DataSource.Load(refSpec, int64 maxN, seed + 1L, Nfm.Descriptions.DataSplit.Test)).X
     if samples.shape.[1..] <> reference.shape.[1..] then
         fail (sprintf "samples have rows of shape %s, the reference has %s" (Nfm.Shapes.Show samples.shape.[1..]) (Nfm.Shapes.Show reference.shape.[1..]))
     let m = min maxN (int (min samples.shape[0] reference.shape[0]))
@@ -42,7 +42,7 @@ let eval (args: ParseResults<EvalArgs>) =
             if not (refSpec.StartsWith("mnist:", StringComparison.OrdinalIgnoreCase)) then fail "--metric fd needs --reference mnist:DIR"
             let path = outputPath (args.GetResult(EvalArgs.Classifier, "fd-classifier.ckpt"))
             let split s = Nfm.Data.DataSource.Load(refSpec, 0L, 0L, s)
-            let classifier = Metrics.classifier Progress.reporter path (split Nfm.Data.DataSplit.Train) (split Nfm.Data.DataSplit.Test)
+            let classifier = Metrics.classifier Progress.reporter path (split Nfm.Descriptions.DataSplit.Train) (split Nfm.Descriptions.DataSplit.Test)
             Nfm.Metrics.FeatureClassifier.FdMnist(classifier, a, b), [ "feature_network", jstr (classifier.Identity()) ]
     printfn "%s = %.6f (n_samples %d, n_reference %d)%s" metric value m m
         (extra |> List.map (fun (k, v) -> sprintf ", %s %s" k (v.ToString())) |> String.concat "")

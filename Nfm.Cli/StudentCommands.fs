@@ -10,6 +10,7 @@ open Nfm.Cli.Common
 open Nfm.Descriptions
 open Nfm.FSharp
 open Nfm.Regress
+open Nfm.Training
 open Nfm.Sampling
 
 /// The CLI's time-sampling spelling: uniform | logit-normal[:MEAN:STD].

@@ -67,7 +67,7 @@ let train (args: ParseResults<TeacherTrainArgs>) =
             nll, bpd)
     let describeNll (nll, bpd) = sprintf "held-out NLL %.4f nats%s" nll (if isImage then sprintf ", %.3f bits/dim" bpd else "")
     // The model and EMA are updated in place while the teacher trains: the started teacher sees the current weights.
-    let onStep (p: Nfm.Regress.TrainingProgress) =
+    let onStep (p: Nfm.Training.TrainingProgress) =
         logStep |> Option.iter (fun f -> f.Invoke p)
         losses.Add p.Loss
         if evalEvery > 0 && p.Step % int64 evalEvery = 0L && p.Step < int64 steps then
@@ -101,7 +101,7 @@ let nll (args: ParseResults<TeacherNllArgs>) =
     let spec = args.GetResult TeacherNllArgs.Data
     let json = args.TryGetResult TeacherNllArgs.Json |> Option.map outputPath
     let data = Nfm.Data.DataSource.Load(spec, dataRows spec (args.TryGetResult TeacherNllArgs.N) 2000, int64 (args.GetResult(TeacherNllArgs.Seed, 1)),
-                                        Nfm.Data.DataSplit.Test, args.TryGetResult TeacherNllArgs.Labels |> Option.toObj)
+                                        Nfm.Descriptions.DataSplit.Test, args.TryGetResult TeacherNllArgs.Labels |> Option.toObj)
     if (data.X.shape |> Array.skip 1) <> teacher.Spec.Model.InputShape then
         fail (sprintf "data rows have shape %s; the teacher expects %s" (Nfm.Shapes.Show(data.X.shape |> Array.skip 1)) (Nfm.Shapes.Show teacher.Spec.Model.InputShape))
     if teacher.Spec.Model.IsConditional && isNull data.Labels then fail "this teacher is class-conditional: the data needs labels"

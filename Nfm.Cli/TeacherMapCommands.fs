@@ -1,6 +1,7 @@
 /// The trained teacher's maps: `nfm teacher encode | decode | sample` and `nfm couple` (NFM pairs, sharded).
 module Nfm.Cli.TeacherMapCommands
 
+open Nfm
 open System
 open System.IO
 open Argu

@@ -1,12 +1,11 @@
 using System.Diagnostics;
 
-namespace Nfm.Bench;
+namespace Nfm;
 
 /// <summary>Wall-clock timing helpers: warm-up, repeats, median (or fastest).</summary>
 /// <remarks>
-/// The one copy, in the core although its namespace is still Nfm.Bench: the benchmarks (project Nfm.Bench) use it,
-/// and so does the library's experiment (Nfm.FSharp/Experiment.fs, the latency figures of a comparison), which must
-/// not depend on the benchmarks. The namespace stays until Experiment.fs names the new one.
+/// The one copy, in the core: the benchmarks (project Nfm.Bench) use it, and so does the library's experiment (the
+/// latency figures of a comparison), which must not depend on the benchmarks.
 /// </remarks>
 public static class Timing
 {

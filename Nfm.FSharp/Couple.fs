@@ -1,5 +1,6 @@
 namespace Nfm.FSharp
 
+open Nfm
 open TorchSharp
 open Nfm.Couple
 
@@ -17,7 +18,7 @@ module Couple =
     let sinkhorn (eps: float) : Coupling = Couplings.Sinkhorn(eps)
 
     /// Entropic OT, the plan rounded to its heaviest permutation.
-    let sinkhornRounded (eps: float) : Coupling = Couplings.Sinkhorn(eps, SinkhornPairing.Round)
+    let sinkhornRounded (eps: float) : Coupling = Couplings.Sinkhorn(eps, Nfm.Descriptions.SinkhornPairing.Round)
 
     /// Any function (x1, labels, generator) -> x0 as a coupling.
     let ofFunction (f: torch.Tensor -> torch.Tensor option -> torch.Generator -> torch.Tensor) : Coupling =
@@ -66,7 +67,7 @@ module Couple =
     let reflowField (field: Nfm.Integrate.VelocityField) : Coupling = ReflowCoupling.Create(fun _ -> field)
 
     /// Reflow from a trained student (its EMA weights; a conditional one is integrated at the batch's labels).
-    let reflow (student: Nfm.Regress.Student) : Coupling = ReflowCoupling.Create(student)
+    let reflow (student: Nfm.Regress.Student) : Coupling = student.ReflowCoupling()
 
     /// The coupling a description names (`CouplingSpec.Parse "ot"`, `"sinkhorn:0.05"`, `"teacher:PAIRS"`,
     /// `"teacher:T.ckpt,eta=0.1"`, `"reflow:S.ckpt"`) for `data`: pair files (or folders of shards) are checked against

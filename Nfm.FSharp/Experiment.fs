@@ -9,7 +9,7 @@ open Nfm.Data
 open Nfm.Descriptions
 open Nfm.Invert
 open Nfm.Regress
-
+open Nfm.Training
 /// Training budgets: teacher and student steps and batches, the reference set's size, the sampling step counts, and
 /// optionally a second, smaller teacher budget whose NFM student shows how the students follow the teacher.
 type Budget =
@@ -330,7 +330,7 @@ module Experiment =
                             | None -> Student.sampleWith labels w solver grid (int64 evalCount) (seed + 2L) st
                             | Some (z, _) ->
                                 let r = Nfm.Sampling.StudentSampler.FromNoise(st.SamplingNet(), z, Spec.solver grid solver, Option.toObj (if e.Conditional then Some referenceLabels else None),
-                                                                              w, int64 st.Spec.Net.Classes)
+                                                                              w)
                                 r.X, r.Nfe
                         let secs = watch.Elapsed.TotalSeconds
                         let value = quality x reference
@@ -584,8 +584,8 @@ module Experiment =
                 for steps in latencySteps do
                     let solver = Spec.paperSolver steps
                     let once n () = Student.sampleWith (Student.labels n None s.Student) s.Curve.Best solver grid n seed s.Student |> ignore
-                    let single = Nfm.Bench.Timing.MedianSeconds(Action(once 1L), 9, 2)
-                    let batch = Nfm.Bench.Timing.MedianSeconds(Action(once 64L), 3, 2)
+                    let single = Nfm.Timing.MedianSeconds(Action(once 1L), 9, 2)
+                    let batch = Nfm.Timing.MedianSeconds(Action(once 64L), 3, 2)
                     yield { Method = s.Method.Name; Steps = steps; SingleSeconds = single; SecondsPer1000AtBatch64 = batch * 1000.0 / 64.0 } ]
         let teacherModel = teacher.Teacher.InferenceModel()
         let teacherLatency =
@@ -594,8 +594,8 @@ module Experiment =
             let once n () =
                 let labels = Data.samplingLabels teacherModel.Spec.Classes n None torch.CPU |> Option.toObj
                 Nfm.Invert.Teacher.Sample(teacherModel, n, g, labels, guidance).Dispose()
-            let single = Nfm.Bench.Timing.MedianSeconds(Action(once 1L), 5, 2)
-            let batch = Nfm.Bench.Timing.MedianSeconds(Action(once 64L), 1, 2)
+            let single = Nfm.Timing.MedianSeconds(Action(once 1L), 5, 2)
+            let batch = Nfm.Timing.MedianSeconds(Action(once 64L), 1, 2)
             { Method = "teacher"; Steps = teacher.Nfe; SingleSeconds = single; SecondsPer1000AtBatch64 = batch * 1000.0 / 64.0 }
         for l in latency @ [ teacherLatency ] do
             report.Message(sprintf "latency %s%s: %.2f ms per sample alone, %.3f s per 1,000 at batch 64"

@@ -1,9 +1,11 @@
 namespace Nfm.FSharp
 
+open Nfm
 open TorchSharp
 open Nfm.Data
 open Nfm.Descriptions
 open Nfm.Regress
+open Nfm.Training
 open Nfm.Sampling
 
 /// Data sources: built-in 2-D sets, mnist:DIR, FILE.npy.
@@ -128,7 +130,7 @@ module Student =
         let device = st.Spec.Device.ToDevice()
         use g = new torch.Generator(uint64 seed, device)
         let r = StudentSampler.Sample(st.SamplingNet(), st.Spec.Net.InputShape, count, Spec.solver grid solver, g, device,
-                                      Option.toObj labels, guidance, int64 st.Spec.Net.Classes)
+                                      Option.toObj labels, guidance)
         r.X, r.Nfe
 
     /// count samples with a solver on a grid, noise drawn with seed; EMA weights are used when the run kept them

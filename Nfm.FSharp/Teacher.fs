@@ -1,12 +1,13 @@
 namespace Nfm.FSharp
 
+open Nfm
 open System.Threading
 open TorchSharp
 open Nfm.Data
 open Nfm.Descriptions
 open Nfm.Invert
 open Nfm.Regress
-
+open Nfm.Training
 /// What a teacher run needs besides its data; `Teacher.settings` gives defaults to change with `with`. Shape fields left
 /// at None take the default for the data's shape (`TeacherSpec.ForData`: ml-tarflow's MNIST shape for images, a small
 /// deep flow for vectors).

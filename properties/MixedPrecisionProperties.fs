@@ -10,6 +10,7 @@ open TorchSharp
 open Nfm.Descriptions
 open Nfm.Invert
 open Nfm.Regress
+open Nfm.Training
 open Nfm.FSharp
 open Nfm.Properties.TeacherProperties
 

@@ -12,6 +12,7 @@ open Nfm
 open Nfm.Descriptions
 open Nfm.Invert
 open Nfm.Regress
+open Nfm.Training
 open Nfm.Checkpoints
 open Nfm.Tests.Cli
 open Nfm.Tests.ReliabilityTests

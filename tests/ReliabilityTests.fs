@@ -12,6 +12,7 @@ open TorchSharp
 open Nfm.Checkpoints
 open Nfm.Descriptions
 open Nfm.Regress
+open Nfm.Training
 open Nfm.Tests.Cli
 
 module private Native =

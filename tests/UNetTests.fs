@@ -6,7 +6,7 @@ open TorchSharp
 open Nfm.Descriptions
 open Nfm.Nets
 open Nfm.Regress
-
+open Nfm.Training
 /// A U-Net spec for images [c, h, w] with the given base width, resolutions and classes.
 let private unet (shape: int64 list) (width: int) (depth: int) (classes: int) =
     VelocityNetSpec(Array.ofList shape, width, depth, Classes = classes, Architecture = Architecture.UNet)
@@ -65,7 +65,7 @@ let tests =
                 Expect.isTrue (p.isfinite().all().item<bool>()) $"{n} is finite at initialisation"
                 if n.EndsWith "norm1.weight" then Expect.isTrue (p.eq(torch.tensor 1.0f).all().item<bool>()) $"{n} starts at one"
         }
-        test "class-conditional forward: null labels mean the null class, real labels change the output" {
+        test "class-conditional forward: no labels and the null label -1 mean the null class, real labels change the output" {
             torch.manual_seed 3L |> ignore
             use net = VelocityNets.Create(unet [ 1L; 8L; 8L ] 4 2 3)
             perturb net 4UL
@@ -75,6 +75,8 @@ let tests =
             let nulls = net.forward(x, t, torch.tensor([| 3L; 3L; 3L; 3L |]))
             let zeros = net.forward(x, t, torch.zeros(4L, dtype = torch.int64))
             Expect.isTrue (none.allclose(nulls, exact, exact)) "null labels = label Classes"
+            let minusOne = net.forward(x, t, torch.full(4L, Nfm.Descriptions.Labels.Null, dtype = torch.int64))
+            Expect.isTrue (none.allclose(minusOne, exact, exact)) "the null label (-1, the teacher's convention) = no labels"
             Expect.isFalse (none.allclose(zeros, 1e-6, 1e-6)) "label 0 differs from the null class"
             let mixed = net.forward(x, t, torch.tensor([| 0L; 3L; 0L; 3L |]))
             Expect.isTrue (mixed[0].allclose(zeros[0], 1e-6, 1e-6) && mixed[1].allclose(none[1], 1e-6, 1e-6)) "each row follows its own label"

@@ -1,14 +1,12 @@
 using Nfm.Descriptions;
 using Nfm.Integrate;
-using Nfm.Regress;
-using Nfm.Sampling;
 using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Nfm.Couple;
 
 /// <summary>
-/// Reflow (rectified flow): pairs (x0, ODE(x0)) from an already trained student. Unlike the other couplings it makes
+/// Reflow (rectified flow), over any velocity field (a trained student's: <c>Student.ReflowCoupling</c>): pairs (x0, ODE(x0)) from an already trained student. Unlike the other couplings it makes
 /// its own data side: the batch only lends its size, shape and labels (a conditional student is sampled at those
 /// labels, which then stay with the generated rows).
 /// </summary>
@@ -31,20 +29,6 @@ public static class ReflowCoupling
             Tensor x1;
             using (no_grad()) x1 = Integrator.Integrate(fieldFor(batch.Labels), x0, s).X;
             return new CoupledBatch(x0, x1, batch.Labels);
-        };
-    }
-
-    /// <summary>A reflow coupling from <paramref name="teacherStudent"/> (its EMA weights), integrated with <paramref name="solver"/>.</summary>
-    public static Coupling Create(Student teacherStudent, SolverSpec? solver = null)
-    {
-        var net = teacherStudent.SamplingNet();
-        var netSpec = teacherStudent.Spec.Net;
-        var inner = Create(labels => StudentSampler.Field(net, netSpec.Classes > 0 ? labels : null, 0.0, netSpec.Classes), solver);
-        return (batch, g) =>
-        {
-            if (batch.X1.numel() != batch.Count * netSpec.Dim)
-                throw new ArgumentException($"reflow student expects rows of shape {Shapes.Show(netSpec.InputShape)}, data rows have shape {Shapes.Show(batch.X1)}");
-            return inner(batch, g);
         };
     }
 }

@@ -1,16 +1,9 @@
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Nfm.Couple;
+using Nfm.Descriptions;
 
-/// <summary>How a Sinkhorn plan becomes one-to-one pairs.</summary>
-public enum SinkhornPairing
-{
-    /// <summary>The permutation that collects the most plan mass (see <see cref="Sinkhorn.Round"/>); deterministic.</summary>
-    Round,
-    /// <summary>A random permutation drawn from the plan without replacement (see <see cref="Sinkhorn.Sample"/>).</summary>
-    Sample,
-}
+namespace Nfm.Couple;
 
 /// <summary>
 /// Settings of entropic optimal transport.

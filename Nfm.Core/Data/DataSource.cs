@@ -4,19 +4,6 @@ using static TorchSharp.torch;
 
 namespace Nfm.Data;
 
-/// <summary>What kind of source a data spec names.</summary>
-public enum DataSourceKind
-{
-    /// <summary>A built-in 2-D set (<see cref="Toy2D.Names"/>).</summary>
-    Toy2D,
-
-    /// <summary><c>mnist:DIR</c>, a folder of MNIST IDX files.</summary>
-    Mnist,
-
-    /// <summary><c>FILE.npy</c>, a float32/float64 array N x D or N x C x H x W.</summary>
-    Npy,
-}
-
 /// <summary>
 /// Turns the command line's DATA argument into a <see cref="Dataset"/>: a built-in 2-D name, <c>mnist:DIR</c>,
 /// or <c>FILE.npy</c> (with optional int64 labels in a second .npy). Data holding NaN or Inf is refused.
@@ -27,25 +14,14 @@ public static class DataSource
     public const long DefaultToyCount = 10_000;
 
     /// <summary>Prefix of a MNIST folder spec.</summary>
-    public const string MnistPrefix = "mnist:";
+    public const string MnistPrefix = DataSources.MnistPrefix;
 
     /// <summary>The valid spellings, for messages.</summary>
-    public static string ValidSpecs => $"{string.Join(", ", Toy2D.Names)}, {MnistPrefix}DIR, FILE.npy";
+    public static string ValidSpecs => DataSources.ValidSpecs;
 
-    /// <summary>Which kind of source <paramref name="spec"/> names.</summary>
+    /// <summary>Which kind of source <paramref name="spec"/> names (<see cref="DataSources.KindOf"/>).</summary>
     /// <exception cref="ArgumentException">an empty or unknown spec (the message lists the valid ones).</exception>
-    public static DataSourceKind KindOf(string spec)
-    {
-        if (string.IsNullOrWhiteSpace(spec)) throw new ArgumentException($"data spec is empty; valid: {ValidSpecs}", nameof(spec));
-        if (Toy2D.IsName(spec)) return DataSourceKind.Toy2D;
-        if (spec.StartsWith(MnistPrefix, StringComparison.OrdinalIgnoreCase))
-        {
-            if (spec.Length == MnistPrefix.Length) throw new ArgumentException($"data spec '{spec}' names no folder; write {MnistPrefix}DIR", nameof(spec));
-            return DataSourceKind.Mnist;
-        }
-        if (spec.EndsWith(".npy", StringComparison.OrdinalIgnoreCase)) return DataSourceKind.Npy;
-        throw new ArgumentException($"unknown data '{spec}'; valid: {ValidSpecs}", nameof(spec));
-    }
+    public static DataSourceKind KindOf(string spec) => DataSources.KindOf(spec);
 
     /// <summary>Load what a validated <see cref="DataSpec"/> describes.</summary>
     public static Dataset Load(DataSpec spec, ScalarType dtype = ScalarType.Float32)

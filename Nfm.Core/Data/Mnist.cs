@@ -1,3 +1,4 @@
+using Nfm.Descriptions;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -1,3 +1,4 @@
+using Nfm.Descriptions;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -11,10 +12,10 @@ namespace Nfm.Data;
 public static class Toy2D
 {
     /// <summary>The names, as the command line spells them.</summary>
-    public static IReadOnlyList<string> Names { get; } = ["checkerboard", "moons", "8gaussians", "2spirals", "rings"];
+    public static IReadOnlyList<string> Names => DataSources.ToyNames;
 
     /// <summary>Whether <paramref name="name"/> is a built-in set (case-insensitive).</summary>
-    public static bool IsName(string name) => Names.Contains(name, StringComparer.OrdinalIgnoreCase);
+    public static bool IsName(string name) => DataSources.IsToyName(name);
 
     /// <summary>Sample <paramref name="n"/> points of the set called <paramref name="name"/>.</summary>
     /// <exception cref="ArgumentException">unknown name (the message lists the valid ones) or n &lt; 1.</exception>

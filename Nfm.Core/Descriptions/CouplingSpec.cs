@@ -1,8 +1,17 @@
 using System.Globalization;
 using System.Text.Json.Serialization;
-using Nfm.Couple;
 
 namespace Nfm.Descriptions;
+
+/// <summary>How a Sinkhorn plan becomes one-to-one pairs.</summary>
+public enum SinkhornPairing
+{
+    /// <summary>The permutation that collects the most plan mass (see <c>Nfm.Couple.Sinkhorn.Round</c>); deterministic.</summary>
+    Round,
+    /// <summary>A random permutation drawn from the plan without replacement (see <c>Nfm.Couple.Sinkhorn.Sample</c>).</summary>
+    Sample,
+}
+
 
 /// <summary>The kinds of coupling between noise and data.</summary>
 public enum CouplingKind

@@ -104,12 +104,4 @@ public sealed record DeviceSpec(string Name = "cpu")
         throw new ArgumentException($"device must be cpu, cuda or cuda:N, got '{Name}'");
     }
 
-    /// <summary>The TorchSharp device; fails clearly when CUDA is asked for but not available.</summary>
-    public TorchSharp.torch.Device ToDevice()
-    {
-        Validate();
-        if (Name.StartsWith("cuda", StringComparison.OrdinalIgnoreCase) && !TorchSharp.torch.cuda.is_available())
-            throw new ArgumentException($"device '{Name}' asked for, but CUDA is not available (reference the CUDA libtorch package; see README)");
-        return TorchSharp.torch.device(Name.ToLowerInvariant());
-    }
 }

@@ -2,7 +2,7 @@ using System.Collections;
 using System.Text.RegularExpressions;
 using Nfm.Checkpoints;
 using Nfm.Descriptions;
-using Nfm.Regress;
+using Nfm.Training;
 using TorchSharp;
 using TorchSharp.PyBridge;
 using static TorchSharp.torch;

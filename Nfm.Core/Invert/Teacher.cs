@@ -153,7 +153,7 @@ public static class Teacher
             throw new ArgumentException($"expected labels int64 [N], got {labels.dtype} {Shapes.Show(labels.shape)}", nameof(labels));
         using var scope = NewDisposeScope();
         var drop = rand([labels.shape[0]], dtype: ScalarType.Float64, device: labels.device, generator: generator).lt(p);
-        return where(drop, full_like(labels, -1), labels).MoveToOuterDisposeScope();
+        return where(drop, full_like(labels, Labels.Null), labels).MoveToOuterDisposeScope();
     }
 
     /// <summary>

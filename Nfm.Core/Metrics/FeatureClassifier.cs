@@ -3,7 +3,7 @@ using System.Text.Json.Nodes;
 using Nfm.Checkpoints;
 using Nfm.Data;
 using Nfm.Descriptions;
-using Nfm.Regress;
+using Nfm.Training;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;

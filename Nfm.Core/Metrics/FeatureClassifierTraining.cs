@@ -1,5 +1,5 @@
 using Nfm.Data;
-using Nfm.Regress;
+using Nfm.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;

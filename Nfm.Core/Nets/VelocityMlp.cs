@@ -60,7 +60,7 @@ public sealed class VelocityMlp : Module<Tensor, Tensor, Tensor?, Tensor>
         Tensor input;
         if (classEmbed is not null)
         {
-            using var lab = labels is null ? full(n, (long)spec.Classes, dtype: int64, device: x.device) : labels.to(int64);
+            using var lab = VelocityNets.EmbeddingIndex(labels, n, spec.Classes, x.device);
             using var ce = classEmbed.forward(lab);
             input = cat(new[] { flat, tf, ce.to(x.dtype) }, 1);
         }

@@ -20,4 +20,19 @@ public static class VelocityNets
         Architecture.UNet => new VelocityUNet(spec),
         var a => throw new ArgumentException($"unknown architecture {a}"),
     };
+
+    /// <summary>
+    /// Rows of a student's class-embedding table for labels [N]: a class's own row, and row <paramref name="classes"/>
+    /// for <see cref="Labels.Null"/> (and for no labels at all). The table's extra row is the null class; the value
+    /// <paramref name="classes"/> itself is still read as the null label (checkpoints and calls written before the one
+    /// convention).
+    /// </summary>
+    public static Tensor EmbeddingIndex(Tensor? labels, long n, int classes, Device device)
+    {
+        if (labels is null) return full(n, (long)classes, dtype: ScalarType.Int64, device: device);
+        using var l = labels.to(ScalarType.Int64);
+        using var isNull = l.lt(0);
+        using var nul = full_like(l, (long)classes);
+        return where(isNull, nul, l);
+    }
 }

@@ -117,7 +117,7 @@ public sealed class VelocityUNet : Module<Tensor, Tensor, Tensor?, Tensor>
         var e = timeOut.call(activation(timeIn.call(SinusoidalTimeEmbedding.Embed(t.to(x.dtype), spec.TimeFeatures))));
         if (classEmbed is not null)
         {
-            var lab = labels is null ? full(n, (long)spec.Classes, dtype: int64, device: x.device) : labels.to(int64);
+            var lab = VelocityNets.EmbeddingIndex(labels, n, spec.Classes, x.device);
             e = e + classEmbed.call(lab).to(x.dtype);
         }
         e = activation(e);
@@ -160,14 +160,14 @@ public sealed class VelocityUNet : Module<Tensor, Tensor, Tensor?, Tensor>
         if (labels.dim() != 1 || labels.shape[0] != n)
             throw new ArgumentException($"labels must have shape [{n}], got {Shapes.Show(labels)}", nameof(labels));
         if (is_floating_point(labels) || labels.dtype == ScalarType.Bool)
-            throw new ArgumentException($"labels must be integers in [0, {spec.Classes}], got {labels.dtype}", nameof(labels));
+            throw new ArgumentException($"labels must be integers in [0, {spec.Classes}) or {Labels.Null} (no label), got {labels.dtype}", nameof(labels));
         if (n > 0)
         {
             using var min = labels.min().to(int64);
             using var max = labels.max().to(int64);
             long lo = min.item<long>(), hi = max.item<long>();
-            if (lo < 0 || hi > spec.Classes)
-                throw new ArgumentException($"labels must lie in [0, {spec.Classes}] ({spec.Classes} = null class), got values in [{lo}, {hi}]", nameof(labels));
+            if (lo < Labels.Null || hi > spec.Classes)
+                throw new ArgumentException($"labels must lie in [0, {spec.Classes}) or be {Labels.Null} (no label), got values in [{lo}, {hi}]", nameof(labels));
         }
     }
 }

@@ -2,6 +2,7 @@ using Nfm.Couple;
 using Nfm.Descriptions;
 using TorchSharp;
 using static TorchSharp.torch;
+using Nfm.Training;
 
 namespace Nfm.Regress;
 

@@ -1,6 +1,7 @@
 using Nfm.Descriptions;
 using TorchSharp;
 using static TorchSharp.torch;
+using Nfm.Training;
 
 namespace Nfm.Regress;
 

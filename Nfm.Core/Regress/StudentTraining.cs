@@ -5,6 +5,7 @@ using Nfm.Descriptions;
 using Nfm.Nets;
 using TorchSharp;
 using static TorchSharp.torch;
+using Nfm.Training;
 
 namespace Nfm.Regress;
 
@@ -23,6 +24,24 @@ public sealed record Student(StudentSpec Spec, nn.Module<Tensor, Tensor, Tensor?
         State.Ema.CopyTo(net);
         net.eval();
         return net;
+    }
+
+    /// <summary>
+    /// Reflow from this student: fresh noise integrated by its EMA velocity field (a conditional student at the batch's
+    /// labels) with <paramref name="solver"/> (Heun, 16 uniform steps by default) gives the data side.
+    /// </summary>
+    public Coupling ReflowCoupling(SolverSpec? solver = null)
+    {
+        var net = SamplingNet();
+        var netSpec = Spec.Net;
+        var inner = Couple.ReflowCoupling.Create(
+            labels => Sampling.StudentSampler.Field(net, netSpec.Classes > 0 ? labels : null), solver);
+        return (batch, g) =>
+        {
+            if (batch.X1.numel() != batch.Count * netSpec.Dim)
+                throw new ArgumentException($"reflow student expects rows of shape {Shapes.Show(netSpec.InputShape)}, data rows have shape {Shapes.Show(batch.X1)}");
+            return inner(batch, g);
+        };
     }
 
     /// <summary>The checkpoint value: description, weights, optimiser, EMA, RNG state and the step.</summary>
@@ -80,7 +99,7 @@ public static class StudentTraining
         var device = spec.Device.ToDevice();
         using var dev = data.to(device);
         using var devLabels = labels?.to(device);
-        long nullClass = spec.Net.Classes;
+        long nullClass = Labels.Null;
         double dropout = spec.Net.Classes > 0 ? spec.LabelDropout : 0.0;
         var net = student.Net;
         Tensor LossOfStep(TrainingState s)

@@ -10,11 +10,11 @@ public static class StudentSampler
 {
     /// <summary>
     /// The velocity field of a network at a shared time t, with classifier-free guidance
-    /// v = v_c + w (v_c - v_u) when <paramref name="guidance"/> is non-zero (v_u uses the null class
-    /// <paramref name="nullClass"/>). Guidance 0 is plain conditional (or unconditional) velocity.
+    /// v = v_c + w (v_c - v_u) when <paramref name="guidance"/> is non-zero (v_u uses the null label
+    /// <paramref name="nullClass"/>, <see cref="Labels.Null"/> by default). Guidance 0 is plain conditional (or unconditional) velocity.
     /// </summary>
     public static VelocityField Field(nn.Module<Tensor, Tensor, Tensor?, Tensor> net, Tensor? labels = null,
-        double guidance = 0.0, long nullClass = 0) => (x, t) =>
+        double guidance = 0.0, long nullClass = Labels.Null) => (x, t) =>
     {
         using var tt = full(x.shape[0], t, dtype: x.dtype, device: x.device);
         if (guidance == 0 || labels is null) return net.forward(x, tt, labels);
@@ -27,7 +27,7 @@ public static class StudentSampler
     /// <summary>Integrates <paramref name="x0"/> with the network's velocity under no_grad; NFE counts network passes
     /// per sample (two per solver evaluation under guidance).</summary>
     public static IntegrationResult FromNoise(nn.Module<Tensor, Tensor, Tensor?, Tensor> net, Tensor x0, SolverSpec solver,
-        Tensor? labels = null, double guidance = 0.0, long nullClass = 0, bool keepTrajectory = false)
+        Tensor? labels = null, double guidance = 0.0, long nullClass = Labels.Null, bool keepTrajectory = false)
     {
         using var _ = no_grad();
         var r = Integrator.Integrate(Field(net, labels, guidance, nullClass), x0, solver, keepTrajectory);
@@ -37,7 +37,7 @@ public static class StudentSampler
     /// <summary>Draws <paramref name="count"/> noise rows of the network's input shape with <paramref name="generator"/>
     /// and integrates them.</summary>
     public static IntegrationResult Sample(nn.Module<Tensor, Tensor, Tensor?, Tensor> net, long[] inputShape, long count,
-        SolverSpec solver, Generator generator, Device device, Tensor? labels = null, double guidance = 0.0, long nullClass = 0)
+        SolverSpec solver, Generator generator, Device device, Tensor? labels = null, double guidance = 0.0, long nullClass = Labels.Null)
     {
         using var x0 = randn(new[] { count }.Concat(inputShape).ToArray(), device: device, generator: generator);
         return FromNoise(net, x0, solver, labels, guidance, nullClass);

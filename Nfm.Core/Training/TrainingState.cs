@@ -2,7 +2,7 @@ using Nfm.Descriptions;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Nfm.Regress;
+namespace Nfm.Training;
 
 /// <summary>
 /// Everything a training run carries from one step to the next. The record is immutable; the module, optimiser,

@@ -1,7 +1,7 @@
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Nfm.Regress;
+namespace Nfm.Training;
 
 /// <summary>Exponential moving average of a module's parameters, kept as named tensors (sampling uses them).</summary>
 public sealed class Ema

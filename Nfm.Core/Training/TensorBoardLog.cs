@@ -1,7 +1,7 @@
 using TorchSharp;
 using TorchSharp.Modules;
 
-namespace Nfm.Regress;
+namespace Nfm.Training;
 
 /// <summary>
 /// TensorBoard scalars and images for a run, through TorchSharp's own <c>SummaryWriter</c> (event files that

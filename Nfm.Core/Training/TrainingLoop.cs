@@ -1,7 +1,7 @@
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Nfm.Regress;
+namespace Nfm.Training;
 
 /// <summary>
 /// What a training loop reports after each step: the step reached, the loss, whether the update was skipped (a

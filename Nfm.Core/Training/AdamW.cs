@@ -2,7 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Nfm.Regress;
+namespace Nfm.Training;
 
 /// <summary>
 /// AdamW with decoupled weight decay. Written here (not TorchSharp's) so that its state is plain named tensors:

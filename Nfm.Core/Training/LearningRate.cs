@@ -1,6 +1,6 @@
 using Nfm.Descriptions;
 
-namespace Nfm.Regress;
+namespace Nfm.Training;
 
 /// <summary>Learning rate at a step: linear warm-up to the base rate, then constant or cosine decay to zero.</summary>
 public static class LearningRate

@@ -1,4 +1,4 @@
-namespace Nfm.Data;
+namespace Nfm.Descriptions;
 
 /// <summary>Which part of a data set with a fixed split (MNIST) to load.</summary>
 public enum DataSplit
