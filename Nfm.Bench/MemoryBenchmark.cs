@@ -52,7 +52,7 @@ public static class MemoryBenchmark
         var set = DataSource.Load(data, 20_000, seed);
         var rowShape = set.X.shape.Skip(1).ToArray();
         var spec = new StudentSpec(new VelocityNetSpec(rowShape, width, depth), new PathSpec(),
-            new TrainingSpec(steps, batch, Seed: seed, Precision: precision), coupling, set.Name, new DeviceSpec(device)).Validate();
+            new TrainingSpec(steps, batch, Seed: seed, Precision: precision), couplingSpec, set.Name, new DeviceSpec(device)).Validate();
         var student = Student.Create(spec);
         var series = new List<MemorySample>();
         var watch = Stopwatch.StartNew();

@@ -93,7 +93,7 @@ module Student =
         StudentSpec(VelocityNetSpec(shape, s.Width, s.Depth, Activation.Silu, 32, classes, s.Architecture), Spec.path s.Times,
                     TrainingSpec(s.Steps, s.Batch, s.LearningRate, s.Warmup, Seed = s.Seed, EmaDecay = s.Ema, SaveEvery = s.SaveEvery,
                                  Precision = s.Precision),
-                    couplingName, data.Name, DeviceSpec(s.Device), s.LabelDropout).Validate()
+                    CouplingSpec.Named couplingName, data.Name, DeviceSpec(s.Device), s.LabelDropout).Validate()
 
     /// The run of `spec`: continued from `checkpoint` when that holds the same run (more steps allowed), else fresh.
     let start (reporter: Reporter) (checkpoint: string option) (spec: StudentSpec) : Student =

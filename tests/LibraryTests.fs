@@ -107,6 +107,21 @@ let tests =
             Expect.throwsT<ArgumentException> (fun () -> Data.samplingLabels 0 4L (Some 1) torch.CPU |> ignore) "label for an unconditional model"
         }
 
+        test "a student's description holds its coupling typed, written as the command-line form in JSON" {
+            let data = Data.toy "moons" 100L 0L
+            for name, kind in [ "ot", Nfm.Descriptions.CouplingKind.Ot; "teacher:p.pairs", Nfm.Descriptions.CouplingKind.Teacher
+                                "sinkhorn:0.05:round", Nfm.Descriptions.CouplingKind.Sinkhorn; "mix of nfm and ot", Nfm.Descriptions.CouplingKind.Custom ] do
+                let spec = Student.spec Student.settings name data
+                Expect.equal spec.Coupling.Kind kind (name + ": its kind")
+                let json = Nfm.Descriptions.Json.Write spec
+                let expected = if kind = Nfm.Descriptions.CouplingKind.Custom then "custom:" + name else name
+                Expect.stringContains json (sprintf "\"coupling\": \"%s\"" expected) (name + ": written as its command-line form")
+                let back = Nfm.Descriptions.Json.Read<Nfm.Descriptions.StudentSpec> json
+                Expect.equal back.Coupling spec.Coupling (name + ": read back equal")
+            let custom = Nfm.Descriptions.CouplingSpec.Named "mine"
+            Expect.throwsT<NotSupportedException> (fun () -> Couple.ofSpec custom data |> ignore) "a custom coupling cannot be rebuilt from its name"
+        }
+
         test "runs are the same up to their step count, and not when anything else differs" {
             let a = """{"model":{"width":8},"training":{"steps":10,"batch":4}}"""
             Expect.isTrue (Runs.same a """{"model":{"width":8},"training":{"steps":20,"batch":4}}""") "more steps: same run"

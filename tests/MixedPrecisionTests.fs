@@ -215,7 +215,7 @@ let trainStudent (path: string) (steps: int) (stopAt: int option) =
     let data = (Nfm.Data.DataSource.Load("moons", 500L, 0L)).X
     let spec =
         StudentSpec(VelocityNetSpec([| 2L |], 32, 2), PathSpec(), TrainingSpec(steps, 32, Seed = 4L, Precision = Precision.BFloat16),
-                    "ot", "moons", DeviceSpec())
+                    CouplingSpec.Ot, "moons", DeviceSpec())
     use cancel = new CancellationTokenSource()
     let progress = Action<TrainingProgress>(fun p -> if Some (int p.Step) = stopAt then cancel.Cancel())
     let student = if File.Exists path then Student.Load path else Student.Create spec

@@ -119,7 +119,7 @@ let tests =
             let data = torch.where(torch.rand([| 256L; 1L; 28L; 28L |], generator = g).lt(torch.tensor 0.2f), torch.tensor(1.0f), torch.tensor(-1.0f))
             let net = unet [ 1L; 28L; 28L ] 8 3 0
             let training = TrainingSpec(Steps = 20, Batch = 16, LearningRate = 3e-3, EmaDecay = 0.0, Seed = 12L)
-            let student = Student.Create(StudentSpec(net, PathSpec(), training, "independent", "random", DeviceSpec()))
+            let student = Student.Create(StudentSpec(net, PathSpec(), training, CouplingSpec.Independent, "random", DeviceSpec()))
             let before = fixedLoss student.Net data
             let trained = StudentTraining.Run(student, data, null, Nfm.Couple.Couplings.Independent)
             let after = fixedLoss trained.Net data
@@ -136,7 +136,7 @@ let tests =
             expectArgument "x" "divisible by 4" (fun () -> net.forward(torch.randn(2L, 1L, 30L, 28L), t, null) |> ignore)
             expectArgument "x" "got [2, 784]" (fun () -> net.forward(torch.randn(2L, 784L), t, null) |> ignore)
             expectArgument "t" "t must have shape [2]" (fun () -> net.forward(torch.randn(2L, 1L, 28L, 28L), torch.rand(3L), null) |> ignore)
-            expectArgument "labels" "[0, 10]" (fun () -> net.forward(torch.randn(2L, 1L, 28L, 28L), t, torch.tensor([| 0L; 11L |])) |> ignore)
+            expectArgument "labels" "[0, 10) or be -1 (no label)" (fun () -> net.forward(torch.randn(2L, 1L, 28L, 28L), t, torch.tensor([| 0L; 11L |])) |> ignore)
             expectArgument "labels" "shape [2]" (fun () -> net.forward(torch.randn(2L, 1L, 28L, 28L), t, torch.zeros(3L, dtype = torch.int64)) |> ignore)
             expectArgument "labels" "integers" (fun () -> net.forward(torch.randn(2L, 1L, 28L, 28L), t, torch.zeros(2L)) |> ignore)
         }

@@ -82,6 +82,8 @@ public static class Couplings
             CouplingKind.Independent => Independent,
             CouplingKind.Ot => MinibatchOt(),
             CouplingKind.Sinkhorn => Sinkhorn(spec.Epsilon!.Value, spec.Pairing ?? SinkhornPairing.Sample),
+            CouplingKind.Custom => throw new NotSupportedException(
+                $"coupling '{spec.Format()}' is code: pass the coupling itself, a description cannot rebuild it"),
             _ => throw new NotSupportedException(
                 $"coupling '{spec.Format()}' needs a trained model; build it from its checkpoint, not from Couplings.From"),
         };

@@ -26,6 +26,8 @@ public enum CouplingKind
     Teacher,
     /// <summary>Pairs (x0, ODE(x0)) from an already trained student (rectified flow).</summary>
     Reflow,
+    /// <summary>A coupling written as code (F# combinators, a custom function), recorded by its name only.</summary>
+    Custom,
 }
 
 /// <summary>
@@ -37,6 +39,8 @@ public enum CouplingKind
 /// <item><c>teacher</c>: either <c>PairsPath</c> (pairs written by <c>nfm couple</c>) or <c>TeacherPath</c> (a .ckpt
 /// encoded on the fly, with optional <c>Eta</c>; null means the default of whoever builds the coupling).</item>
 /// <item><c>reflow</c>: <c>StudentPath</c> (a .ckpt).</item>
+/// <item><c>custom</c>: <c>Name</c>, what the code that builds the coupling calls it (it cannot be rebuilt from the
+/// description).</item>
 /// </list>
 /// In JSON the unset fields are left out. The command line writes it as <c>independent | ot | sinkhorn:EPS[:round|:sample] | teacher:PAIRS |
 /// teacher:T.ckpt[,eta=E] | reflow:S.ckpt</c> (<see cref="Parse"/>, <see cref="Format"/>).
@@ -48,8 +52,20 @@ public sealed record CouplingSpec(
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? PairsPath = null,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? TeacherPath = null,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] double? Eta = null,
-    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? StudentPath = null)
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? StudentPath = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Name = null)
 {
+    /// <summary>A coupling written as code, recorded by its name.</summary>
+    public static CouplingSpec Custom(string name) => new CouplingSpec(CouplingKind.Custom, Name: name).Validate();
+
+    /// <summary>The description of a coupling a caller names: its command-line form when <paramref name="text"/> is
+    /// one (<c>ot</c>, <c>teacher:PAIRS</c>, ...), else a <see cref="Custom"/> coupling of that name.</summary>
+    public static CouplingSpec Named(string text)
+    {
+        try { return Parse(text); }
+        catch (ArgumentException) { return Custom(text); }
+    }
+
     /// <summary>Independent noise.</summary>
     public static CouplingSpec Independent { get; } = new(CouplingKind.Independent);
 
@@ -120,6 +136,9 @@ public sealed record CouplingSpec(
                         throw new ArgumentException($"Eta must be a finite number >= 0, got {e}", nameof(Eta));
                 }
                 break;
+            case CouplingKind.Custom:
+                NonEmpty(Name, nameof(Name));
+                break;
             case CouplingKind.Reflow:
                 NonEmpty(StudentPath, nameof(StudentPath));
                 if (!IsCkpt(StudentPath!)) throw new ArgumentException($"StudentPath must end in .ckpt, got {StudentPath}", nameof(StudentPath));
@@ -168,6 +187,7 @@ public sealed record CouplingSpec(
                     ? new CouplingSpec(CouplingKind.Teacher, TeacherPath: r)
                     : new CouplingSpec(CouplingKind.Teacher, PairsPath: r),
             ("reflow", { } r) => new CouplingSpec(CouplingKind.Reflow, StudentPath: r),
+            ("custom", { } r) => new CouplingSpec(CouplingKind.Custom, Name: r),
             _ => throw new ArgumentException($"'{text}': {Expected}", nameof(text)),
         };
         return spec.Validate();
@@ -185,7 +205,25 @@ public sealed record CouplingSpec(
             CouplingKind.Teacher when PairsPath is not null => $"teacher:{PairsPath}",
             CouplingKind.Teacher => Eta is { } e ? $"teacher:{TeacherPath}{EtaMark}{N(e)}" : $"teacher:{TeacherPath}",
             CouplingKind.Reflow => $"reflow:{StudentPath}",
+            CouplingKind.Custom => $"custom:{Name}",
             _ => Kind.ToString(),
         };
     }
+}
+
+/// <summary>
+/// Writes a <see cref="CouplingSpec"/> as its command-line form (<see cref="CouplingSpec.Format"/>) and reads that form
+/// back (<see cref="CouplingSpec.Named"/>), so a student's description keeps the JSON it always had.
+/// </summary>
+public sealed class CouplingSpecTextConverter : JsonConverter<CouplingSpec>
+{
+    /// <inheritdoc />
+    public override CouplingSpec Read(ref System.Text.Json.Utf8JsonReader reader, Type typeToConvert, System.Text.Json.JsonSerializerOptions options) =>
+        reader.TokenType == System.Text.Json.JsonTokenType.String
+            ? CouplingSpec.Named(reader.GetString()!)
+            : throw new System.Text.Json.JsonException("a coupling must be written as its command-line form, e.g. \"ot\"");
+
+    /// <inheritdoc />
+    public override void Write(System.Text.Json.Utf8JsonWriter writer, CouplingSpec value, System.Text.Json.JsonSerializerOptions options) =>
+        writer.WriteStringValue(value.Format());
 }
