@@ -46,7 +46,9 @@ let demo (args: ParseResults<DemoArgs>) =
     let outDir = outputFolder (args.GetResult(DemoArgs.Out, "demo-out"))
     let seed = int64 (args.GetResult(DemoArgs.Seed, 0))
     let budget = args.TryGetResult DemoArgs.Steps |> Option.map (positive "steps" >> string) |> Option.defaultValue "quick"
-    let json = runAndPrint (describe (Nfm.Descriptions.DataSpec("checkerboard", Seed = seed)) budget outDir [])
+    // Two workers on two cores: the independent and OT students train while the teacher does (the same figures).
+    let e = describe (Nfm.Descriptions.DataSpec("checkerboard", Seed = seed)) budget outDir []
+    let json = runAndPrint { e with Workers = Experiment.defaultWorkers () }
     printfn "%s" (Report.twoDReading (Report.read json))
     printfn "wrote %s" json
     args.TryGetResult DemoArgs.Json |> Option.iter (fun p -> File.Copy(json, outputPath p, true))

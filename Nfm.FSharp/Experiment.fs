@@ -174,6 +174,10 @@ module Experiment =
     let etaMethods (etas: float list) : Method list =
         [ for e in etas -> { Name = sprintf "nfm-eta%g" e; Coupling = Nfm(Some e, None) } ]
 
+    /// Workers for a comparison on this machine: 2 (the students that need no teacher train beside it, one libtorch
+    /// thread each) when it has two cores or more, else 1. The figures do not depend on it.
+    let defaultWorkers () = if Environment.ProcessorCount >= 2 then 2 else 1
+
     /// A comparison on `data` at a named budget with the default methods, one worker, seed 0, the quadratic grid.
     let create (data: DataSpec) (budgetName: string) (outDir: string) : Experiment =
         let b = budget budgetName (isImageData data)
