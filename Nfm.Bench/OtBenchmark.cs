@@ -66,16 +66,8 @@ public static class OtBenchmark
 
     static OtTiming Time(string solver, int n, int dim, int repeats, Action run)
     {
-        run(); // warm-up: JIT and first-touch allocations
-        var ms = new double[repeats];
-        for (int r = 0; r < repeats; r++)
-        {
-            var sw = Stopwatch.StartNew();
-            run();
-            ms[r] = sw.Elapsed.TotalMilliseconds;
-        }
-        Array.Sort(ms);
-        double median = repeats % 2 == 1 ? ms[repeats / 2] : 0.5 * (ms[repeats / 2 - 1] + ms[repeats / 2]);
-        return new OtTiming(solver, n, dim, repeats, median, ms[0]);
+        // One untimed call first: JIT and first-touch allocations.
+        var ms = Timing.Seconds(run, repeats, warmup: 1).Select(s => s * 1000).ToArray();
+        return new OtTiming(solver, n, dim, repeats, Timing.Median(ms), ms[0]);
     }
 }
