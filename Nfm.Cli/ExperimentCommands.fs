@@ -22,25 +22,17 @@ let parseList (name: string) (text: string) =
     if List.length (List.distinct values) <> List.length values then fail (sprintf "--%s '%s' repeats a value" name text)
     values
 
-/// A comparison as the command line describes it; with several etas, one NFM student per eta replaces the single one.
+/// A comparison as the command line describes it, reporting on this terminal.
 let describe (data: Nfm.Descriptions.DataSpec) (budget: string) (outDir: string) (etas: float list) =
-    let e = Experiment.create data budget outDir
-    let e = { e with Reporter = Progress.reporter; Cancel = cancellation; Command = commandLine () }
-    match etas with
-    | [] -> e
-    | [ eta ] -> { e with Eta = Some eta }
-    | first :: _ ->
-        let nfm = Experiment.etaMethods etas
-        let methods = e.Methods |> List.collect (fun m -> if m.Name = "nfm" then nfm else [ m ])
-        { e with Eta = Some first; Methods = methods }
+    { Experiment.create data budget outDir with Reporter = Progress.reporter; Cancel = cancellation; Command = commandLine () }
+    |> Experiment.withEtas etas
 
-/// Runs and writes a comparison, prints its summary; returns the path of results.json.
+/// Runs and writes a comparison (with two workers, each on one libtorch thread), prints its summary; returns the
+/// path of results.json.
 let runAndPrint (e: Experiment) =
-    let r = Experiment.run e
-    let md = Experiment.write r
-    printfn "\n%s" md
-    let json = Path.Combine(e.OutDir, "results.json")
-    json
+    if e.Workers = 2 then TorchSharp.torch.set_num_threads 1
+    printfn "\n%s" (Experiment.write (Experiment.run e))
+    Path.Combine(e.OutDir, "results.json")
 
 let demo (args: ParseResults<DemoArgs>) =
     let outDir = outputFolder (args.GetResult(DemoArgs.Out, "demo-out"))
@@ -57,7 +49,6 @@ let demo (args: ParseResults<DemoArgs>) =
 let compare (args: ParseResults<CompareArgs>) =
     let outDir = outputFolder (args.GetResult CompareArgs.Out)
     let workers = args.GetResult(CompareArgs.Workers, 1)
-    if workers = 2 then TorchSharp.torch.set_num_threads 1
     let data = Nfm.Descriptions.DataSpec(args.GetResult CompareArgs.Data, Seed = int64 (args.GetResult(CompareArgs.Seed, 0)),
                                          Labels = Option.toObj (args.TryGetResult CompareArgs.Labels))
     data.Validate()
@@ -80,6 +71,5 @@ let compare (args: ParseResults<CompareArgs>) =
 
 /// `nfm bench mnist-compare`: the MNIST comparison at the standard budget with two workers, into results/mnist-compare.
 let mnistCompare (data: string) (budget: string) (outDir: string) (workers: int) =
-    if workers = 2 then TorchSharp.torch.set_num_threads 1
     let e = describe (Nfm.Descriptions.DataSpec(data)) budget outDir []
     runAndPrint { e with Workers = workers }

@@ -41,8 +41,7 @@ let eval (args: ParseResults<EvalArgs>) =
         | _ ->
             if not (refSpec.StartsWith("mnist:", StringComparison.OrdinalIgnoreCase)) then fail "--metric fd needs --reference mnist:DIR"
             let path = outputPath (args.GetResult(EvalArgs.Classifier, "fd-classifier.ckpt"))
-            let split s = Nfm.Data.DataSource.Load(refSpec, 0L, 0L, s)
-            let classifier = Metrics.classifier Progress.reporter path (split Nfm.Descriptions.DataSplit.Train) (split Nfm.Descriptions.DataSplit.Test)
+            let classifier = Metrics.classifier Progress.reporter path refSpec
             Nfm.Metrics.FeatureClassifier.FdMnist(classifier, a, b), [ "feature_network", jstr (classifier.Identity()) ]
     printfn "%s = %.6f (n_samples %d, n_reference %d)%s" metric value m m
         (extra |> List.map (fun (k, v) -> sprintf ", %s %s" k (v.ToString())) |> String.concat "")

@@ -99,9 +99,8 @@ let sampleStudent (student: Student) (count: int) (solver: Solver) (grid: Grid) 
 
 /// Writes a PNG of samples: a scatter for 2-D points, a grid for images.
 let savePng (path: string) (title: string) (x: torch.Tensor) =
-    if x.dim() = 2L && x.shape[1] = 2L then Plot.scatter (outputPath path) title [ "samples", x ]
-    elif x.dim() = 4L then Plot.grid (outputPath path) 16 (x.narrow(0L, 0L, min x.shape[0] 256L))
-    else fail (sprintf "--png: can only draw 2-D points or images, samples have shape %s" (Nfm.Shapes.Show x))
+    if not (Plot.canDraw x) then fail (sprintf "--png: can only draw 2-D points or images, samples have shape %s" (Nfm.Shapes.Show x))
+    Plot.samples (outputPath path) title x
 
 let sample (args: ParseResults<StudentSampleArgs>) =
     let path = existing "student checkpoint" (args.GetResult StudentSampleArgs.Student)

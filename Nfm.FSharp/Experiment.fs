@@ -192,6 +192,16 @@ module Experiment =
         { e with Teacher = Some path
                  Methods = e.Methods |> List.filter (fun m -> match m.Coupling with Nfm (_, Some _) -> false | _ -> true) }
 
+    /// The comparison at the etas given: one value sets the experiment's eta; several replace the NFM student of the
+    /// main teacher ("nfm") by one per eta (`etaMethods`), the first being the experiment's eta (the claims use it).
+    let withEtas (etas: float list) (e: Experiment) : Experiment =
+        match etas with
+        | [] -> e
+        | [ eta ] -> { e with Eta = Some eta }
+        | first :: _ ->
+            let nfm = etaMethods etas
+            { e with Eta = Some first; Methods = e.Methods |> List.collect (fun m -> if m.Name = "nfm" then nfm else [ m ]) }
+
     /// The guidance weights a conditional comparison sweeps by default.
     let defaultGuidance = [ 0.0; 0.5; 1.0; 2.0; 3.0 ]
 
@@ -228,10 +238,6 @@ module Experiment =
         { b with Steps = e.Budget.StudentSteps; Batch = e.Budget.StudentBatch; Seed = e.Seed; Conditional = e.Conditional
                  Precision = e.Precision
                  Reporter = e.Reporter; Cancel = e.Cancel }
-
-    let private pngOf (path: string) (title: string) (x: torch.Tensor) =
-        if x.dim() = 2L && x.shape[1] = 2L then Plot.scatter path title [ "samples", x ]
-        elif x.dim() = 4L then Plot.grid path 16 (x.narrow(0L, 0L, min x.shape[0] 256L))
 
     /// What makes two comparisons the same run (saved as experiment.json in the output folder): data, budget, methods,
     /// eta, seed and grid. Workers, logging and reporting do not change the figures.
@@ -281,9 +287,6 @@ module Experiment =
         let seed = e.Seed
         let budget = e.Budget
         let report = e.Reporter
-        let cancelled what =
-            if e.Cancel.IsCancellationRequested then
-                raise (OperationCanceledException(sprintf "interrupted; %s so far are saved in the output folder" what))
         if List.isEmpty e.Guidance || e.Guidance |> List.exists (fun w -> not (Double.IsFinite w)) then
             invalidArg "guidance" "guidance weights must be a non-empty list of finite numbers"
         if not e.Conditional && e.Guidance <> [ 0.0 ] then invalidArg "guidance" "guidance weights need a conditional comparison"
@@ -303,9 +306,7 @@ module Experiment =
         // Images from MNIST are scored by FD-MNIST (Frechet distance of the feature classifier's features), the rest by
         // exact W2 on flattened rows.
         let isMnist = isImage && DataSource.KindOf e.Data.Source = DataSourceKind.Mnist
-        let classifier =
-            lazy (Metrics.classifier report e.Classifier (DataSource.Load(e.Data.Source, 0L, 0L, DataSplit.Train))
-                                     (DataSource.Load(e.Data.Source, 0L, 0L, DataSplit.Test)))
+        let classifier = lazy (Metrics.classifier report e.Classifier e.Data.Source)
         let metric, quality =
             if isMnist then "fd", (fun (x: torch.Tensor) (r: torch.Tensor) -> Metrics.fd (classifier.Force()) x r)
             else "w2", Metrics.w2
@@ -333,8 +334,7 @@ module Experiment =
                             match x0 with
                             | None -> Student.sampleWith labels w solver grid (int64 evalCount) (seed + 2L) st
                             | Some (z, _) ->
-                                let r = Nfm.Sampling.StudentSampler.FromNoise(st.SamplingNet(), z, Spec.solver grid solver, Option.toObj (if e.Conditional then Some referenceLabels else None),
-                                                                              w)
+                                let r = Nfm.Sampling.StudentSampler.FromNoise(st.SamplingNet(), z, Spec.solver grid solver, referenceLabels, w)
                                 r.X, r.Nfe
                         let secs = watch.Elapsed.TotalSeconds
                         let value = quality x reference
@@ -347,7 +347,7 @@ module Experiment =
                 e.Log |> Option.iter (fun l -> l.Scalar(sprintf "%s/%s_by_sampling_steps" name metric, value, int64 steps))
                 if steps = List.max budget.Steps || steps = 1 then
                     let png = Path.Combine(outDir, sprintf "samples-%s-%dstep.png" name steps)
-                    pngOf png (sprintf "%s, %d %s steps, %s %.3f" name steps (Spec.solverName solver) metric value) x
+                    Plot.samples png (sprintf "%s, %d %s steps, %s %.3f" name steps (Spec.solverName solver) metric value) x
                     e.Log |> Option.iter (fun l -> l.Image(sprintf "%s/samples_%dstep" name steps, png, int64 steps))
                 report.Message(sprintf "%s, %d steps: %s %.4f%s" name steps metric value (if e.Conditional then sprintf " (guidance %g)" w else ""))
                 yield { Method = name; Solver = Spec.solverName solver; Grid = Spec.gridName grid; Steps = steps; Nfe = nfe
@@ -371,14 +371,13 @@ module Experiment =
         /// Trains (or continues) one student, then samples and scores it.
         let student (m: Method) (coupling: Nfm.Couple.Coupling) (pairsPath: string) =
             let path = Path.Combine(outDir, m.Name + ".ckpt")
-            let s = { settings with Checkpoint = Some path; SaveEvery = settings.SaveEvery }
+            let s = { settings with Checkpoint = Some path; Reporter = Reporter.labelled (sprintf "%-12s" m.Name) report }
             let logStep = e.Log |> Option.map (fun l -> l.Training(m.Name))
             let mutable last = nan
             let watch = Diagnostics.Stopwatch.StartNew()
             let st =
                 Student.trainWith (fun p -> last <- p.Loss; logStep |> Option.iter (fun f -> f.Invoke p))
-                                  coupling (couplingText m pairsPath) { s with Reporter = { report with Stage = fun _ n -> report.Stage (sprintf "%-12s" m.Name) n } } data
-            cancelled "trained students"
+                                  coupling (couplingText m pairsPath) s data
             let secs = watch.Elapsed.TotalSeconds
             report.Message(sprintf "%s: final loss %.4f, %.1fs" m.Name last secs)
             let curve, rows = evaluate m.Name st None
@@ -407,7 +406,8 @@ module Experiment =
                 let progress = Reporter.blocks report (sprintf "%-12s" ("pairs" + suffix))
                 let p = Nfm.Couple.TeacherPairs.Compute(t, data.X, trainLabels, pairEta, 4, seed, partialPath = pairsPath + ".partial",
                                                         progress = progress, cancel = e.Cancel)
-                cancelled "the pairs"
+                if e.Cancel.IsCancellationRequested then
+                    raise (OperationCanceledException "interrupted; the pairs so far are saved in the output folder")
                 p.Save pairsPath
                 if File.Exists(pairsPath + ".partial") then File.Delete(pairsPath + ".partial")
                 p, pairsPath, float (data.X.shape[0] * 4L) / watch.Elapsed.TotalSeconds
@@ -428,18 +428,14 @@ module Experiment =
                 | _ ->
                     let tspec = teacherSpec e data isImage steps
                     let path = Path.Combine(outDir, sprintf "teacher%s.ckpt" suffix)
-                    let start = Teacher.start report (Some path) tspec
+                    let s = { Teacher.settings with Checkpoint = Some path; Cancel = e.Cancel
+                                                    Reporter = Reporter.labelled (sprintf "%-12s" ("teacher" + suffix)) report }
                     let logStep = e.Log |> Option.map (fun l -> l.Training("teacher" + suffix))
-                    let update = report.Stage (sprintf "%-12s" ("teacher" + suffix)) (int64 steps)
                     let mutable loss = nan
                     let watch = Diagnostics.Stopwatch.StartNew()
                     let teacher =
-                        TeacherTraining.Run(start, data.X, trainLabels, path,
-                                            Action<_>(fun p ->
-                                                loss <- p.Loss
-                                                logStep |> Option.iter (fun f -> f.Invoke p)
-                                                update p.Step (sprintf "loss %.4f" p.Loss)), e.Cancel)
-                    cancelled "the teacher trained"
+                        Teacher.start report (Some path) tspec
+                        |> Teacher.continueWith (fun p -> loss <- p.Loss; logStep |> Option.iter (fun f -> f.Invoke p)) s data
                     teacher, loss, watch.Elapsed.TotalSeconds
             let steps = if e.Teacher.IsSome && suffix = "" then int teacher.State.Step else steps
             let model = teacher.InferenceModel()
@@ -467,14 +463,14 @@ module Experiment =
             let valueDenoised = quality denoised reference
             let nfe = nfeOf teacher
             let samplesPng = Path.Combine(outDir, sprintf "samples-teacher%s.png" suffix)
-            pngOf samplesPng (sprintf "teacher%s, %s %.3f" suffix metric value) samples
+            Plot.samples samplesPng (sprintf "teacher%s, %s %.3f" suffix metric value) samples
             e.Log |> Option.iter (fun l ->
                 let step = int64 teacher.State.Step
                 l.Scalar(sprintf "teacher%s/heldout_nll_nats" suffix, nll, step)
                 if isImage then l.Scalar(sprintf "teacher%s/heldout_bits_per_dim" suffix, bpd, step)
                 l.Scalar(sprintf "teacher%s/%s" suffix metric, value, step)
                 l.Image(sprintf "teacher%s/samples" suffix, samplesPng, step))
-            pngOf (Path.Combine(outDir, sprintf "samples-teacher%s-denoised.png" suffix))
+            Plot.samples (Path.Combine(outDir, sprintf "samples-teacher%s-denoised.png" suffix))
                   (sprintf "teacher%s denoised, %s %.3f" suffix metric valueDenoised) denoised
             report.Message(sprintf "teacher%s: %s %.4f (denoised %.4f), held-out NLL %.4f nats%s" suffix metric value valueDenoised nll
                                (if isImage then sprintf ", %.4f bits/dim" bpd else ""))

@@ -174,12 +174,14 @@ module Metrics =
         c
 
     /// The FD-MNIST feature classifier: loaded from `path`, or trained with the fixed recipe (seed 0, 1,500 steps) on
-    /// the train split of an MNIST data set and saved there when the file does not exist.
-    let classifier (reporter: Reporter) (path: string) (train: Dataset) (test: Dataset) =
+    /// the MNIST data set `mnistSpec` (mnist:DIR; its train split, scored on its test split) and saved there when the
+    /// file does not exist yet.
+    let classifier (reporter: Reporter) (path: string) (mnistSpec: string) =
         if System.IO.File.Exists path then Nfm.Metrics.FeatureClassifier.Load path
         else
             reporter.Message(sprintf "training the FD-MNIST feature classifier (fixed recipe, seed 0, 1500 steps) into %s" path)
-            let c = trainClassifier reporter 1500 train test
+            let split s = DataSource.Load(mnistSpec, 0L, 0L, s)
+            let c = trainClassifier reporter 1500 (split DataSplit.Train) (split DataSplit.Test)
             c.Save path
             c
 

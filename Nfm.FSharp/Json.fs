@@ -56,6 +56,9 @@ module Reporter =
                         eprintfn "%s %d/%d %s %.1f it/s" label current total info rate
           Message = fun m -> eprintfn "%s" m }
 
+    /// The same reporter with every stage named `label` (e.g. a comparison's method name instead of the trainer's own).
+    let labelled (label: string) (reporter: Reporter) = { reporter with Stage = fun _ total -> reporter.Stage label total }
+
     /// A progress callback (blocks done, blocks in all) of the core's block-wise work (pairs, encodings) as a stage;
     /// a count that starts again from 1 starts a new stage.
     let blocks (reporter: Reporter) (label: string) =

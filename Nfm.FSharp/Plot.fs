@@ -40,5 +40,13 @@ module Plot =
         use plot = lossChart title false series
         save path plot
 
+    /// True when `samples` can be drawn by `Plot.samples`: 2-D points [N, 2] or images [N, C, H, W].
+    let canDraw (samples: torch.Tensor) = (samples.dim() = 2L && samples.shape[1] = 2L) || samples.dim() = 4L
+
+    /// Samples as a PNG: a scatter of 2-D points, or a grid of (up to 256) images; anything else is not drawn.
+    let samples (path: string) (title: string) (x: torch.Tensor) =
+        if x.dim() = 2L && x.shape[1] = 2L then scatter path title [ "samples", x ]
+        elif x.dim() = 4L then ImageGrid.Save(path, x.narrow(0L, 0L, min x.shape[0] 256L), 16)
+
     /// A grid of images in [-1, 1].
     let grid (path: string) (columns: int) (images: torch.Tensor) = ImageGrid.Save(path, images, columns)

@@ -30,7 +30,7 @@ let student =
 
 let classifier =
     match System.Environment.GetEnvironmentVariable "NFM_EXAMPLE_STEPS" with
-    | null | "" -> Metrics.classifier Reporter.lines (exampleOut "mnist-classifier.ckpt") train test
+    | null | "" -> Metrics.classifier Reporter.lines (exampleOut "mnist-classifier.ckpt") folder
     | _ -> Metrics.trainClassifier Reporter.lines (exampleSteps 1500) train test   // a small budget: a quick classifier
 let reference = test.X.narrow(0L, 0L, int64 (exampleSize 500 100))
 for steps in [ 1; 2; 4 ] do
