@@ -56,7 +56,7 @@ let compare (args: ParseResults<CompareArgs>) =
     let e = describe data (args.GetResult(CompareArgs.Budget, "quick")) outDir etas
     let e = { e with Grid = Spec.parseGrid (args.GetResult(CompareArgs.Grid, "quadratic")); Workers = workers
                      Log = tensorBoard (args.TryGetResult CompareArgs.Logdir)
-                     Precision = precision (args.TryGetResult CompareArgs.Precision)
+                     Precision = args.TryGetResult CompareArgs.Precision |> Option.map (Some >> precision) |> Option.defaultValue e.Precision
                      Classifier = args.GetResult(CompareArgs.Classifier, "fd-classifier.ckpt") }
     let guidance = args.TryGetResult CompareArgs.Guidance |> Option.map (parseList "guidance")
     if guidance.IsSome && not (args.Contains CompareArgs.Conditional) then fail "--guidance needs --conditional"
@@ -70,6 +70,7 @@ let compare (args: ParseResults<CompareArgs>) =
     0
 
 /// `nfm bench mnist-compare`: the MNIST comparison at the standard budget with two workers, into results/mnist-compare.
-let mnistCompare (data: string) (budget: string) (outDir: string) (workers: int) =
+let mnistCompare (data: string) (budget: string) (outDir: string) (workers: int) (precisionName: string option) =
     let e = describe (Nfm.Descriptions.DataSpec(data)) budget outDir []
-    runAndPrint { e with Workers = workers }
+    let e = { e with Workers = workers; Precision = precisionName |> Option.map (Some >> precision) |> Option.defaultValue e.Precision }
+    runAndPrint e

@@ -128,7 +128,7 @@ let bench (args: ParseResults<BenchArgs>) =
         let json =
             ExperimentCommands.mnistCompare (args.GetResult(BenchArgs.Data, "mnist:../shared/data/mnist")) (args.GetResult(BenchArgs.Budget, "standard"))
                                             (outputFolder (args.GetResult(BenchArgs.Out, Path.Combine("results", "mnist-compare"))))
-                                            (args.GetResult(BenchArgs.Workers, 2))
+                                            (args.GetResult(BenchArgs.Workers, 1)) (args.TryGetResult BenchArgs.Precision)
         add "results" (jstr json)
     if run "ot" then
         let r = Nfm.Bench.OtBenchmark.Run()

@@ -1,6 +1,10 @@
 namespace Nfm.FSharp
 
 open Nfm
+open System
+open System.Globalization
+open System.IO
+open System.Text.Json.Nodes
 open System.Threading
 open TorchSharp
 open Nfm.Data
@@ -35,6 +39,18 @@ type TeacherSettings =
       Checkpoint: string option
       Reporter: Reporter
       Cancel: CancellationToken }
+
+/// The checkpoint a teacher run kept as its best by the likelihood of rows held out of its training data.
+type TeacherSelection =
+    { /// The kept checkpoint (a full teacher checkpoint at `Step`).
+      Path: string
+      Step: int64
+      /// Mean negative log-likelihood of the held-out rows (nats per row) under the kept weights (EMA when kept).
+      HeldOutNll: float
+      HeldOutRows: int64
+      /// The held-out NLL at every checkpoint of the run, in step order (kept beside the best one as PATH.json, so a
+      /// resumed run keeps the whole curve).
+      History: (int64 * float) list }
 
 /// The TarFlow teacher: train (and resume), encode, decode, sample, likelihood, denoising, ml-tarflow interop.
 [<RequireQualifiedAccess>]
@@ -90,6 +106,56 @@ module Teacher =
         if s.Cancel.IsCancellationRequested then
             raise (System.OperationCanceledException("interrupted; the teacher trained so far is saved"))
         trained
+
+    /// Trains a started teacher like `continueWith`, scoring every checkpoint it writes (every `SaveEvery` steps and the
+    /// last) by the mean NLL of `heldOut` (rows kept out of `data`), and returns the best of them, kept at `bestPath`:
+    /// early stopping by held-out likelihood, never by the test set. Needs `s.Checkpoint`. A resumed run keeps the
+    /// earlier best and curve when `bestPath` holds the same run.
+    let continueSelecting (heldOut: Dataset) (bestPath: string) (onStep: TrainingProgress -> unit) (s: TeacherSettings)
+                          (data: Dataset) (t: TrainedTeacher) : TrainedTeacher * TeacherSelection =
+        if s.Checkpoint.IsNone then invalidArg "settings" "selecting a teacher by held-out likelihood needs a checkpoint path (Checkpoint)"
+        if heldOut.X.shape[0] = 0L then invalidArg "heldOut" "the held-out set has no rows"
+        let historyPath = bestPath + ".json"
+        let labels = if t.Spec.Model.IsConditional then heldOut.Labels else null
+        let mutable best =
+            if not (File.Exists bestPath) then None
+            else
+                let c = Nfm.Checkpoints.Checkpoint.Load(bestPath, TrainedTeacher.Kind)
+                if not (Runs.same (Json.Write(c.DescriptionAs<TeacherRunSpec>())) (Json.Write t.Spec)) then
+                    raise (InvalidDataException(sprintf "%s holds a teacher made with other settings than this run; use another output folder or remove the file" bestPath))
+                Some (int64 c.Meta["heldout_step"], Double.Parse(c.Meta["heldout_nll_nats"], CultureInfo.InvariantCulture))
+        let mutable history =
+            if not (File.Exists historyPath) || best.IsNone then []
+            else
+                let saved = JsonNode.Parse(File.ReadAllText historyPath)
+                [ for p in saved["history"].AsArray() -> p["step"].GetValue<int64>(), p["heldout_nll_nats"].GetValue<float>() ]
+                |> List.filter (fun (step, _) -> step <= t.State.Step)
+        let score (x: TrainedTeacher) =
+            let step = x.State.Step
+            if not (history |> List.exists (fun (k, _) -> k = step)) then
+                let m = x.InferenceModel()
+                let struct (nll, bpd) = Nfm.Invert.Teacher.MeanNll(m, heldOut.X, labels)
+                if not (obj.ReferenceEquals(m, x.Model)) then m.Dispose()
+                history <- history @ [ step, nll ]
+                let isBest = match best with Some (_, b) -> nll < b | None -> true
+                if isBest then
+                    let nllText = nll.ToString("R", CultureInfo.InvariantCulture)
+                    let rows = string heldOut.X.shape[0]
+                    x.Save(bestPath, readOnlyDict [ "heldout_step", string step; "heldout_nll_nats", nllText; "heldout_rows", rows ])
+                    best <- Some (step, nll)
+                JsonFile.write historyPath
+                    (JsonFile.obj [ "heldout_rows", JsonFile.int heldOut.X.shape[0]
+                                    "history", JsonFile.arr [ for (k, v) in history -> JsonFile.obj [ "step", JsonFile.int k; "heldout_nll_nats", JsonFile.num v ] :> JsonNode ] ])
+                s.Reporter.Message(sprintf "teacher step %d: held-out NLL %.4f nats (%.4f bits/dim)%s" step nll bpd (if isBest then ", the best so far" else ""))
+        let update = s.Reporter.Stage "teacher" (int64 t.Spec.Training.Steps)
+        TeacherTraining.Run(t, data.X, (if t.Spec.Model.IsConditional then data.Labels else null), s.Checkpoint.Value,
+                            System.Action<_>(fun p -> update p.Step (sprintf "loss %.4f" p.Loss); onStep p), s.Cancel,
+                            System.Action<_>(score)) |> ignore
+        if s.Cancel.IsCancellationRequested then
+            raise (System.OperationCanceledException("interrupted; the teacher trained so far is saved"))
+        let step, nll = best.Value
+        let chosen = TrainedTeacher.Load bestPath
+        chosen, { Path = bestPath; Step = step; HeldOutNll = nll; HeldOutRows = heldOut.X.shape[0]; History = history }
 
     /// Trains (or continues, from `s.Checkpoint`) a teacher on `data`, calling `onStep` after every step.
     let trainWith (onStep: TrainingProgress -> unit) (s: TeacherSettings) (data: Dataset) : TrainedTeacher =

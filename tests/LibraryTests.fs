@@ -223,4 +223,48 @@ let tests =
                 Experiment.run { e with Methods = [ { Name = "a"; Coupling = Ot }; { Name = "a"; Coupling = Independent } ] } |> ignore) "two named a"
             Expect.isEmpty (Directory.GetFiles dir) "nothing written"
         }
-    ]
+
+        test "a teacher selected by held-out NLL keeps its best checkpoint and curve, and a resumed run keeps them" {
+            let dir = tempDir ()
+            let data = Data.toy "moons" 1200L 0L
+            let fit = Nfm.Data.Dataset(data.X.narrow(0L, 0L, 1000L), null, data.Name)
+            let heldOut = Nfm.Data.Dataset(data.X.narrow(0L, 1000L, 200L), null, data.Name)
+            let best = Path.Combine(dir, "best.ckpt")
+            let s = { Teacher.settings with Width = Some 8; Blocks = Some 2; Layers = Some 1; HeadDim = Some 4; Steps = 12; SaveEvery = 4
+                                            Ema = 0.9; Batch = Some 64; Checkpoint = Some(Path.Combine(dir, "t.ckpt")); Reporter = Reporter.silent }
+            let t, sel = Teacher.spec s fit |> Teacher.start s.Reporter s.Checkpoint |> Teacher.continueSelecting heldOut best ignore s fit
+            Expect.equal (sel.History |> List.map fst) [ 4L; 8L; 12L ] "every checkpoint scored"
+            let bestStep, bestNll = sel.History |> List.minBy snd
+            Expect.equal sel.Step bestStep "the kept step has the lowest held-out NLL"
+            Expect.equal sel.HeldOutNll bestNll "and its NLL"
+            Expect.equal t.State.Step bestStep "the teacher returned is the kept checkpoint"
+            let nll, _ = Teacher.nll t heldOut
+            Expect.floatClose Accuracy.medium nll bestNll "the kept teacher's held-out NLL is the recorded one"
+            // Continued to more steps: the earlier curve stays and the best is over the whole run.
+            let s2 = { s with Steps = 16 }
+            let _, sel2 = Teacher.spec s2 fit |> Teacher.start s2.Reporter s2.Checkpoint |> Teacher.continueSelecting heldOut best ignore s2 fit
+            Expect.equal (sel2.History |> List.map fst) [ 4L; 8L; 12L; 16L ] "the curve continues"
+            Expect.equal (sel2.History |> List.take 3) sel.History "the earlier points are kept"
+            Expect.equal sel2.HeldOutNll (sel2.History |> List.map snd |> List.min) "the best over the whole run"
+            refused "other settings" (fun () ->
+                let s3 = { s2 with Width = Some 16; Checkpoint = Some(Path.Combine(dir, "other.ckpt")) }
+                Teacher.spec s3 fit |> Teacher.start s3.Reporter s3.Checkpoint |> Teacher.continueSelecting heldOut best ignore s3 fit |> ignore)
+        }
+
+        test "a comparison whose budget holds rows out of the teacher's data reports the checkpoint they chose" {
+            let dir = tempDir ()
+            let e = tinyExperiment dir
+            let e = { e with Budget = { e.Budget with TeacherSteps = 8; TeacherEma = 0.9; TeacherHeldOut = 300 }
+                             Methods = [ { Name = "nfm"; Coupling = Nfm(None, None) } ] }
+            let r = Experiment.run { e with Budget = { e.Budget with Steps = [ 1 ] } }
+            let sel = Expect.wantSome r.Teacher.Selection "a selection"
+            Expect.equal sel.HeldOutRows 300L "300 rows held out"
+            Expect.isNonEmpty sel.History "a curve"
+            Experiment.write r |> ignore
+            use j = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "results.json")))
+            let t = j.RootElement.GetProperty("teacher")
+            Expect.equal (t.GetProperty("selected_step").GetInt64()) sel.Step "results.json names the chosen step"
+            Expect.equal (t.GetProperty("heldout_train_curve").GetArrayLength()) sel.History.Length "and the curve"
+            Expect.isTrue (File.Exists(Path.Combine(dir, "teacher-best.ckpt"))) "the best checkpoint is kept"
+        }
+]

@@ -70,9 +70,10 @@ public sealed record TrainedTeacher(TeacherRunSpec Spec, TeacherModel Model, Tra
 /// </summary>
 public static class TeacherTraining
 {
-    /// <summary>Trains from the teacher's current step to its spec's step count; <paramref name="everyStep"/> runs after each step (e.g. periodic evaluation).</summary>
+    /// <summary>Trains from the teacher's current step to its spec's step count; <paramref name="progress"/> runs after
+    /// each step, <paramref name="saved"/> after each checkpoint is written (e.g. to score it on held-out rows).</summary>
     public static TrainedTeacher Run(TrainedTeacher teacher, Tensor data, Tensor? labels, string? checkpointPath = null,
-        Action<TrainingProgress>? progress = null, CancellationToken cancel = default)
+        Action<TrainingProgress>? progress = null, CancellationToken cancel = default, Action<TrainedTeacher>? saved = null)
     {
         var spec = teacher.Spec;
         long n = data.shape[0];
@@ -92,7 +93,12 @@ public static class TeacherTraining
             var y = devLabels is null ? null : Teacher.DropLabels(devLabels.index_select(0, idx), s.Generator, spec.LabelDropout);
             return Teacher.Loss(model, x, y, spec.Training.Precision);
         }
-        Action<TrainingState>? save = checkpointPath is null ? null : s => (teacher with { State = s }).Save(checkpointPath);
+        Action<TrainingState>? save = checkpointPath is null ? null : s =>
+        {
+            var t = teacher with { State = s };
+            t.Save(checkpointPath);
+            saved?.Invoke(t);
+        };
         var final = TrainingLoop.Run(teacher.State, LossOfStep, save, progress, cancel);
         return teacher with { State = final };
     }
