@@ -315,6 +315,7 @@ type TeacherArgs =
     | [<CliPrefix(CliPrefix.None)>] Nll of ParseResults<TeacherNllArgs>
     | [<CliPrefix(CliPrefix.None)>] Import of ParseResults<Nfm.Cli.InteropArgs.TeacherImportArgs>
     | [<CliPrefix(CliPrefix.None)>] Export of ParseResults<Nfm.Cli.InteropArgs.TeacherExportArgs>
+    | [<CliPrefix(CliPrefix.None)>] Release of ParseResults<Nfm.Cli.InteropArgs.TeacherReleaseArgs>
     interface IArgParserTemplate with
         member a.Usage =
             match a with
@@ -325,6 +326,7 @@ type TeacherArgs =
             | Nll _ -> "negative log-likelihood (and bits per dimension for images) on data."
             | Import _ -> "import a PyTorch state_dict of Apple's ml-tarflow (.pt or .safetensors) as a teacher checkpoint."
             | Export _ -> "export a teacher as an ml-tarflow state_dict (.safetensors or .pt)."
+            | Release _ -> "release a comparison's teacher: EMA weights as ml-tarflow safetensors with a model card whose NLL is measured on the file."
 
 type CoupleArgs =
     | [<Mandatory>] Teacher of file: string

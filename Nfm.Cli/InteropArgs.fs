@@ -36,3 +36,13 @@ type TeacherExportArgs =
             match a with
             | Teacher _ -> "teacher checkpoint (.ckpt)."
             | Out _ -> "state_dict to write in ml-tarflow's layout: FILE.safetensors (with the teacher's description) or FILE.pt/.pth."
+
+[<RequireQualifiedAccess>]
+type TeacherReleaseArgs =
+    | [<Mandatory>] From of dir: string
+    | [<Mandatory>] Out of dir: string
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | From _ -> "a finished comparison's output folder (results.json, experiment.json and the teacher's checkpoint: teacher-best.ckpt when its budget chose one by held-out NLL, else teacher.ckpt)."
+            | Out _ -> "release folder to write: teacher.safetensors (EMA weights, ml-tarflow layout), card.json and README.md (the model card)."

@@ -42,6 +42,7 @@ let main argv =
             | TeacherArgs.Nll a -> TeacherCommands.nll a
             | TeacherArgs.Import a -> TeacherInterop.importCommand a
             | TeacherArgs.Export a -> TeacherInterop.exportCommand a
+            | TeacherArgs.Release a -> TeacherInterop.releaseCommand a
         | Couple a -> TeacherMapCommands.couple a
         | Eval a -> OtherCommands.eval a
         | Bench a -> OtherCommands.bench a

@@ -66,3 +66,14 @@ let exportCommand (args: ParseResults<TeacherExportArgs>) : int =
         for n in notes do eprintfn "note: %s" n
         eprintfn "note: the weights use ml-tarflow's names and layout; build its MetaBlocks with these sizes to load them"
     0
+
+let releaseCommand (args: ParseResults<TeacherReleaseArgs>) : int =
+    let source = args.GetResult TeacherReleaseArgs.From
+    if not (Directory.Exists source) then fail (sprintf "--from: comparison folder '%s' not found" source)
+    let out = args.GetResult TeacherReleaseArgs.Out
+    let card = Nfm.FSharp.Release.teacher source out
+    printfn "released %s: %s (%d bytes), test NLL %.3f nats (%.4f bits/dim), %s %.2f; card %s"
+        (card["identity"].GetValue<string>()) (Path.Combine(out, Nfm.FSharp.Release.weightsFile)) (card["weights_bytes"].GetValue<int64>())
+        (card["test_nll_nats"].GetValue<float>()) (card["test_bpd"].GetValue<float>()) (card["metric"].GetValue<string>())
+        (card["value"].GetValue<float>()) (Path.Combine(out, "README.md"))
+    0

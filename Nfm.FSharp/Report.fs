@@ -118,7 +118,8 @@ module Report =
                @ [ "encodings: Fréchet distance to N(0, I)"; "covariance eigenvalues"; "training (s)" ])
               ([ false; true; true; true ] @ (if isImage then [ true ] else []) @ [ true; false; true ])
               [ for t in teachers ->
-                  [ sprintf "%d steps" (int (num t["steps"])); format r.Metric (num t["value"]); format r.Metric (num t["value_denoised"])
+                  [ sprintf "%d steps%s" (int (num t["steps"]))
+                        (match t["selected_step"] with null -> "" | k -> sprintf " (step %d chosen by held-out NLL)" (int (num k))); format r.Metric (num t["value"]); format r.Metric (num t["value_denoised"])
                     sprintf "%.3f" (num t["test_nll_nats"]) ]
                   @ (if isImage then [ sprintf "%.2f" (num t["test_bpd"]) ] else [])
                   @ [ sprintf "%.2f" (num t["encodings_frechet_to_standard_normal"])

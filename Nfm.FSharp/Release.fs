@@ -1,0 +1,145 @@
+namespace Nfm.FSharp
+
+open System
+open System.IO
+open System.Security.Cryptography
+open System.Text.Json.Nodes
+open Nfm.Data
+open Nfm.Descriptions
+
+/// A released teacher: the inference (EMA) weights of a comparison's teacher as an ml-tarflow `.safetensors` file,
+/// with a model card (card.json, and README.md made from it) whose likelihood is measured on the file itself.
+[<RequireQualifiedAccess>]
+module Release =
+    /// The weights' file name inside a release folder.
+    let weightsFile = "teacher.safetensors"
+
+    /// The card's file name inside a release folder.
+    let cardFile = "card.json"
+
+    let private sha256 (path: string) =
+        use s = File.OpenRead path
+        Convert.ToHexString(SHA256.HashData s).ToLowerInvariant()
+
+    /// The reference rows a card's likelihood is measured on: the comparison's held-out set, from the data description
+    /// and the reference size the card records (`Experiment.split`).
+    let reference (card: JsonNode) : Nfm.Data.Dataset =
+        let data = DataSpec.FromJson(card["data"].ToJsonString())
+        snd (Experiment.split data (card["reference_rows"].GetValue<int>()))
+
+    /// Releases the teacher of the comparison in `experimentDir` (its held-out choice teacher-best.ckpt when the budget
+    /// made one, else teacher.ckpt) into `outDir`: teacher.safetensors (EMA weights in ml-tarflow's layout, with the
+    /// teacher's description), card.json and README.md. The checkpoint must be the teacher results.json describes
+    /// (same identity); the NLL and bits/dim on the comparison's reference set are measured on the written file, read
+    /// back. Returns the card.
+    let teacher (experimentDir: string) (outDir: string) : JsonObject =
+        let resultsPath = Path.Combine(experimentDir, "results.json")
+        let describedPath = Path.Combine(experimentDir, "experiment.json")
+        for p in [ resultsPath; describedPath ] do
+            if not (File.Exists p) then raise (FileNotFoundException(sprintf "'%s' not found: release a finished comparison" p, p))
+        let results = JsonNode.Parse(File.ReadAllText(resultsPath))
+        let described = JsonNode.Parse(File.ReadAllText(describedPath))
+        let best = Path.Combine(experimentDir, "teacher-best.ckpt")
+        let checkpoint = if File.Exists best then best else Path.Combine(experimentDir, "teacher.ckpt")
+        if not (File.Exists checkpoint) then raise (FileNotFoundException(sprintf "no teacher checkpoint in '%s'" experimentDir, checkpoint))
+        let trained = Teacher.load checkpoint
+        let t = results["teacher"]
+        let recorded = t["id"].GetValue<string>()
+        if trained.Identity() <> recorded then
+            raise (InvalidDataException(sprintf "%s is teacher %s, but %s describes teacher %s" checkpoint (trained.Identity()) resultsPath recorded))
+        Directory.CreateDirectory outDir |> ignore
+        let weights = Path.Combine(outDir, weightsFile)
+        Teacher.exportTarflow weights trained
+        let released = Teacher.read weights
+        let budget = described["budget"]
+        let evalCount = budget["eval_count"].GetValue<int>()
+        let data = DataSpec.FromJson(described["data"].ToJsonString())
+        let _, referenceSet = Experiment.split data evalCount
+        let nll, bpd = Teacher.nll released referenceSet
+        let m = released.Spec.Model
+        let parameters = released.Model.parameters() |> Seq.sumBy (fun p -> p.numel())
+        let num (n: JsonNode) = if isNull n then nan else n.GetValue<float>()
+        let card =
+            JsonFile.obj
+                [ "name", JsonFile.str (sprintf "TarFlow teacher for %s" data.Source)
+                  "weights", JsonFile.str weightsFile
+                  "weights_sha256", JsonFile.str (sha256 weights)
+                  "weights_bytes", JsonFile.int (FileInfo(weights).Length)
+                  "identity", JsonFile.str (released.Identity())
+                  "run_identity", JsonFile.str recorded
+                  "parameters", JsonFile.int parameters
+                  "model", JsonNode.Parse(Json.Write m)
+                  "training", JsonNode.Parse(Json.Write trained.Spec.Training)
+                  "selected_step", JsonFile.int trained.State.Step
+                  "data", JsonNode.Parse(data.ToJson())
+                  "reference_rows", JsonFile.int referenceSet.X.shape[0]
+                  "test_nll_nats", JsonFile.num nll
+                  "test_bpd", JsonFile.num bpd
+                  "heldout_train_nll_nats", (match t["heldout_train_nll_nats"] with null -> JsonFile.str "n/a" | v -> v.DeepClone())
+                  "heldout_train_rows", (match t["heldout_train_rows"] with null -> JsonFile.int 0L | v -> v.DeepClone())
+                  "metric", results["metric"].DeepClone()
+                  "value", JsonFile.num (num t["value"])
+                  "value_denoised", JsonFile.num (num t["value_denoised"])
+                  "encodings_frechet_to_standard_normal", JsonFile.num (num t["encodings_frechet_to_standard_normal"])
+                  "encodings_covariance_min_eigenvalue", JsonFile.num (num t["encodings_covariance_min_eigenvalue"])
+                  "encodings_covariance_max_eigenvalue", JsonFile.num (num t["encodings_covariance_max_eigenvalue"])
+                  "command", results["command"].DeepClone()
+                  "commit", results["commit"].DeepClone()
+                  "released_by_commit", JsonFile.str (Provenance.commit ()) ]
+        JsonFile.write (Path.Combine(outDir, cardFile)) card
+        let tr = trained.Spec.Training
+        let metric = results["metric"].GetValue<string>()
+        let lines =
+            [ sprintf "# TarFlow teacher for %s" data.Source
+              ""
+              sprintf "Made by `nfm teacher release` from the comparison in `%s`; every figure below is in [card.json](card.json)." experimentDir
+              ""
+              "## The model"
+              ""
+              sprintf "- TarFlow (autoregressive normalizing flow): %d blocks x %d layers, width %d, head dim %d, %d tokens of %d values (%dx%d patches), %s, %s; %d parameters."
+                  m.Blocks m.LayersPerBlock m.Width m.HeadDim m.Tokens m.TokenDim m.TokenSize m.TokenSize
+                  (if m.Affine then "affine" else "shift-only") (if m.IsConditional then sprintf "%d classes" m.Classes else "unconditional") parameters
+              sprintf "- `%s`: the EMA weights only, in ml-tarflow's layout (`transformer_flow.Model` names), with the teacher's description in the metadata; %.1f MB, SHA-256 `%s`."
+                  weightsFile (float (FileInfo(weights).Length) / 1e6) (sha256 weights)
+              sprintf "- Training noise sigma %g (%s dequantisation), data scaled to [-1, 1]." m.NoiseSigma (m.Dequantisation.ToString().ToLowerInvariant())
+              ""
+              "## How it was trained"
+              ""
+              sprintf "- Command: `%s`, commit %s." (results["command"].GetValue<string>()) (results["commit"].GetValue<string>())
+              sprintf "- Budget: %d steps at batch %d (%d samples), peak lr %g with %d warm-up steps and cosine decay, AdamW (betas %g, %g), gradient clip %g, EMA %g, %s."
+                  tr.Steps tr.Batch (int64 tr.Steps * int64 tr.Batch) tr.LearningRate tr.WarmupSteps tr.Beta1 tr.Beta2 tr.GradClip tr.EmaDecay (tr.Precision.Name())
+              (match t["heldout_train_rows"] with
+               | null -> sprintf "- The checkpoint at step %d (the last)." trained.State.Step
+               | rows ->
+                   sprintf "- The checkpoint at step %d, chosen by the NLL (%.3f nats) of %d training digits held out of the teacher's data; the test digits were not used to choose anything."
+                       trained.State.Step (num t["heldout_train_nll_nats"]) (rows.GetValue<int64>()))
+              ""
+              "## Figures"
+              ""
+              sprintf "Measured on the %d reference rows of the comparison (%s)." referenceSet.X.shape[0]
+                  (if DataSource.KindOf data.Source = DataSourceKind.Mnist then "the test digits" else "held-out rows")
+              ""
+              "| figure | value |"
+              "|---|---:|"
+              sprintf "| NLL (nats per image), measured on this file | %.3f |" nll
+              sprintf "| bits/dim, measured on this file | %.4f |" bpd
+              sprintf "| %s of 2,000 samples | %.2f |" (if metric = "fd" then "FD-MNIST" else metric) (num t["value"])
+              sprintf "| %s after one denoising step | %.2f |" (if metric = "fd" then "FD-MNIST" else metric) (num t["value_denoised"])
+              sprintf "| encodings of the training data: Fréchet distance to N(0, I) | %.2f |" (num t["encodings_frechet_to_standard_normal"])
+              sprintf "| encodings: covariance eigenvalues | %.3f .. %.3f |" (num t["encodings_covariance_min_eigenvalue"]) (num t["encodings_covariance_max_eigenvalue"])
+              ""
+              "FD-MNIST is the Fréchet distance of a small MNIST classifier's features (see the README), not Inception FID."
+              ""
+              "## Use"
+              ""
+              "```bash"
+              sprintf "bash scripts/nfm.sh compare --data %s --teacher %s --out runs/distil   # students in minutes, no teacher training" data.Source (Path.Combine(outDir, weightsFile))
+              "```"
+              ""
+              "```fsharp"
+              sprintf "let teacher = Teacher.read \"%s\"" (Path.Combine(outDir, weightsFile))
+              "```"
+              ""
+              sprintf "Limits: trained on %s only; a test (tests/ReleaseTests.fs) checks that the file loads and that its NLL is the card's." data.Source ]
+        File.WriteAllText(Path.Combine(outDir, "README.md"), String.concat "\n" lines + "\n")
+        card
