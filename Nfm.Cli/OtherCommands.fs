@@ -77,7 +77,8 @@ let bench (args: ParseResults<BenchArgs>) =
     let precisionName = Nfm.Descriptions.Precisions.Name precision
     printfn "threads: %d" (torch.get_num_threads ())
     add "threads" (jint (int64 (torch.get_num_threads ())))
-    add "precision" (jstr precisionName)
+    // mnist-compare records its precision in results.json (bfloat16 by default for images).
+    if name <> "mnist-compare" then add "precision" (jstr precisionName)
     if run "matmul" || run "train-2d" then
         let g = Nfm.Bench.MatmulBenchmark.GflopsPerSecond(dtype = Nfm.Bench.MatmulBenchmark.DtypeOf precision)
         printfn "matmul %s 1024^3: %.1f GFLOP/s" precisionName g

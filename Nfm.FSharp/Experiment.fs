@@ -729,7 +729,7 @@ module Experiment =
              "command", str e.Command; "commit", str (Provenance.commit ())
              "machine", j [ "processor", str (Provenance.processor ()); "libtorch_threads", int (int64 (torch.get_num_threads ())) ]
              "budget", str e.Budget.Name; "seed", int e.Seed; "student_steps", int (int64 e.Budget.StudentSteps)
-             "workers", int (int64 e.Workers)
+             "workers", int (int64 e.Workers); "precision", str (e.Precision.Name())
              "teacher", mainTeacher
              "teachers", JsonFile.arr ([ mainTeacher.DeepClone() ] @ (r.SmallTeacher |> Option.map (teacherJson r.IsImage) |> Option.toList))
              "nfm", j [ "eta", num r.Eta; "sigma_f", num r.Teacher.Pairs.Spec.SigmaF ]

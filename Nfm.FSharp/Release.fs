@@ -140,6 +140,9 @@ module Release =
               sprintf "let teacher = Teacher.read \"%s\"" (Path.Combine(outDir, weightsFile))
               "```"
               ""
-              sprintf "Limits: trained on %s only; a test (tests/ReleaseTests.fs) checks that the file loads and that its NLL is the card's." data.Source ]
+              sprintf "Limits: trained on %s only%s; a test (tests/ReleaseTests.fs) checks that the file loads and that its NLL is the card's." data.Source
+                  (match t["heldout_train_rows"] with
+                   | null -> ""
+                   | rows -> sprintf " (%d of its training rows were held out of the teacher's data to choose the checkpoint)" (rows.GetValue<int64>())) ]
         File.WriteAllText(Path.Combine(outDir, "README.md"), String.concat "\n" lines + "\n")
         card
