@@ -21,12 +21,6 @@ module Release =
         use s = File.OpenRead path
         Convert.ToHexString(SHA256.HashData s).ToLowerInvariant()
 
-    /// The reference rows a card's likelihood is measured on: the comparison's held-out set, from the data description
-    /// and the reference size the card records (`Experiment.split`).
-    let reference (card: JsonNode) : Nfm.Data.Dataset =
-        let data = DataSpec.FromJson(card["data"].ToJsonString())
-        snd (Experiment.split data (card["reference_rows"].GetValue<int>()))
-
     /// Releases the teacher of the comparison in `experimentDir` (its held-out choice teacher-best.ckpt when the budget
     /// made one, else teacher.ckpt) into `outDir`: teacher.safetensors (EMA weights in ml-tarflow's layout, with the
     /// teacher's description), card.json and README.md. The checkpoint must be the teacher results.json describes
@@ -57,14 +51,16 @@ module Release =
         let _, referenceSet = Experiment.split data evalCount
         let nll, bpd = Teacher.nll released referenceSet
         let m = released.Spec.Model
+        let hash = sha256 weights
+        let bytes = FileInfo(weights).Length
         let parameters = released.Model.parameters() |> Seq.sumBy (fun p -> p.numel())
         let num (n: JsonNode) = if isNull n then nan else n.GetValue<float>()
         let card =
             JsonFile.obj
                 [ "name", JsonFile.str (sprintf "TarFlow teacher for %s" data.Source)
                   "weights", JsonFile.str weightsFile
-                  "weights_sha256", JsonFile.str (sha256 weights)
-                  "weights_bytes", JsonFile.int (FileInfo(weights).Length)
+                  "weights_sha256", JsonFile.str hash
+                  "weights_bytes", JsonFile.int bytes
                   "identity", JsonFile.str (released.Identity())
                   "run_identity", JsonFile.str recorded
                   "parameters", JsonFile.int parameters
@@ -100,7 +96,7 @@ module Release =
                   m.Blocks m.LayersPerBlock m.Width m.HeadDim m.Tokens m.TokenDim m.TokenSize m.TokenSize
                   (if m.Affine then "affine" else "shift-only") (if m.IsConditional then sprintf "%d classes" m.Classes else "unconditional") parameters
               sprintf "- `%s`: the EMA weights only, in ml-tarflow's layout (`transformer_flow.Model` names), with the teacher's description in the metadata; %.1f MB, SHA-256 `%s`."
-                  weightsFile (float (FileInfo(weights).Length) / 1e6) (sha256 weights)
+                  weightsFile (float bytes / 1e6) hash
               sprintf "- Training noise sigma %g (%s dequantisation), data scaled to [-1, 1]." m.NoiseSigma (m.Dequantisation.ToString().ToLowerInvariant())
               ""
               "## How it was trained"
