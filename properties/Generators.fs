@@ -5,8 +5,21 @@ open System
 open Expecto
 open FsCheck.FSharp
 
-/// Every property is checked on 200 generated cases.
-let config = { FsCheckConfig.defaultConfig with maxTest = 200 }
+/// Every property is checked on 200 generated cases. NFM_REPLAY="A,B" replays the run a failure printed as
+/// "Original seed: (A, B)"; "A,B,SIZE" replays the case under "Focus on error" (select one property with
+/// --filter-test-case NAME).
+let config =
+    let replay =
+        match Environment.GetEnvironmentVariable "NFM_REPLAY" with
+        | null | "" -> None
+        | text ->
+            // Accepts the printed form too: "(AUL, BUL, Some SIZE)".
+            let plain = text.Replace("UL", "").Replace("Some", "").Trim('(', ')', ' ')
+            match plain.Split(',') |> Array.map (fun p -> UInt64.TryParse(p.Trim())) with
+            | [| true, a; true, b |] -> Some (a, b, None)
+            | [| true, a; true, b; true, size |] -> Some (a, b, Some (int size))
+            | _ -> failwithf "NFM_REPLAY: expected \"A,B\" or \"A,B,SIZE\" (unsigned integers), got \"%s\"" text
+    { FsCheckConfig.defaultConfig with maxTest = 200; replay = replay }
 
 /// A seed for System.Random / torch generators, with room for the small offsets the suites add to it.
 let seed = Gen.choose (0, Int32.MaxValue / 2)

@@ -17,9 +17,15 @@ let run (argv: string[]) =
                     do! defaultConfig.printer.summary config summary
                     counts <- (summary.passed.Length, summary.failed.Length + summary.errored.Length) }
     }
-    let rc = runTestsInAssemblyWithCLIArgs [ CLIArguments.Printer printer; CLIArguments.Sequenced; CLIArguments.No_Spinner; CLIArguments.Colours 0 ] argv
+    let rc =
+        try runTestsInAssemblyWithCLIArgs [ CLIArguments.Printer printer; CLIArguments.Sequenced; CLIArguments.No_Spinner; CLIArguments.Colours 0 ] argv
+        with e ->
+            // A suite that cannot start (a bad NFM_REPLAY, say) names the innermost cause on one line.
+            let rec innermost (e: exn) = match e.InnerException with null -> e | inner -> innermost inner
+            eprintfn "error: %s" (innermost e).Message
+            counts <- (0, 1)
+            1
     let passed, failed = counts
-    // Alone on its own line: CI reads it.
     // Alone on its own line, written past Expecto's console writer: CI reads it.
     System.Console.Out.Flush()
     use stdout = System.Console.OpenStandardOutput()
