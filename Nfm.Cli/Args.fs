@@ -39,7 +39,7 @@ type CompareArgs =
             | Teacher _ -> "a pretrained teacher to distil instead of training one: a teacher checkpoint, or ml-tarflow weights (.safetensors, .pt, .pth); its figures are measured, the smaller teacher's student is left out."
             | Conditional -> "class-conditional teacher and students on the data's labels (label dropout 0.1), each sampled with classifier-free guidance at every --guidance weight; rows at each method's best weight, every curve in results.json."
             | Guidance _ -> "with --conditional: the guidance weights to sweep, comma-separated (default 0,0.5,1,2,3)."
-            | Precision _ -> "float32 or bfloat16: mixed precision for every training step of teachers and students (evaluation stays float32); default bfloat16 for images, float32 for vectors."
+            | Precision _ -> "float32 or bfloat16: mixed precision for every training step of teachers and students (evaluation stays float32); default float32 for vectors; for images bfloat16 where this machine's bfloat16 matmul is measured at least 2x float32's (AMX), else float32 (printed at the start)."
             | Classifier _ -> "MNIST: the FD-MNIST feature classifier checkpoint (default fd-classifier.ckpt; trained with the fixed recipe when missing)."
             | Data _ -> "data: a built-in 2-D set (checkerboard, moons, 8gaussians, 2spirals, rings), mnist:DIR or FILE.npy."
             | Out _ -> "output folder (results.json, results.md, quality.png, sample grids)."
@@ -172,7 +172,7 @@ type BenchArgs =
     interface IArgParserTemplate with
         member a.Usage =
             match a with
-            | Precision _ -> "matmul, student-nets, teacher-train, memory: float32 (default) or bfloat16 (mixed precision training steps; the matmul peak in the same dtype); mnist-compare: bfloat16 (default) or float32."
+            | Precision _ -> "matmul, student-nets, teacher-train, memory: float32 (default) or bfloat16 (mixed precision training steps; the matmul peak in the same dtype); mnist-compare: bfloat16 or float32 (default: as compare, bfloat16 where the bfloat16 matmul is measured at least 2x float32's)."
             | Workers _ -> "mnist-compare: 1 (default: one worker on every libtorch thread; the teacher is the longest chain and its bfloat16 step scales 1.94x on two threads) or 2 (the students that need no teacher train on a second thread while the teacher trains)."
             | Name _ -> "ot | train-2d | matmul | student-nets | teacher-train | teacher-sample | all; teacher-profile (where a teacher step's time goes); memory (2,000 training steps, resident memory); mnist-compare (long: compare on MNIST)."
             | Data _ -> "mnist-compare: the MNIST folder as mnist:DIR (default mnist:../shared/data/mnist)."

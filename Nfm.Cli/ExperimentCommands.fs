@@ -27,6 +27,10 @@ let describe (data: Nfm.Descriptions.DataSpec) (budget: string) (outDir: string)
     { Experiment.create data budget outDir with Reporter = Progress.reporter; Cancel = cancellation; Command = commandLine () }
     |> Experiment.withEtas etas
 
+/// Says why an image comparison took the precision it did (the probe already ran in Experiment.create).
+let printPreferred (e: Experiment) =
+    if Experiment.isImageData e.Data then printfn "precision: %O" (Nfm.PrecisionProbe.Of "cpu")
+
 /// Runs and writes a comparison (with two workers, each on one libtorch thread), prints its summary; returns the
 /// path of results.json.
 let runAndPrint (e: Experiment) =
@@ -64,6 +68,7 @@ let compare (args: ParseResults<CompareArgs>) =
     let e = match args.TryGetResult CompareArgs.Teacher with
             | Some f -> Experiment.withTeacher (existing "teacher" f) e
             | None -> e
+    if not (args.Contains CompareArgs.Precision) then printPreferred e
     let json = runAndPrint e
     printfn "wrote %s" json
     args.TryGetResult CompareArgs.Json |> Option.iter (fun p -> File.Copy(json, outputPath p, true))
@@ -73,4 +78,5 @@ let compare (args: ParseResults<CompareArgs>) =
 let mnistCompare (data: string) (budget: string) (outDir: string) (workers: int) (precisionName: string option) =
     let e = describe (Nfm.Descriptions.DataSpec(data)) budget outDir []
     let e = { e with Workers = workers; Precision = precisionName |> Option.map (Some >> precision) |> Option.defaultValue e.Precision }
+    if precisionName.IsNone then printPreferred e
     runAndPrint e

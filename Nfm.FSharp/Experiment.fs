@@ -191,10 +191,13 @@ module Experiment =
     /// A comparison on `data` at a named budget with the default methods, one worker, seed 0, the quadratic grid.
     let create (data: DataSpec) (budgetName: string) (outDir: string) : Experiment =
         let b = budget budgetName (isImageData data)
-        // bfloat16 for images, float32 for vectors, as measured: the MNIST teacher's step is 2.4x faster in bfloat16 with
-        // its held-out NLL within 0.5%, the 2-D teacher's is 0.9x (its matrices are too small).
+        // float32 for vectors: the 2-D teacher's step is 0.9x in bfloat16 (its matrices are too small). For images,
+        // bfloat16 where this machine has bfloat16 matrix units (with AMX the MNIST teacher's step is 2.4x faster, its
+        // held-out NLL within 0.5%), float32 where it would be emulated (an AVX2-only CPU ran its matmul 100x slower):
+        // PrecisionProbe measures which, once per process.
+        let precision = if isImageData data then (Nfm.PrecisionProbe.Of "cpu").Preferred else Precision.Float32
         { Data = data; Budget = b; Methods = defaultMethods b; Eta = None; Seed = data.Seed; Grid = Quadratic; Workers = 1
-          Conditional = false; Guidance = [ 0.0 ]; Precision = (if isImageData data then Precision.BFloat16 else Precision.Float32); Teacher = None; OutDir = outDir; Classifier = Path.Combine(outDir, "fd-classifier.ckpt"); Log = None; Reporter = Reporter.lines
+          Conditional = false; Guidance = [ 0.0 ]; Precision = precision; Teacher = None; OutDir = outDir; Classifier = Path.Combine(outDir, "fd-classifier.ckpt"); Log = None; Reporter = Reporter.lines
           Cancel = CancellationToken.None; Command = "" }
 
     /// The comparison distilling a pretrained teacher (a teacher checkpoint or ml-tarflow weights) instead of training
@@ -316,9 +319,10 @@ module Experiment =
         let rowShape = data.X.shape |> Array.skip 1
         let isImage = data.X.dim() = 4L
         report.Message(
-            sprintf "compare on %s: %d training rows, %d held-out, budget %s (teacher %d steps%s, students %d steps), %d worker(s)"
+            sprintf "compare on %s: %d training rows, %d held-out, budget %s (teacher %d steps%s, students %d steps), %d worker(s), %s"
                 e.Data.Source data.X.shape[0] evalCount budget.Name budget.TeacherSteps
-                (match budget.SmallTeacherSteps with Some s -> sprintf " and %d" s | None -> "") budget.StudentSteps e.Workers)
+                (match budget.SmallTeacherSteps with Some s -> sprintf " and %d" s | None -> "") budget.StudentSteps e.Workers
+                (e.Precision.Name()))
         // Images from MNIST are scored by FD-MNIST (Frechet distance of the feature classifier's features), the rest by
         // exact W2 on flattened rows.
         let isMnist = isImage && DataSource.KindOf e.Data.Source = DataSourceKind.Mnist
