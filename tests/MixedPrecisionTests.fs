@@ -91,6 +91,25 @@ let setting =
             Expect.stringContains r.Err "'foo'" "names the value"
             Expect.stringContains r.Err "bfloat16" "names the valid values"
         }
+        test "PrecisionProbe prefers bfloat16 exactly from a 2x matmul speed-up" {
+            let probe bf16 = PrecisionProbe("cpu", 512, 100.0, bf16)
+            Expect.equal (probe 199.9).Preferred Precision.Float32 "1.999x: float32"
+            Expect.equal (probe 200.0).Preferred Precision.BFloat16 "2x: bfloat16"
+            Expect.equal (probe 1.3).Preferred Precision.Float32 "emulated bfloat16: float32"
+            Expect.stringContains (string (probe 450.0)) "bfloat16 (matmul 512^3 on cpu: bfloat16 450.0 GFLOP/s, float32 100.0, 4.50x" "the log line"
+        }
+        test "PrecisionProbe.Of measures once per process; image comparisons follow it, vector ones stay float32" {
+            let probe = PrecisionProbe.Of "cpu"
+            Expect.isTrue (Double.IsFinite probe.Float32Gflops && probe.Float32Gflops > 0.0) "float32 GFLOP/s measured"
+            Expect.isTrue (Double.IsFinite probe.BFloat16Gflops && probe.BFloat16Gflops > 0.0) "bfloat16 GFLOP/s measured"
+            Expect.isTrue (obj.ReferenceEquals(PrecisionProbe.Of "cpu", probe)) "measured once"
+            let dir = tempDir ()
+            let images = Nfm.Tests.CliTests.writeNpy dir "images.npy" (torch.rand ([| 20L; 1L; 8L; 8L |]))
+            let e = Nfm.FSharp.Experiment.create (DataSpec(images)) "2" (Path.Combine(dir, "c"))
+            Expect.equal e.Precision probe.Preferred (sprintf "images: the probe's choice, %O" probe)
+            let v = Nfm.FSharp.Experiment.create (DataSpec("moons")) "2" (Path.Combine(dir, "v"))
+            Expect.equal v.Precision Precision.Float32 "vectors: float32"
+        }
         test "--precision foo on student train and bench too" {
             for args in [ [ "student"; "train"; "--data"; "moons"; "--coupling"; "ot"; "--out"; "s.ckpt"; "--precision"; "foo" ]
                           [ "bench"; "matmul"; "--precision"; "foo" ] ] do
