@@ -27,9 +27,13 @@ let describe (data: Nfm.Descriptions.DataSpec) (budget: string) (outDir: string)
     { Experiment.create data budget outDir with Reporter = Progress.reporter; Cancel = cancellation; Command = commandLine () }
     |> Experiment.withEtas etas
 
-/// Says why an image comparison took the precision it did (the probe already ran in Experiment.create).
+/// Says why an image comparison took the precision it did: the folder's comparison continues in its own, a new one
+/// takes the probe's (measured in Experiment.create).
 let printPreferred (e: Experiment) =
-    if Experiment.isImageData e.Data then printfn "precision: %O" (Nfm.PrecisionProbe.Of "cpu")
+    if Experiment.isImageData e.Data then
+        if File.Exists(Path.Combine(e.OutDir, "experiment.json")) then
+            printfn "precision: %s (as the comparison in %s started)" (e.Precision.Name()) e.OutDir
+        else printfn "precision: %O" (Nfm.PrecisionProbe.Of "cpu")
 
 /// Runs and writes a comparison (with two workers, each on one libtorch thread), prints its summary; returns the
 /// path of results.json.

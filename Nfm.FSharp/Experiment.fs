@@ -195,7 +195,21 @@ module Experiment =
         // bfloat16 where this machine has bfloat16 matrix units (with AMX the MNIST teacher's step is 2.4x faster, its
         // held-out NLL within 0.5%), float32 where it would be emulated (an AVX2-only CPU ran its matmul 100x slower):
         // PrecisionProbe measures which, once per process.
-        let precision = if isImageData data then (Nfm.PrecisionProbe.Of "cpu").Preferred else Precision.Float32
+        // A folder that already holds a comparison keeps its precision, so that the run continues as it started
+        // wherever it resumes (experiment.json writes "precision" only when it is not float32).
+        let savedPrecision () =
+            let path = Path.Combine(outDir, "experiment.json")
+            if not (File.Exists path) then None
+            else
+                match (try JsonNode.Parse(File.ReadAllText path) with _ -> null) with
+                | :? JsonObject as o ->
+                    match o["precision"] with
+                    | null -> Some Precision.Float32
+                    | p -> (try Some (Precisions.Parse(p.GetValue<string>())) with _ -> None)
+                | _ -> None
+        let precision =
+            if not (isImageData data) then Precision.Float32
+            else match savedPrecision () with Some p -> p | None -> (Nfm.PrecisionProbe.Of "cpu").Preferred
         { Data = data; Budget = b; Methods = defaultMethods b; Eta = None; Seed = data.Seed; Grid = Quadratic; Workers = 1
           Conditional = false; Guidance = [ 0.0 ]; Precision = precision; Teacher = None; OutDir = outDir; Classifier = Path.Combine(outDir, "fd-classifier.ckpt"); Log = None; Reporter = Reporter.lines
           Cancel = CancellationToken.None; Command = "" }

@@ -110,6 +110,16 @@ let setting =
             let v = Nfm.FSharp.Experiment.create (DataSpec("moons")) "2" (Path.Combine(dir, "v"))
             Expect.equal v.Precision Precision.Float32 "vectors: float32"
         }
+        test "a folder's comparison keeps its precision: Experiment.create reads it back from experiment.json" {
+            let dir = tempDir ()
+            let images = Nfm.Tests.CliTests.writeNpy dir "images.npy" (torch.rand ([| 20L; 1L; 8L; 8L |]))
+            for saved in [ Precision.Float32; Precision.BFloat16 ] do
+                let out = Path.Combine(dir, saved.Name())
+                Directory.CreateDirectory out |> ignore
+                let e = { Nfm.FSharp.Experiment.create (DataSpec(images)) "2" out with Precision = saved }
+                File.WriteAllText(Path.Combine(out, "experiment.json"), (Nfm.FSharp.Experiment.describe e).ToJsonString())
+                Expect.equal (Nfm.FSharp.Experiment.create (DataSpec(images)) "2" out).Precision saved (sprintf "%s read back" (saved.Name()))
+        }
         test "--precision foo on student train and bench too" {
             for args in [ [ "student"; "train"; "--data"; "moons"; "--coupling"; "ot"; "--out"; "s.ckpt"; "--precision"; "foo" ]
                           [ "bench"; "matmul"; "--precision"; "foo" ] ] do
