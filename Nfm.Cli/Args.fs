@@ -20,6 +20,7 @@ type CompareArgs =
     | [<Mandatory>] Data of spec: string
     | [<Mandatory>] Out of dir: string
     | Budget of string
+    | Student_Steps of int
     | Labels of file: string
     | Seed of int
     | Grid of string
@@ -44,6 +45,7 @@ type CompareArgs =
             | Data _ -> "data: a built-in 2-D set (checkerboard, moons, 8gaussians, 2spirals, rings), mnist:DIR or FILE.npy."
             | Out _ -> "output folder (results.json, results.md, quality.png, sample grids)."
             | Budget _ -> "quick | standard | N (teacher steps; students get the same scale)."
+            | Student_Steps _ -> "every student's training steps instead of the budget's (the same for every coupling; recorded in experiment.json as the budget's student_steps)."
             | Labels _ -> "int64 labels .npy for FILE.npy data."
             | Seed _ -> "random seed (default 0)."
             | Grid _ -> "time grid for sampling: quadratic (default) or uniform."

@@ -32,7 +32,7 @@ let describe (data: Nfm.Descriptions.DataSpec) (budget: string) (outDir: string)
 let printPreferred (e: Experiment) =
     if Experiment.isImageData e.Data then
         if File.Exists(Path.Combine(e.OutDir, "experiment.json")) then
-            printfn "precision: %s (as the comparison in %s started)" (e.Precision.Name()) e.OutDir
+            printfn "precision: %s (as the comparison in %s started)" (Nfm.Descriptions.Precisions.Name e.Precision) e.OutDir
         else printfn "precision: %O" (Nfm.PrecisionProbe.Of "cpu")
 
 /// Runs and writes a comparison (with two workers, each on one libtorch thread), prints its summary; returns the
@@ -62,6 +62,9 @@ let compare (args: ParseResults<CompareArgs>) =
     data.Validate()
     let etas = args.TryGetResult CompareArgs.Eta |> Option.map (parseList "eta") |> Option.defaultValue []
     let e = describe data (args.GetResult(CompareArgs.Budget, "quick")) outDir etas
+    let e = match args.TryGetResult CompareArgs.Student_Steps with
+            | Some n -> { e with Budget = { e.Budget with StudentSteps = positive "student-steps" n } }
+            | None -> e
     let e = { e with Grid = Spec.parseGrid (args.GetResult(CompareArgs.Grid, "quadratic")); Workers = workers
                      Log = tensorBoard (args.TryGetResult CompareArgs.Logdir)
                      Precision = args.TryGetResult CompareArgs.Precision |> Option.map (Some >> precision) |> Option.defaultValue e.Precision

@@ -101,6 +101,18 @@ let tests =
             Expect.notEqual other.Code 0 "a folder made with another budget is refused"
             Expect.stringContains other.Err "other settings" "names the problem"
         }
+        test "compare --student-steps sets every student's steps and records them; 0 is refused" {
+            let dir = tempDir ()
+            ok (runIn dir 600 [ "compare"; "--data"; "moons"; "--out"; "c"; "--budget"; "12"; "--student-steps"; "7" ]) "compare"
+            use j = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "c", "results.json")))
+            Expect.equal (j.RootElement.GetProperty("student_steps").GetInt32()) 7 "results.json"
+            use d = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "c", "experiment.json")))
+            let budget = d.RootElement.GetProperty("budget")
+            Expect.equal (budget.GetProperty("student_steps").GetInt32(), budget.GetProperty("teacher_steps").GetInt32()) (7, 12) "experiment.json"
+            let bad = runIn dir 60 [ "compare"; "--data"; "moons"; "--out"; "d"; "--student-steps"; "0" ]
+            Expect.notEqual bad.Code 0 "non-zero exit"
+            Expect.stringContains bad.Err "--student-steps must be a positive integer, got 0" "names the problem"
+        }
         test "students train on sinkhorn and reflow couplings" {
             let dir = tempDir ()
             let student coupling out =
