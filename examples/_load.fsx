@@ -29,3 +29,11 @@ let exampleOut (file: string) =
     match System.Environment.GetEnvironmentVariable "NFM_EXAMPLE_OUT" with
     | null | "" -> file
     | d -> System.IO.Path.Combine(d, file)
+
+/// The MNIST data of the MNIST examples: mnist:FOLDER, the folder in NFM_MNIST, else ../shared/data/mnist beside the
+/// repository (the original IDX files work too). scripts/examples-check.sh skips a script that uses it on a machine
+/// with neither.
+let mnistFolder =
+    match System.Environment.GetEnvironmentVariable "NFM_MNIST" with
+    | null | "" -> "mnist:../shared/data/mnist"
+    | d -> "mnist:" + d

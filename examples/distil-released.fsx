@@ -9,11 +9,7 @@ open Nfm.FSharp
 open Nfm.Data
 open Nfm.Descriptions
 
-// The MNIST folder: NFM_MNIST, else ../shared/data/mnist beside the repository (the original IDX files work too).
-let folder =
-    match System.Environment.GetEnvironmentVariable "NFM_MNIST" with
-    | null | "" -> "mnist:../shared/data/mnist"
-    | d -> "mnist:" + d
+let folder = mnistFolder   // NFM_MNIST, else ../shared/data/mnist
 let teacher = Teacher.read "models/mnist-teacher/teacher.safetensors"
 printfn "teacher %s: %d steps, identity %s" "models/mnist-teacher/teacher.safetensors" teacher.State.Step (Teacher.identity teacher)
 

@@ -9,11 +9,7 @@ open Nfm.FSharp
 open Nfm.Data
 open Nfm.Descriptions
 
-// The MNIST folder: NFM_MNIST, else ../shared/data/mnist beside the repository (the original IDX files work too).
-let folder =
-    match System.Environment.GetEnvironmentVariable "NFM_MNIST" with
-    | null | "" -> "mnist:../shared/data/mnist"
-    | d -> "mnist:" + d
+let folder = mnistFolder   // NFM_MNIST, else ../shared/data/mnist
 let train = Data.load folder (int64 (exampleSize 0 500)) 0L   // all 8,000 training digits (500 at CI's small budget)
 let test = DataSource.Load(folder, 0L, 0L, DataSplit.Test)
 
