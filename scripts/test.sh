@@ -18,19 +18,37 @@ for suite in properties/bin/Release/net10.0/Nfm.Properties.dll tests/bin/Release
   rm -f "$log"
 done
 # Figures that cannot go stale: a fresh `nfm demo` must reproduce the saved results/demo/results.json (every row's value
-# and the teacher's figures within 1e-6; it is deterministic on one libtorch thread), and every generated table in the
-# README must match its results JSON. NFM_FIGURES=0 skips both (for quick local runs; CI always runs them).
+# and the teacher's figures within 1e-6; it is deterministic on one libtorch thread, per processor kind: see below),
+# and every generated table in the README must match its results JSON. NFM_FIGURES=0 skips both (for quick local runs; CI always runs them).
 nfm=Nfm.Cli/bin/Release/net10.0/nfm.dll
 figure_check() {
   local name=$1; shift
   if "$@"; then echo "[figures] $name: passed"; total_pass=$((total_pass + 1))
   else echo "[figures] $name: FAILED"; total_fail=$((total_fail + 1)); rc=1; fi
 }
+# The saved run to match is the one made on this processor kind (model name and vector units, as results.json's
+# machine.processor records it): results/demo/results.json (the README's figures) or results/demo/machines/*/results.json.
+# On a kind with no saved run, bit-for-bit is out of reach (libtorch's kernels round differently), so the check is
+# looser and says so: every figure within 0.05 of the README's (two kinds measured 0.015 apart at most, the 2-D W2
+# values being 0.17 to 0.45); regenerate one with `nfm demo --out results/demo/machines/NAME` there.
+processor_of() { sed -n 's/^ *"processor": "\(.*\)",\{0,1\}$/\1/p' "$1" | head -n 1; }
+demo_check() {
+  local out=$1 kind ref
+  dotnet $nfm demo --out "$out" > "$out/log" 2>&1 || { tail -n 20 "$out/log"; return 1; }
+  kind=$(processor_of "$out/results.json")
+  for ref in results/demo/results.json results/demo/machines/*/results.json; do
+    if [ -f "$ref" ] && [ "$(processor_of "$ref")" = "$kind" ]; then
+      echo "[figures] this processor ($kind) made $ref: every figure within 1e-6"
+      dotnet $nfm report diff --expected "$ref" --actual "$out/results.json"; return
+    fi
+  done
+  echo "[figures] no saved demo from this processor kind ($kind): every figure within 0.05 of results/demo/results.json"
+  dotnet $nfm report diff --expected results/demo/results.json --actual "$out/results.json" --tolerance 0.05
+}
 if [ "${NFM_FIGURES:-1}" != "0" ]; then
   demo_out=$(mktemp -d)
   demo_start=$SECONDS
-  figure_check "a fresh nfm demo reproduces results/demo/results.json" \
-    bash -c "dotnet $nfm demo --out '$demo_out' > '$demo_out/log' 2>&1 || { tail -n 20 '$demo_out/log'; exit 1; }; dotnet $nfm report diff --expected results/demo/results.json --actual '$demo_out/results.json'"
+  figure_check "a fresh nfm demo reproduces the saved demo of its processor kind" demo_check "$demo_out"
   echo "[figures] the demo took $((SECONDS - demo_start)) s"
   figure_check "README tables match the results JSON" dotnet "$nfm" report readme --file README.md --check
   rm -rf "$demo_out"
