@@ -31,9 +31,9 @@ let describe (data: Nfm.Descriptions.DataSpec) (budget: string) (outDir: string)
 /// takes the probe's (measured in Experiment.create).
 let printPreferred (e: Experiment) =
     if Experiment.isImageData e.Data then
-        if File.Exists(Path.Combine(e.OutDir, "experiment.json")) then
-            printfn "precision: %s (as the comparison in %s started)" (Nfm.Descriptions.Precisions.Name e.Precision) e.OutDir
-        else printfn "precision: %O" (Nfm.PrecisionProbe.Of "cpu")
+        match Experiment.savedPrecision e.OutDir with
+        | Some p -> printfn "precision: %s (as the comparison in %s started)" (Nfm.Descriptions.Precisions.Name p) e.OutDir
+        | None -> printfn "precision: %O" (Nfm.PrecisionProbe.Of "cpu")
 
 /// Runs and writes a comparison (with two workers, each on one libtorch thread), prints its summary; returns the
 /// path of results.json.
@@ -63,7 +63,7 @@ let compare (args: ParseResults<CompareArgs>) =
     let etas = args.TryGetResult CompareArgs.Eta |> Option.map (parseList "eta") |> Option.defaultValue []
     let e = describe data (args.GetResult(CompareArgs.Budget, "quick")) outDir etas
     let e = match args.TryGetResult CompareArgs.Student_Steps with
-            | Some n -> { e with Budget = { e.Budget with StudentSteps = positive "student-steps" n } }
+            | Some n -> Experiment.withStudentSteps (positive "student-steps" n) e
             | None -> e
     let e = { e with Grid = Spec.parseGrid (args.GetResult(CompareArgs.Grid, "quadratic")); Workers = workers
                      Log = tensorBoard (args.TryGetResult CompareArgs.Logdir)

@@ -188,31 +188,39 @@ module Experiment =
     /// thread each) when it has two cores or more, else 1. The figures do not depend on it.
     let defaultWorkers () = if Environment.ProcessorCount >= 2 then 2 else 1
 
+    /// The precision of the comparison already in `outDir` (read from its experiment.json, which writes "precision"
+    /// only when it is not float32), or None when the folder holds none.
+    let savedPrecision (outDir: string) : Precision option =
+        let path = Path.Combine(outDir, "experiment.json")
+        if not (File.Exists path) then None
+        else
+            match (try JsonNode.Parse(File.ReadAllText path) with _ -> null) with
+            | :? JsonObject as o ->
+                match o["precision"] with
+                | null -> Some Precision.Float32
+                | p -> (try Some (Precisions.Parse(p.GetValue<string>())) with _ -> None)
+            | _ -> None
+
     /// A comparison on `data` at a named budget with the default methods, one worker, seed 0, the quadratic grid.
     let create (data: DataSpec) (budgetName: string) (outDir: string) : Experiment =
-        let b = budget budgetName (isImageData data)
+        let image = isImageData data
+        let b = budget budgetName image
         // float32 for vectors: the 2-D teacher's step is 0.9x in bfloat16 (its matrices are too small). For images,
         // bfloat16 where this machine has bfloat16 matrix units (with AMX the MNIST teacher's step is 2.4x faster, its
         // held-out NLL within 0.5%), float32 where it would be emulated (an AVX2-only CPU ran its matmul 100x slower):
-        // PrecisionProbe measures which, once per process.
-        // A folder that already holds a comparison keeps its precision, so that the run continues as it started
-        // wherever it resumes (experiment.json writes "precision" only when it is not float32).
-        let savedPrecision () =
-            let path = Path.Combine(outDir, "experiment.json")
-            if not (File.Exists path) then None
-            else
-                match (try JsonNode.Parse(File.ReadAllText path) with _ -> null) with
-                | :? JsonObject as o ->
-                    match o["precision"] with
-                    | null -> Some Precision.Float32
-                    | p -> (try Some (Precisions.Parse(p.GetValue<string>())) with _ -> None)
-                | _ -> None
+        // PrecisionProbe measures which, once per process. A folder that already holds a comparison keeps its
+        // precision, so that the run continues as it started wherever it resumes.
         let precision =
-            if not (isImageData data) then Precision.Float32
-            else match savedPrecision () with Some p -> p | None -> (Nfm.PrecisionProbe.Of "cpu").Preferred
+            if not image then Precision.Float32
+            else match savedPrecision outDir with Some p -> p | None -> (Nfm.PrecisionProbe.Of "cpu").Preferred
         { Data = data; Budget = b; Methods = defaultMethods b; Eta = None; Seed = data.Seed; Grid = Quadratic; Workers = 1
           Conditional = false; Guidance = [ 0.0 ]; Precision = precision; Teacher = None; OutDir = outDir; Classifier = Path.Combine(outDir, "fd-classifier.ckpt"); Log = None; Reporter = Reporter.lines
           Cancel = CancellationToken.None; Command = "" }
+
+    /// Every student trains `steps` steps instead of the budget's (the same for every coupling).
+    let withStudentSteps (steps: int) (e: Experiment) : Experiment =
+        if steps < 1 then invalidArg "steps" (sprintf "student steps must be positive, got %d" steps)
+        { e with Budget = { e.Budget with StudentSteps = steps } }
 
     /// The comparison distilling a pretrained teacher (a teacher checkpoint or ml-tarflow weights) instead of training
     /// one: the smaller teacher's NFM student is dropped (there is no budget to halve).
