@@ -379,7 +379,7 @@ type ReportArgs =
     interface IArgParserTemplate with
         member a.Usage =
             match a with
-            | Readme _ -> "regenerate the tables between '<!-- generated: KIND PATH -->' and '<!-- end generated -->' markers from the results JSON (KIND: methods, teachers, students, claims, seeds, recipes)."
+            | Readme _ -> "regenerate the tables between '<!-- generated: KIND PATH -->' and '<!-- end generated -->' markers from the results JSON (KIND: methods, teachers, students, claims, guidance, seeds, recipes)."
             | Diff _ -> "compare a fresh run's results.json with a saved one; exit 1 listing every row that differs."
 
 type NfmArgs =

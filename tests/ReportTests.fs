@@ -56,6 +56,24 @@ let tests =
             Expect.stringContains once "text after" "text outside the blocks is kept"
             Expect.equal (Report.regenerate dir once) once "idempotent"
         }
+        test "a guidance block: every weight per method and step count, the best weight in bold" {
+            let dir = tempDir ()
+            let sweep = """{ "data": "mnist:d", "metric": "fd", "command": "nfm compare --conditional", "commit": "abc",
+  "rows": [ { "method": "nfm", "solver": "euler", "grid": "quadratic", "steps": 1, "nfe": 1, "value": 30.0 } ],
+  "guidance": { "weights": [0, 1],
+    "methods": { "nfm": { "best": 1, "curve": [ { "weight": 0, "steps": 1, "value": 40.0 }, { "weight": 1, "steps": 1, "value": 30.0 },
+                                                { "weight": 0, "steps": 4, "value": 20.0 }, { "weight": 1, "steps": 4, "value": 21.0 } ] },
+                 "teacher": { "best": 0, "curve": [ { "weight": 0, "steps": 192, "value": 44.0 }, { "weight": 1, "steps": 192, "value": 50.0 } ] } } } }"""
+            File.WriteAllText(Path.Combine(dir, "c.json"), sweep)
+            let text = Report.regenerate dir "<!-- generated: guidance c.json -->\n<!-- end generated -->\n"
+            Expect.stringContains text "| method | steps | guidance 0 | guidance 1 | best weight |" "a column per weight"
+            Expect.stringContains text "| nfm | 1 | 40.0 | **30.0** | 1 |" "the best weight's figure in bold"
+            Expect.stringContains text "| nfm | 4 | 20.0 | **21.0** | 1 |" "one best weight per method, over its step counts"
+            Expect.stringContains text "| teacher | 192 sequential | **44.0** | 50.0 | 0 |" "the teacher at its sequential steps"
+            File.WriteAllText(Path.Combine(dir, "u.json"), results 0.5)
+            Expect.throwsC (fun () -> Report.regenerate dir "<!-- generated: guidance u.json -->\n<!-- end generated -->\n" |> ignore)
+                (fun e -> Expect.stringContains e.Message "no guidance sweep" "an unconditional run has no sweep to show")
+        }
         test "nfm report readme --check fails on a stale block and passes after rewriting" {
             let dir = tempDir ()
             writeRun dir "r.json" 0.5 |> ignore
