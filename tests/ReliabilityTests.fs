@@ -60,18 +60,20 @@ let differences (a: Checkpoint) (b: Checkpoint) =
       for KeyValue(name, _) in b.Tensors do
         if not (a.Tensors.ContainsKey name) then yield name, infinity ]
 
-/// A tiny run of each trainer that saves often; the same arguments in every folder.
+/// A tiny run of each trainer that saves often; the same arguments in every folder. The runs are long enough after
+/// their first checkpoint (step 10) that a signal sent then lands partway even on a loaded machine, where acting on a
+/// SIGINT can lag by a second or more.
 type Trainer =
     { Name: string; Steps: int64; Args: string list }
 
 let studentRun =
-    { Name = "student"; Steps = 100L
-      Args = [ "student"; "train"; "--data"; "moons"; "--n"; "2000"; "--coupling"; "ot"; "--steps"; "100"; "--batch"; "64"
+    { Name = "student"; Steps = 400L
+      Args = [ "student"; "train"; "--data"; "moons"; "--n"; "2000"; "--coupling"; "ot"; "--steps"; "400"; "--batch"; "64"
                "--width"; "32"; "--depth"; "2"; "--save-every"; "10"; "--out"; "m.ckpt" ] }
 
 let teacherRun =
-    { Name = "teacher"; Steps = 60L
-      Args = [ "teacher"; "train"; "--data"; "moons"; "--n"; "2000"; "--steps"; "60"; "--batch"; "64"; "--width"; "32"
+    { Name = "teacher"; Steps = 240L
+      Args = [ "teacher"; "train"; "--data"; "moons"; "--n"; "2000"; "--steps"; "240"; "--batch"; "64"; "--width"; "32"
                "--blocks"; "2"; "--layers"; "1"; "--head-dim"; "16"; "--save-every"; "10"; "--out"; "m.ckpt" ] }
 
 /// The uninterrupted run of a trainer, made once: its folder (holding m.ckpt).
