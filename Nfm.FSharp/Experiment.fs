@@ -415,13 +415,10 @@ module Experiment =
             let path = Path.Combine(outDir, m.Name + ".ckpt")
             let s = { settings with Checkpoint = Some path; Reporter = Reporter.labelled (sprintf "%-12s" m.Name) report }
             let logStep = e.Log |> Option.map (fun l -> l.Training(m.Name))
-            let mutable last = nan
-            let watch = Diagnostics.Stopwatch.StartNew()
-            let st =
-                Student.trainWith (fun p -> last <- p.Loss; logStep |> Option.iter (fun f -> f.Invoke p))
-                                  coupling (couplingText m pairsPath) s data
-            let secs = watch.Elapsed.TotalSeconds
-            report.Message(sprintf "%s: final loss %.4f, %.1fs" m.Name last secs)
+            let st = Student.trainWith (fun p -> logStep |> Option.iter (fun f -> f.Invoke p)) coupling (couplingText m pairsPath) s data
+            // From the checkpoint, so that a student trained by an earlier process reports its own loss and time.
+            let last, secs = st.State.LastLoss, st.State.TrainSeconds
+            report.Message(sprintf "%s: final loss %.4f, %.1fs of training" m.Name last secs)
             let curve, rows = evaluate m.Name st None
             { Method = m; Student = st; Coupling = coupling; FinalLoss = last; TrainSeconds = secs; Rows = rows
               Curve = curve; Curvature = nan; Nll = nan }
@@ -473,9 +470,7 @@ module Experiment =
                     let s = { Teacher.settings with Checkpoint = Some path; Cancel = e.Cancel
                                                     Reporter = Reporter.labelled (sprintf "%-12s" ("teacher" + suffix)) report }
                     let logStep = e.Log |> Option.map (fun l -> l.Training("teacher" + suffix))
-                    let mutable loss = nan
-                    let watch = Diagnostics.Stopwatch.StartNew()
-                    let onStep (p: TrainingProgress) = loss <- p.Loss; logStep |> Option.iter (fun f -> f.Invoke p)
+                    let onStep (p: TrainingProgress) = logStep |> Option.iter (fun f -> f.Invoke p)
                     let started = Teacher.start report (Some path) tspec
                     let teacher, selection =
                         if budget.TeacherHeldOut > 0 then
@@ -488,7 +483,13 @@ module Experiment =
                             report.Message(sprintf "teacher%s: the checkpoint at step %d has the best held-out NLL (%.4f nats on %d training rows kept out)" suffix sel.Step sel.HeldOutNll h)
                             t, Some sel
                         else Teacher.continueWith onStep s data started, None
-                    (teacher, selection), loss, watch.Elapsed.TotalSeconds
+                    // The run's last loss and training seconds as its checkpoints record them (summed over the
+                    // processes that continued it), not this process's: a finished teacher is only loaded here.
+                    let loss, secs =
+                        match selection with
+                        | Some sel -> sel.FinalLoss, sel.TrainSeconds
+                        | None -> teacher.State.LastLoss, teacher.State.TrainSeconds
+                    (teacher, selection), loss, secs
             let steps = if e.Teacher.IsSome && suffix = "" then int teacher.State.Step else steps
             let model = teacher.InferenceModel()
             let struct (nll, bpd) = Nfm.Invert.Teacher.MeanNll(model, reference, referenceLabels)

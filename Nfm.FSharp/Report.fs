@@ -107,6 +107,9 @@ module Report =
         table ("method" :: (steps |> List.map (fun s -> if s = 1 then "1 step" else sprintf "%d steps" s))) (false :: (steps |> List.map (fun _ -> true)))
               [ for m in methods -> m :: (steps |> List.map (cell m)) ]
 
+    /// A training figure that checkpoints written before it was recorded do not carry (NaN in results.json).
+    let private recorded (show: float -> string) (v: float) = if Double.IsFinite v then show v else "not recorded"
+
     /// Per teacher budget: training steps, the metric of its samples (and denoised), held-out NLL and bits/dim, and
     /// how Gaussian its encodings are.
     let teacherTable (r: Results) =
@@ -125,7 +128,7 @@ module Report =
                   @ (if isImage then [ sprintf "%.2f" (num t["test_bpd"]) ] else [])
                   @ [ sprintf "%.2f" (num t["encodings_frechet_to_standard_normal"])
                       sprintf "%.3f .. %.3f" (num t["encodings_covariance_min_eigenvalue"]) (num t["encodings_covariance_max_eigenvalue"])
-                      sprintf "%.0f" (num t["train_seconds"]) ] ]
+                      recorded (sprintf "%.0f") (num t["train_seconds"]) ] ]
 
     /// Per student: final training loss, training time, path curvature and held-out NLL per dimension.
     let studentTable (r: Results) =
@@ -136,8 +139,8 @@ module Report =
         table [ "student"; "final loss"; "path curvature per dimension"; "held-out NLL per dimension (nats)"; "training (s)" ]
               [ false; true; true; true; true ]
               [ for (name, s) in students ->
-                  [ name; sprintf "%.4f" (num s["final_loss"]); sprintf "%.4f" (num s["path_curvature_per_dim"])
-                    sprintf "%.3f" (num s["nll_nats_per_dim"]); sprintf "%.0f" (num s["train_seconds"]) ] ]
+                  [ name; recorded (sprintf "%.4f") (num s["final_loss"]); sprintf "%.4f" (num s["path_curvature_per_dim"])
+                    sprintf "%.3f" (num s["nll_nats_per_dim"]); recorded (sprintf "%.0f") (num s["train_seconds"]) ] ]
 
     /// A conditional run's classifier-free guidance sweep: per method and step count (the teacher at its sequential
     /// steps) the metric at every guidance weight, the method's best weight (the one its rows use) in bold.

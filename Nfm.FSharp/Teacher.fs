@@ -50,7 +50,11 @@ type TeacherSelection =
       HeldOutRows: int64
       /// The held-out NLL at every checkpoint of the run, in step order (kept beside the best one as PATH.json, so a
       /// resumed run keeps the whole curve).
-      History: (int64 * float) list }
+      History: (int64 * float) list
+      /// The whole run's last training loss and training seconds (every process that continued it, summed), which
+      /// the kept checkpoint at `Step` does not carry when an earlier step won; NaN where a checkpoint did not record them.
+      FinalLoss: float
+      TrainSeconds: float }
 
 /// The TarFlow teacher: train (and resume), encode, decode, sample, likelihood, denoising, ml-tarflow interop.
 [<RequireQualifiedAccess>]
@@ -148,14 +152,16 @@ module Teacher =
                                     "history", JsonFile.arr [ for (k, v) in history -> JsonFile.obj [ "step", JsonFile.int k; "heldout_nll_nats", JsonFile.num v ] :> JsonNode ] ])
                 s.Reporter.Message(sprintf "teacher step %d: held-out NLL %.4f nats (%.4f bits/dim)%s" step nll bpd (if isBest then ", the best so far" else ""))
         let update = s.Reporter.Stage "teacher" (int64 t.Spec.Training.Steps)
-        TeacherTraining.Run(t, data.X, (if t.Spec.Model.IsConditional then data.Labels else null), s.Checkpoint.Value,
-                            System.Action<_>(fun p -> update p.Step (sprintf "loss %.4f" p.Loss); onStep p), s.Cancel,
-                            System.Action<_>(score)) |> ignore
+        let final =
+            TeacherTraining.Run(t, data.X, (if t.Spec.Model.IsConditional then data.Labels else null), s.Checkpoint.Value,
+                                System.Action<_>(fun p -> update p.Step (sprintf "loss %.4f" p.Loss); onStep p), s.Cancel,
+                                System.Action<_>(score))
         if s.Cancel.IsCancellationRequested then
             raise (System.OperationCanceledException("interrupted; the teacher trained so far is saved"))
         let step, nll = best.Value
         let chosen = TrainedTeacher.Load bestPath
-        chosen, { Path = bestPath; Step = step; HeldOutNll = nll; HeldOutRows = heldOut.X.shape[0]; History = history }
+        chosen, { Path = bestPath; Step = step; HeldOutNll = nll; HeldOutRows = heldOut.X.shape[0]; History = history
+                  FinalLoss = final.State.LastLoss; TrainSeconds = final.State.TrainSeconds }
 
     /// Trains (or continues, from `s.Checkpoint`) a teacher on `data`, calling `onStep` after every step.
     let trainWith (onStep: TrainingProgress -> unit) (s: TeacherSettings) (data: Dataset) : TrainedTeacher =

@@ -161,6 +161,12 @@ let tests =
             Expect.exists lines (fun l -> l.Contains "pairs: reusing") "reuses the pairs"
             let values (x: ExperimentResult) = x.Rows |> List.filter (Experiment.isTeacherRow >> not) |> List.map (fun x -> x.Method, x.Steps, x.Value)
             Expect.equal (values again) (values r) "the same figures"
+            // Loaded, not trained, the students and the teacher still report the loss and time their checkpoints record.
+            let training (x: ExperimentResult) =
+                ("teacher", x.Teacher.Loss, x.Teacher.TrainSeconds) :: [ for s in x.Students -> s.Method.Name, s.FinalLoss, s.TrainSeconds ]
+            for (name, loss, secs) in training r do
+                Expect.isTrue (Double.IsFinite loss && secs > 0.0) (sprintf "%s: final loss %g and %g s of training recorded" name loss secs)
+            Expect.equal (training again) (training r) "the rerun reports the first run's final losses and training seconds"
             // Another comparison in the same folder is refused, naming the folder.
             refused "other settings" (fun () -> Experiment.run { e with Seed = 1L } |> ignore)
         }

@@ -129,6 +129,13 @@ let interruptAndResume (t: Trainer) (stop: Stop) =
     Expect.isGreaterThan model 0 "the checkpoint holds model.* weights"
     let diffs = differences reference final
     Expect.isEmpty diffs (sprintf "bit-for-bit equal to the uninterrupted run (stopped at step %d); differing tensors: %A" leftStep diffs)
+    // The checkpoint carries the run's last loss (the same as the uninterrupted run's) and its training time summed over
+    // both processes.
+    let meta (c: Checkpoint) key = Double.Parse(c.Meta[key], Globalization.CultureInfo.InvariantCulture)
+    Expect.equal (meta final "lastLoss") (meta reference "lastLoss") "the last loss, as the uninterrupted run recorded it"
+    Expect.isTrue (Double.IsFinite(meta final "lastLoss")) "a finite last loss"
+    Expect.isGreaterThan (meta final "trainSeconds") (meta left "trainSeconds") "training seconds add up across the resume"
+    Expect.isGreaterThan (meta left "trainSeconds") 0.0 "the interrupted process recorded its own seconds"
     printfn "%s, %A: checkpoint left at step %d of %d; after --resume all %d tensors equal the uninterrupted run's bit for bit"
         t.Name stop leftStep t.Steps final.Tensors.Count
 

@@ -56,6 +56,17 @@ let tests =
             Expect.stringContains once "text after" "text outside the blocks is kept"
             Expect.equal (Report.regenerate dir once) once "idempotent"
         }
+        test "a training figure a checkpoint did not record shows as not recorded, a recorded one as its value" {
+            let dir = tempDir ()
+            let withStudents =
+                (results 0.5).TrimEnd().TrimEnd('}')
+                + ", \"students\": { \"nfm\": { \"final_loss\": \"NaN\", \"train_seconds\": \"NaN\", \"path_curvature_per_dim\": 0.1, \"nll_nats_per_dim\": 1.5 },"
+                + " \"ot\": { \"final_loss\": 0.25, \"train_seconds\": 61.0, \"path_curvature_per_dim\": 0.2, \"nll_nats_per_dim\": 1.4 } } }"
+            File.WriteAllText(Path.Combine(dir, "s.json"), withStudents)
+            let text = Report.regenerate dir "<!-- generated: students s.json -->\n<!-- end generated -->\n"
+            Expect.stringContains text "| nfm | not recorded | 0.1000 | 1.500 | not recorded |" "NaN in results.json is not printed as a number"
+            Expect.stringContains text "| ot | 0.2500 | 0.2000 | 1.400 | 61 |" "recorded figures as numbers"
+        }
         test "a guidance block: every weight per method and step count, the best weight in bold" {
             let dir = tempDir ()
             let sweep = """{ "data": "mnist:d", "metric": "fd", "command": "nfm compare --conditional", "commit": "abc",

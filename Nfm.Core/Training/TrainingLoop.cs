@@ -15,7 +15,8 @@ public readonly record struct TrainingProgress(long Step, long TotalSteps, doubl
 /// The loop every trainer shares: from the state's step to the spec's step count, each step inside its own dispose
 /// scope computes a loss (the trainer's part, drawing all randomness from the state's generator) and applies
 /// <see cref="Optimisation.Apply"/>; it saves every <c>SaveEvery</c> steps and at the end, and stops early (saving)
-/// when cancelled. Because the generator's state is checkpointed, a resumed run draws the same sequence.
+/// when cancelled. Because the generator's state is checkpointed, a resumed run draws the same sequence. The state's
+/// <c>TrainSeconds</c> grows by this call's wall-clock time before every save and on return, when it took a step.
 /// </summary>
 public static class TrainingLoop
 {
@@ -25,6 +26,11 @@ public static class TrainingLoop
     {
         state.Model.train();
         var spec = state.Spec;
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        double before = state.TrainSeconds;
+        long first = state.Step;
+        // A call that takes no step (a finished run, only loaded) adds no time.
+        TrainingState Timed(TrainingState s) => s.Step == first ? s : s with { TrainSeconds = before + watch.Elapsed.TotalSeconds };
         while (state.Step < spec.Steps && !cancel.IsCancellationRequested)
         {
             using (var scope = NewDisposeScope())
@@ -37,8 +43,9 @@ public static class TrainingLoop
                     state.SkippedSteps));
             }
             if (save is not null && spec.SaveEvery > 0 && state.Step % spec.SaveEvery == 0 && state.Step < spec.Steps)
-                save(state);
+                save(state = Timed(state));
         }
+        state = Timed(state);
         save?.Invoke(state);
         state.Model.eval();
         return state;

@@ -7,9 +7,13 @@ namespace Nfm.Training;
 /// <summary>
 /// Everything a training run carries from one step to the next. The record is immutable; the module, optimiser,
 /// EMA and generator it points to are the mutable TorchSharp objects that a step updates in place.
+/// <see cref="LastLoss"/> is the loss of the last step taken and <see cref="TrainSeconds"/> the wall-clock seconds of
+/// training so far, summed over every process that continued the run; both travel in the checkpoint, so a run that is
+/// only loaded (already at its step count) still reports how it was trained. A checkpoint written before they were
+/// recorded gives NaN for both: unknown, never a guess.
 /// </summary>
 public sealed record TrainingState(nn.Module Model, AdamW Optimizer, Ema? Ema, TrainingSpec Spec, Generator Generator,
-    long Step = 0, int BadStepsInARow = 0, int SkippedSteps = 0)
+    long Step = 0, int BadStepsInARow = 0, int SkippedSteps = 0, double LastLoss = double.NaN, double TrainSeconds = 0)
 {
     /// <summary>A fresh state: AdamW over the model's parameters, EMA when the spec asks for it, generator seeded from the spec.</summary>
     public static TrainingState Start(nn.Module model, TrainingSpec spec, Device device)
@@ -34,12 +38,19 @@ public sealed record TrainingState(nn.Module Model, AdamW Optimizer, Ema? Ema, T
         return tensors;
     }
 
-    /// <summary>Step counters as checkpoint metadata.</summary>
+    /// <summary>Step counters, the last loss and the training seconds as checkpoint metadata.</summary>
     public Dictionary<string, string> ToMeta() => new()
     {
         ["step"] = Step.ToString(),
         ["skippedSteps"] = SkippedSteps.ToString(),
+        ["lastLoss"] = LastLoss.ToString("R", System.Globalization.CultureInfo.InvariantCulture),
+        ["trainSeconds"] = TrainSeconds.ToString("R", System.Globalization.CultureInfo.InvariantCulture),
     };
+
+    static double MetaNumber(Checkpoints.Checkpoint c, string key) =>
+        c.Meta.TryGetValue(key, out var v)
+        && double.TryParse(v, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var d)
+            ? d : double.NaN;
 
     /// <summary>The checkpoint of a run in this state: its kind, its description (JSON), the counters plus
     /// <paramref name="extraMeta"/> as metadata, and <see cref="ToTensors"/>. Every trainer saves through this.</summary>
@@ -62,6 +73,8 @@ public sealed record TrainingState(nn.Module Model, AdamW Optimizer, Ema? Ema, T
         {
             Step = long.Parse(c.Meta["step"]),
             SkippedSteps = int.Parse(c.Meta.GetValueOrDefault("skippedSteps", "0")),
+            LastLoss = MetaNumber(c, "lastLoss"),
+            TrainSeconds = MetaNumber(c, "trainSeconds"),
         };
     }
 }
@@ -99,10 +112,10 @@ public static class Optimisation
             if (bad >= s.Spec.MaxBadSteps)
                 throw new NonFiniteTrainingException(
                     $"training stopped at step {s.Step}: {bad} non-finite losses or gradients in a row (last loss {l}, gradient norm {norm})");
-            return new StepOutcome(s with { Step = s.Step + 1, BadStepsInARow = bad, SkippedSteps = s.SkippedSteps + 1 }, l, norm, true);
+            return new StepOutcome(s with { Step = s.Step + 1, BadStepsInARow = bad, SkippedSteps = s.SkippedSteps + 1, LastLoss = l }, l, norm, true);
         }
         s.Optimizer.Step(LearningRate.At(s.Spec, s.Step));
         s.Ema?.Update(s.Model, s.Optimizer.Steps);
-        return new StepOutcome(s with { Step = s.Step + 1, BadStepsInARow = 0 }, l, norm, false);
+        return new StepOutcome(s with { Step = s.Step + 1, BadStepsInARow = 0, LastLoss = l }, l, norm, false);
     }
 }
