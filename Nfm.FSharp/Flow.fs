@@ -201,3 +201,10 @@ module Metrics =
 
     /// How far a set of encodings is from N(0, I): Frechet distance and the covariance's extreme eigenvalues.
     let gaussianGap (z: torch.Tensor) = Nfm.Metrics.Frechet.ToStandardNormal(z.reshape(z.shape[0], -1L))
+
+    /// How Gaussian a set of encodings is, as an excess over its sampling floor: their Frechet distance to N(0, I)
+    /// minus the mean over `draws` exact N(0, I) samples of the same shape (drawn from `seed`), with the spread and the
+    /// per-dimension mean, variance and excess-kurtosis ranges. Reads 0 on exact N(0, I) rows.
+    let gaussianity (draws: int) (seed: int64) (z: torch.Tensor) =
+        use g = new torch.Generator(uint64 seed)
+        Nfm.Metrics.Gaussianity.Measure(z, g, draws)
