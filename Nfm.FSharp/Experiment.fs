@@ -155,8 +155,8 @@ module Experiment =
         probe.X.dim() = 4L
 
     /// The training data of a comparison and its held-out reference set: 20,000 rows (or the spec's N) and a fresh draw
-    /// (seed + 1) for built-in sets, the train and test splits for MNIST, the first rows and the last 20% (at most 2,000 rows) of a
-    /// user's .npy. The reference has at most `evalCount` rows.
+    /// (seed + 1) for built-in sets, the train and test splits for MNIST (and image folders with train/ and test/), the
+    /// first rows and the last 20% (at most 2,000 rows) of a user's .npy or (in an order drawn from the seed) of an image folder. The reference has at most `evalCount` rows.
     let split (data: DataSpec) (evalCount: int) : Dataset * Dataset =
         match Data.heldOut data.Source data.Seed evalCount with
         | Some held ->
@@ -164,6 +164,8 @@ module Experiment =
             DataSource.Load(data.Source, n, data.Seed, DataSplit.Train), held
         | None ->
                 let all = DataSource.Load(data.Source, 0L, data.Seed, DataSplit.Train, data.Labels)
+                // An image folder comes sorted by class: the held-out rows are drawn from every class.
+                let all = if DataSource.KindOf data.Source = DataSourceKind.Images then Data.shuffled data.Seed all else all
                 let n = all.X.shape[0]
                 let held = min 2000L (n / 5L)
                 if held < 10L then invalidArg "data" (sprintf "%s has %d rows; a comparison needs at least 50 to hold out a reference set" data.Source n)
@@ -403,7 +405,7 @@ module Experiment =
             use g = new torch.Generator(uint64 (seed + 9L))
             let x0 = torch.randn(Array.append [| 256L |] rowShape, generator = g)
             let curvature = Nfm.Metrics.PathCurvature.Measure(field, x0, Spec.solver Uniform (Heun 16))
-            let rows = if isImage then 64L else min reference.shape[0] 2000L
+            let rows = min reference.shape[0] (if isImage then 64L else 2000L)
             let x1 = reference.narrow(0L, 0L, rows)
             let estimator = if isImage then Nfm.Metrics.DivergenceEstimator.HutchinsonRademacher else Nfm.Metrics.DivergenceEstimator.Exact
             let logp = Nfm.Metrics.Divergence.StudentLogLikelihood(field, x1, 8, estimator, 4, g)
@@ -663,7 +665,7 @@ module Experiment =
             [ rowOf "teacher" teacher.Value teacher; rowOf "teacher-denoised" teacher.ValueDenoised teacher ]
             @ (small |> Option.map (fun t -> [ rowOf (sprintf "teacher-t%d" t.Steps) t.Value t ]) |> Option.defaultValue [])
         if not isImage then
-            Plot.scatter (Path.Combine(outDir, "data.png")) (sprintf "%s: %d held-out points" e.Data.Source evalCount) [ "data", reference ]
+            Plot.scatter (Path.Combine(outDir, "data.png")) (sprintf "%s: %d held-out points" (DataSources.DisplayName e.Data.Source) evalCount) [ "data", reference ]
         // The paper's claims at this scale, as measured (ratios of the primary NFM student's metric to the others').
         let valueOf name steps = studentRows |> List.tryFind (fun r -> r.Method = name && r.Steps = steps) |> Option.map (fun r -> r.Value)
         let claims =
@@ -797,7 +799,7 @@ module Experiment =
         let levels =
             r.Rows |> List.filter isTeacherRow
             |> List.map (fun x -> Nfm.Plots.LineSeries(sprintf "%s (%d sequential steps)" x.Method x.Nfe, [| lo; hi |], [| x.Value; x.Value |], Reference = true))
-        Plot.lines path (sprintf "%s: %s against sampling steps" r.Experiment.Data.Source r.Metric) "sampling steps" r.Metric true true (series @ levels)
+        Plot.lines path (sprintf "%s: %s against sampling steps" (DataSources.DisplayName r.Experiment.Data.Source) r.Metric) "sampling steps" r.Metric true true (series @ levels)
 
     /// Writes results.json, results.md and quality.png into the experiment's output folder; returns the summary.
     let write (r: ExperimentResult) =

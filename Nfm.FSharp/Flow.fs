@@ -20,15 +20,29 @@ module Data =
     /// The MNIST train or test split of a folder of IDX files.
     let mnist (folder: string) (split: DataSplit) : Dataset = Mnist.Load(folder, split)
 
+    /// A folder of PNG and JPEG images (`images:FOLDER[?size=N&channels=C]`, one subfolder per class) as a split.
+    let images (spec: string) (split: DataSplit) : Dataset = ImageFolder.Load(ImageFolderSpec.Parse spec, split)
+
+    /// The rows of `data` in an order drawn from `seed` (an image folder comes sorted by class; a held-out set is
+    /// drawn from every class).
+    let shuffled (seed: int64) (data: Dataset) : Dataset =
+        use g = new torch.Generator(uint64 seed)
+        let order = torch.randperm(data.X.shape[0], generator = g)
+        Dataset(data.X.index_select(0L, order), (if isNull data.Labels then null else data.Labels.index_select(0L, order)), data.Name)
+
+    let private first (n: int64) (data: Dataset) =
+        let n = min data.X.shape[0] n
+        Dataset(data.X.narrow(0L, 0L, n), (if isNull data.Labels then null else data.Labels.narrow(0L, 0L, n)), data.Name)
+
     /// The held-out set a run is scored on: a fresh draw (seed + 1) of `count` rows of a built-in set, the first
-    /// `count` rows of MNIST's test split; None for a user's file (`Experiment.split` holds rows out of it).
+    /// `count` rows of MNIST's test split, `count` rows drawn (seed) from an image folder's test/ split; None for a
+    /// user's file or an image folder without splits (`Experiment.split` holds rows out of it).
     let heldOut (spec: string) (seed: int64) (count: int) : Dataset option =
         match DataSource.KindOf spec with
         | DataSourceKind.Toy2D -> Some (Toy2D.Sample(spec, int64 count, seed + 1L))
-        | DataSourceKind.Mnist ->
-            let test = DataSource.Load(spec, 0L, seed, DataSplit.Test)
-            let n = min test.X.shape[0] (int64 count)
-            Some (Dataset(test.X.narrow(0L, 0L, n), (if isNull test.Labels then null else test.Labels.narrow(0L, 0L, n)), test.Name))
+        | DataSourceKind.Mnist -> Some (first (int64 count) (DataSource.Load(spec, 0L, seed, DataSplit.Test)))
+        | DataSourceKind.Images when ImageFolder.HasSplits (ImageFolderSpec.Parse spec).Folder ->
+            Some (first (int64 count) (shuffled seed (images spec DataSplit.Test)))
         | _ -> None
 
     /// Labels for sampling `count` rows from a model of `classes` classes: one class, or cycling through the classes;

@@ -6,7 +6,7 @@ namespace Nfm.Data;
 
 /// <summary>
 /// Turns the command line's DATA argument into a <see cref="Dataset"/>: a built-in 2-D name, <c>mnist:DIR</c>,
-/// or <c>FILE.npy</c> (with optional int64 labels in a second .npy). Data holding NaN or Inf is refused.
+/// <c>images:FOLDER</c> (PNG and JPEG, one subfolder per class), or <c>FILE.npy</c> (with optional int64 labels in a second .npy). Data holding NaN or Inf is refused.
 /// </summary>
 public static class DataSource
 {
@@ -34,7 +34,7 @@ public static class DataSource
     /// <summary>
     /// Load data. <paramref name="n"/>: points to draw from a built-in set (0: <see cref="DefaultToyCount"/>), or
     /// the first n rows of a file (0: all). <paramref name="seed"/> only matters for built-in sets,
-    /// <paramref name="split"/> only for MNIST, <paramref name="labels"/> (an integer .npy of length N) only for .npy data.
+    /// <paramref name="split"/> only for MNIST and image folders with train/ and test/, <paramref name="labels"/> (an integer .npy of length N) only for .npy data.
     /// X comes back as <paramref name="dtype"/> (float32 unless asked otherwise).
     /// </summary>
     /// <exception cref="ArgumentException">unknown spec, negative n or seed, labels given for a non-.npy source.</exception>
@@ -59,6 +59,11 @@ public static class DataSource
             {
                 var data = Mnist.Load(spec[MnistPrefix.Length..], split);
                 data = TakeFirst(data, n, spec);
+                return dtype == ScalarType.Float32 ? data : data with { X = data.X.to_type(dtype) };
+            }
+            case DataSourceKind.Images:
+            {
+                var data = TakeFirst(ImageFolder.Load(ImageFolderSpec.Parse(spec), split), n, spec);
                 return dtype == ScalarType.Float32 ? data : data with { X = data.X.to_type(dtype) };
             }
             default:
