@@ -359,7 +359,7 @@ type ReportReadmeArgs =
     interface IArgParserTemplate with
         member a.Usage =
             match a with
-            | File _ -> "the markdown file whose generated blocks are rewritten (default README.md); paths in its markers are relative to its folder."
+            | File _ -> "a markdown file whose generated blocks are rewritten (repeatable; default: README.md, CONTRIBUTING.md and docs/*.md); paths in its markers are relative to the repository root, links are written relative to the file."
             | Check -> "write nothing; fail, naming the first stale block, when a block differs from what its JSON gives."
 
 type ReportDiffArgs =

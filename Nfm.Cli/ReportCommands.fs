@@ -8,24 +8,34 @@ open Nfm.Cli.Args
 open Nfm.Cli.Common
 open Nfm.FSharp
 
-/// Rewrites (or, with --check, verifies) every generated block of a markdown file.
-let readme (args: ParseResults<ReportReadmeArgs>) =
-    let file = existing "markdown file" (args.GetResult(ReportReadmeArgs.File, "README.md"))
+/// Rewrites (or, with --check, verifies) every generated block of one markdown file; marker paths are relative to the
+/// repository root, links relative to the file.
+let private readmeFile (check: bool) (file: string) =
+    let file = existing "markdown file" file
     let text = File.ReadAllText file
     let fresh =
-        try Report.regenerate (Path.GetDirectoryName(Path.GetFullPath file)) text
+        try Report.regenerateIn (Report.rootOf file) (Path.GetDirectoryName(Path.GetFullPath file)) text
         with :? ArgumentException as e -> fail (sprintf "%s: %s" file e.Message)
     let text = text.Replace("\r\n", "\n")
-    if args.Contains ReportReadmeArgs.Check then
+    if check then
         if fresh <> text then
             let a, b = text.Split '\n', fresh.Split '\n'
             let i = Seq.zip a b |> Seq.tryFindIndex (fun (x, y) -> x <> y) |> Option.defaultValue (min a.Length b.Length)
             fail (sprintf "%s line %d is stale: it says '%s', the results JSON gives '%s'; run 'nfm report readme --file %s'"
                       file (i + 1) (if i < a.Length then a[i] else "") (if i < b.Length then b[i] else "") file)
         printfn "%s: every generated block matches its results JSON" file
-    else
+    elif fresh <> text then
         Nfm.Data.AtomicFile.WriteAllBytes(file, ReadOnlyMemory(Text.Encoding.UTF8.GetBytes fresh))
         printfn "%s: generated blocks rewritten" file
+    else printfn "%s: generated blocks already current" file
+
+/// Every --file given, or else the repository's documents (README.md, CONTRIBUTING.md, docs/*.md).
+let readme (args: ParseResults<ReportReadmeArgs>) =
+    let files =
+        match args.GetResults ReportReadmeArgs.File with
+        | [] -> Report.documents (Report.rootOf "README.md")
+        | fs -> fs
+    for f in files do readmeFile (args.Contains ReportReadmeArgs.Check) f
     0
 
 /// Compares a fresh run's results.json with a saved one.

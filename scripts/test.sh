@@ -50,7 +50,7 @@ if [ "${NFM_FIGURES:-1}" != "0" ]; then
   demo_start=$SECONDS
   figure_check "a fresh nfm demo reproduces the saved demo of its processor kind" demo_check "$demo_out"
   echo "[figures] the demo took $((SECONDS - demo_start)) s"
-  figure_check "README tables match the results JSON" dotnet "$nfm" report readme --file README.md --check
+  figure_check "the generated tables of README.md, CONTRIBUTING.md and docs/ match their results JSON" dotnet "$nfm" report readme --check
   rm -rf "$demo_out"
 fi
 
