@@ -19,14 +19,19 @@ type Budget =
       TeacherEma: float
       /// Rows held out of the teacher's training data (0 = none): every teacher checkpoint is scored by their NLL and
       /// the best one is the teacher (early stopping by held-out likelihood, never by the reference set).
-      TeacherHeldOut: int }
+      TeacherHeldOut: int
+      /// Noise draws per student row: each row's value is the mean over this many samples of `EvalCount` (different
+      /// noise), reported with their standard deviation; claims hold only beyond it.
+      Draws: int }
 
 /// Where a compared student's pairs come from.
 type MethodCoupling =
     /// Fresh noise, row by row.
     | Independent
-    /// Exact minibatch OT.
+    /// Exact minibatch OT over the whole batch (label-blind in a class-conditional comparison).
     | Ot
+    /// Exact minibatch OT within each label of the batch: the fair OT baseline of a class-conditional comparison.
+    | OtPerLabel
     /// The NFM coupling: the teacher's pairs at eta (None: the experiment's eta), of the main teacher or, with
     /// `TeacherSteps`, of a teacher trained for that many steps (the budget's smaller teacher).
     | Nfm of eta: float option * teacherSteps: int option
@@ -79,7 +84,13 @@ type Experiment =
 
 /// One row of results.json: a method's metric at a step count (CLI.md fixes these fields).
 type ResultRow =
-    { Method: string; Solver: string; Grid: string; Steps: int; Nfe: int; Value: float; SecondsPer1000: float
+    { Method: string; Solver: string; Grid: string; Steps: int; Nfe: int
+      /// The metric, the mean over `Draws` samples (different noise).
+      Value: float
+      /// The sample standard deviation of the metric over the draws (0 for one draw).
+      Spread: float
+      Draws: int
+      SecondsPer1000: float
       /// The classifier-free guidance weight the samples were drawn with (0 for unconditional runs).
       Guidance: float }
 
@@ -91,7 +102,10 @@ type GuidanceCurve = { Method: string; Best: float; Points: (float * int * float
 type TeacherResult =
     { Steps: int; Teacher: TrainedTeacher; Loss: float; TrainSeconds: float; Nll: float; Bpd: float
       Value: float; ValueDenoised: float; SampleSeconds: float; Nfe: int; Pairs: Nfm.Couple.TeacherPairs; PairsPath: string
-      EncodesPerSecond: float; Gap: Nfm.Metrics.StandardNormalGap
+      EncodesPerSecond: float
+      /// How Gaussian its NFM encodings (at eta, scaled by sigma_f) of the held-out reference rows are, as an excess over
+      /// the floor of exact N(0, I) samples of the same size.
+      Gaussianity: Nfm.Metrics.GaussianityExcess
       /// The checkpoint chosen by held-out likelihood, when the budget holds rows out of the teacher's data.
       Selection: TeacherSelection option
       /// Under a conditional run: the teacher's metric against the guidance weight (its Value is at the best one).
@@ -113,6 +127,10 @@ type ExperimentResult =
       Teacher: TeacherResult; SmallTeacher: TeacherResult option
       Students: StudentResult list
       PairCosts: (string * float) list
+      /// The metric of `NReference` training rows against the reference: what a sampler of the data itself scores.
+      DataFloor: float
+      /// Per claim key: the standard error of its ratio, from the rows' spreads over their draws.
+      ClaimErrors: (string * float) list
       Latency: Latency list
       Claims: (string * float) list
       ClaimChecks: Claims.Claim list
@@ -134,19 +152,19 @@ module Experiment =
     let budget (name: string) (isImage: bool) : Budget =
         let steps = stepsFor isImage
         match name.ToLowerInvariant(), isImage with
-        | "quick", false -> { Name = name; TeacherSteps = 3000; StudentSteps = 2000; TeacherBatch = 256; StudentBatch = 256; EvalCount = 2000; Steps = steps; SmallTeacherSteps = None; TeacherEma = 0.0; TeacherHeldOut = 0 }
-        | "standard", false -> { Name = name; TeacherSteps = 10000; StudentSteps = 10000; TeacherBatch = 256; StudentBatch = 256; EvalCount = 2000; Steps = steps; SmallTeacherSteps = None; TeacherEma = 0.0; TeacherHeldOut = 0 }
-        | "quick", true -> { Name = name; TeacherSteps = 300; StudentSteps = 300; TeacherBatch = 64; StudentBatch = 64; EvalCount = 500; Steps = steps; SmallTeacherSteps = Some 100; TeacherEma = 0.0; TeacherHeldOut = 0 }
+        | "quick", false -> { Name = name; TeacherSteps = 3000; StudentSteps = 2000; TeacherBatch = 256; StudentBatch = 256; EvalCount = 2000; Steps = steps; SmallTeacherSteps = None; TeacherEma = 0.0; TeacherHeldOut = 0; Draws = 3 }
+        | "standard", false -> { Name = name; TeacherSteps = 10000; StudentSteps = 10000; TeacherBatch = 256; StudentBatch = 256; EvalCount = 2000; Steps = steps; SmallTeacherSteps = None; TeacherEma = 0.0; TeacherHeldOut = 0; Draws = 3 }
+        | "quick", true -> { Name = name; TeacherSteps = 300; StudentSteps = 300; TeacherBatch = 64; StudentBatch = 64; EvalCount = 500; Steps = steps; SmallTeacherSteps = Some 100; TeacherEma = 0.0; TeacherHeldOut = 0; Draws = 3 }
         // The standard image teacher: 4,000 steps at batch 256 (1,024,000 samples, four times the budget before it),
         // EMA 0.999, and the checkpoint (every 250 steps) with the best NLL on 500 training digits held out of its data.
         | "standard", true -> { Name = name; TeacherSteps = 4000; StudentSteps = 2000; TeacherBatch = 256; StudentBatch = 64; EvalCount = 2000; Steps = steps
-                                SmallTeacherSteps = None; TeacherEma = 0.999; TeacherHeldOut = 500 }
+                                SmallTeacherSteps = None; TeacherEma = 0.999; TeacherHeldOut = 500; Draws = 3 }
         | n, img ->
             match Int32.TryParse n with
             | true, v when v > 0 ->
                 let b = if img then 64 else 256
                 { Name = name; TeacherSteps = v; StudentSteps = v; TeacherBatch = b; StudentBatch = b
-                  EvalCount = (if img then 1000 else 2000); Steps = steps; SmallTeacherSteps = None; TeacherEma = 0.0; TeacherHeldOut = 0 }
+                  EvalCount = (if img then 1000 else 2000); Steps = steps; SmallTeacherSteps = None; TeacherEma = 0.0; TeacherHeldOut = 0; Draws = 3 }
             | _ -> invalidArg "budget" (sprintf "budget '%s': expected quick, standard or a positive number of steps" name)
 
     /// True when the data's rows are images [C, H, W].
@@ -245,14 +263,23 @@ module Experiment =
     let defaultGuidance = [ 0.0; 0.5; 1.0; 2.0; 3.0 ]
 
     /// The class-conditional comparison (the paper's setting): a conditional teacher and students with label dropout
-    /// 0.1, each method sampled at every guidance weight and reported at its best one.
-    let conditional (weights: float list) (e: Experiment) : Experiment = { e with Conditional = true; Guidance = weights }
+    /// 0.1, each method sampled at every guidance weight and reported at its best one. The OT baseline "ot" pairs
+    /// noise and data within each label (label-blind OT would pair one class's noise with another class's digits); the
+    /// label-blind one stays beside it as "ot-label-blind".
+    let conditional (weights: float list) (e: Experiment) : Experiment =
+        let methods =
+            e.Methods |> List.collect (fun m ->
+                match m.Coupling with
+                | Ot -> [ { m with Coupling = OtPerLabel }; { Name = m.Name + "-label-blind"; Coupling = Ot } ]
+                | _ -> [ m ])
+        { e with Conditional = true; Guidance = weights; Methods = methods }
 
     /// The coupling's spelling recorded in a student's description.
     let private couplingText (m: Method) (pairsPath: string) =
         match m.Coupling with
         | Independent -> "independent"
         | Ot -> "ot"
+        | OtPerLabel -> "ot-per-label"
         | Nfm _ -> "teacher:" + pairsPath
         | Custom (d, _) -> "custom:" + d
 
@@ -285,6 +312,7 @@ module Experiment =
             match m.Coupling with
             | Independent -> "independent"
             | Ot -> "ot"
+            | OtPerLabel -> "ot per label"
             | Nfm (eta, steps) ->
                 sprintf "nfm(eta %s, teacher %s)" (eta |> Option.map string |> Option.defaultValue "default")
                     (steps |> Option.map string |> Option.defaultValue "main")
@@ -365,21 +393,23 @@ module Experiment =
             { Method = name; Best = best; Points = points }
 
         /// Samples a student at each step count and guidance weight from fresh noise (the same noise at every weight),
-        /// or from the given starting points at the given weight, and scores them; the rows are at the best weight.
-        let evaluate (name: string) (st: Student) (x0: (torch.Tensor * float) option) =
+        /// or from given starting points (one set per draw, with their labels) at the given weight, and scores them. The
+        /// rows are at the best weight, each the mean over `budget.Draws` draws with their standard deviation.
+        let evaluate (name: string) (st: Student) (start: (torch.Tensor * torch.Tensor * float) option) =
             let labels = Student.labels (int64 evalCount) None st
-            let weights = match x0 with Some (_, w) -> [ w ] | None -> e.Guidance
+            let draw (k: int) (w: float) (steps: int) =
+                let solver = Spec.paperSolver steps
+                match start with
+                | None -> Student.sampleWith labels w solver grid (int64 evalCount) (seed + 2L + 1000L * int64 k) st
+                | Some (z, y, _) ->
+                    let r = Nfm.Sampling.StudentSampler.FromNoise(st.SamplingNet(), z[int64 k], Spec.solver grid solver, y, w)
+                    r.X, r.Nfe
+            let weights = match start with Some (_, _, w) -> [ w ] | None -> e.Guidance
             let sampled =
                 [ for w in weights do
                     for steps in budget.Steps do
-                        let solver = Spec.paperSolver steps
                         let watch = Diagnostics.Stopwatch.StartNew()
-                        let x, nfe =
-                            match x0 with
-                            | None -> Student.sampleWith labels w solver grid (int64 evalCount) (seed + 2L) st
-                            | Some (z, _) ->
-                                let r = Nfm.Sampling.StudentSampler.FromNoise(st.SamplingNet(), z, Spec.solver grid solver, referenceLabels, w)
-                                r.X, r.Nfe
+                        let x, nfe = draw 0 w steps
                         let secs = watch.Elapsed.TotalSeconds
                         let value = quality x reference
                         if weights.Length > 1 then report.Message(sprintf "%s, %d steps, guidance %g: %s %.4f" name steps w metric value)
@@ -388,14 +418,20 @@ module Experiment =
             curve,
             [ for (w, steps, x, nfe, secs, value) in sampled |> List.filter (fun (w, _, _, _, _, _) -> w = curve.Best) do
                 let solver = Spec.paperSolver steps
-                e.Log |> Option.iter (fun l -> l.Scalar(sprintf "%s/%s_by_sampling_steps" name metric, value, int64 steps))
+                let values =
+                    value :: [ for k in 1 .. budget.Draws - 1 ->
+                                 use _ = torch.NewDisposeScope()
+                                 quality (fst (draw k w steps)) reference ]
+                let mean, spread = Report.meanSd values
+                e.Log |> Option.iter (fun l -> l.Scalar(sprintf "%s/%s_by_sampling_steps" name metric, mean, int64 steps))
                 if steps = List.max budget.Steps || steps = 1 then
                     let png = Path.Combine(outDir, sprintf "samples-%s-%dstep.png" name steps)
                     Plot.samples png (sprintf "%s, %d %s steps, %s %.3f" name steps (Spec.solverName solver) metric value) x
                     e.Log |> Option.iter (fun l -> l.Image(sprintf "%s/samples_%dstep" name steps, png, int64 steps))
-                report.Message(sprintf "%s, %d steps: %s %.4f%s" name steps metric value (if e.Conditional then sprintf " (guidance %g)" w else ""))
+                report.Message(sprintf "%s, %d steps: %s %.4f ± %.4f over %d draws%s" name steps metric mean spread values.Length
+                                   (if e.Conditional then sprintf " (guidance %g)" w else ""))
                 yield { Method = name; Solver = Spec.solverName solver; Grid = Spec.gridName grid; Steps = steps; Nfe = nfe
-                        Value = value; SecondsPer1000 = secs * 1000.0 / float evalCount; Guidance = w } ]
+                        Value = mean; Spread = spread; Draws = values.Length; SecondsPer1000 = secs * 1000.0 / float evalCount; Guidance = w } ]
 
         // Path curvature (rectified-flow sense: 256 noise rows, 16 Heun steps, uniform grid) and the student's held-out
         // negative log-likelihood per dimension by integrating the divergence (8 RK4 steps; exact for vectors,
@@ -530,15 +566,18 @@ module Experiment =
             report.Message(sprintf "teacher%s: %s %.4f (denoised %.4f), held-out NLL %.4f nats%s" suffix metric value valueDenoised nll
                                (if isImage then sprintf ", %.4f bits/dim" bpd else ""))
             let pairs, pairsPath, encodes = pairsOf teacher suffix eta
-            // How Gaussian the teacher's scaled encodings of the training data are.
-            let gap =
-                let z = pairs.X0[0L]
-                Metrics.gaussianGap (z.narrow(0L, 0L, min z.shape[0] 2000L))
-            report.Message(sprintf "teacher%s encodings: Frechet distance to N(0, I) %.3f (covariance eigenvalues %.3f..%.3f)"
-                               suffix gap.Distance gap.MinEigenvalue gap.MaxEigenvalue)
+            // How Gaussian the teacher's NFM encodings of rows it never trained on (the reference) are, as an excess
+            // over what exact N(0, I) samples of the same size give.
+            let gaussianity =
+                use _ = torch.NewDisposeScope()
+                let enc = Nfm.Couple.TeacherPairs.Compute(teacher, reference, referenceLabels, eta, 1, seed + 8L, sigmaF = Nullable pairs.Spec.SigmaF)
+                Metrics.gaussianity Nfm.Metrics.Gaussianity.DefaultDraws (seed + 9L) enc.X0[0L]
+            report.Message(sprintf "teacher%s encodings of the %d reference rows: Frechet distance to N(0, I) %.3f; exact N(0, I) of that size %.3f ± %.3f; excess %.3f ± %.3f (eigenvalues %.3f..%.3f, exact %.3f..%.3f)"
+                               suffix gaussianity.Count gaussianity.Statistic gaussianity.FloorMean gaussianity.FloorSpread gaussianity.Excess gaussianity.Spread
+                               gaussianity.Gap.MinEigenvalue gaussianity.Gap.MaxEigenvalue gaussianity.FloorGap.MinEigenvalue gaussianity.FloorGap.MaxEigenvalue)
             { Steps = steps; Teacher = teacher; Loss = loss; TrainSeconds = trainSeconds; Nll = nll; Bpd = bpd; Value = value
               ValueDenoised = valueDenoised; SampleSeconds = sampleSecs; Nfe = nfe; Pairs = pairs; PairsPath = pairsPath
-              EncodesPerSecond = encodes; Gap = gap; Curve = (if e.Conditional then Some curve else None); Selection = selection }
+              EncodesPerSecond = encodes; Gaussianity = gaussianity; Curve = (if e.Conditional then Some curve else None); Selection = selection }
 
         // NFM couplings of a teacher per eta, computed once each.
         let nfmCoupling (t: TeacherResult) (suffix: string) =
@@ -570,6 +609,7 @@ module Experiment =
             match m.Coupling with
             | Independent -> student m Couple.independent ""
             | Ot -> student m Couple.ot ""
+            | OtPerLabel -> student m (Couple.perLabel (fun _ -> Couple.ot)) ""
             | Nfm (methodEta, Some _) ->
                 let t = small.Force().Value
                 let c, p = nfmCoupling t (sprintf "-t%d" t.Steps) (defaultArg methodEta eta)
@@ -619,19 +659,25 @@ module Experiment =
                 let p = s.Coupling.Invoke(batch, g)
                 s.Method.Name, ((p.X1 - p.X0).square().mean().item<float32>() |> float) ]
         report.Message(sprintf "pair cost per dimension: %s" (pairCosts |> List.map (fun (k, v) -> sprintf "%s %s" k ((JsonFile.num v).ToString())) |> String.concat ", "))
-        // The primary NFM student (the first NFM method of the main teacher) started from the teacher's encodings of the
-        // held-out data instead of fresh noise: what is left is the student's own error, without the mismatch between
-        // N(0, I) and the encodings' distribution.
+        // The data floor: as many training rows as the reference has, scored against it (real data against real data).
+        // And the primary NFM student (the first NFM method of the main teacher) started from the teacher's encodings
+        // of those training rows (never of the reference, which would pair samples with the rows they are scored
+        // against) instead of fresh noise.
         let primary =
             students |> List.tryFind (fun s -> match s.Method.Coupling with Nfm (_, ts) -> needsMainTeacher s.Method | _ -> false)
         let primaryName = primary |> Option.map (fun s -> s.Method.Name) |> Option.defaultValue "nfm"
+        let trainRows = min data.X.shape[0] (int64 evalCount)
+        let trainX = data.X.narrow(0L, 0L, trainRows)
+        let trainY = if isNull trainLabels then null else trainLabels.narrow(0L, 0L, trainRows)
+        let dataFloor = quality trainX reference
+        report.Message(sprintf "data floor: %d training rows against the reference: %s %.4f" trainRows metric dataFloor)
         let encodedRows =
             match primary with
             | None -> []
             | Some p ->
                 let pEta = match p.Method.Coupling with Nfm (Some x, _) -> x | _ -> eta
-                let enc = Nfm.Couple.TeacherPairs.Compute(teacher.Teacher, reference, referenceLabels, pEta, 1, seed + 7L, sigmaF = Nullable teacher.Pairs.Spec.SigmaF)
-                snd (evaluate (sprintf "%s-from-encodings" p.Method.Name) p.Student (Some (enc.X0[0L], p.Curve.Best)))
+                let enc = Nfm.Couple.TeacherPairs.Compute(teacher.Teacher, trainX, trainY, pEta, budget.Draws, seed + 7L, sigmaF = Nullable teacher.Pairs.Spec.SigmaF)
+                snd (evaluate (sprintf "%s-from-train-encodings" p.Method.Name) p.Student (Some (enc.X0, trainY, p.Curve.Best)))
         // Latency of one sample and throughput at batch 64, per method and step count, and the teacher's (KV-cached).
         let latencySteps = budget.Steps |> List.filter (fun s -> s <= 4)
         let latency =
@@ -660,35 +706,45 @@ module Experiment =
         let studentRows = (students |> List.collect (fun s -> s.Rows)) @ encodedRows
         let teacherRows =
             let rowOf name value (t: TeacherResult) =
-                { Method = name; Solver = "autoregressive"; Grid = "-"; Steps = t.Nfe; Nfe = t.Nfe; Value = value; SecondsPer1000 = t.SampleSeconds * 1000.0
+                { Method = name; Solver = "autoregressive"; Grid = "-"; Steps = t.Nfe; Nfe = t.Nfe; Value = value; Spread = 0.0; Draws = 1
+                  SecondsPer1000 = t.SampleSeconds * 1000.0
                   Guidance = (match t.Curve with Some c -> c.Best | None -> 0.0) }
             [ rowOf "teacher" teacher.Value teacher; rowOf "teacher-denoised" teacher.ValueDenoised teacher ]
             @ (small |> Option.map (fun t -> [ rowOf (sprintf "teacher-t%d" t.Steps) t.Value t ]) |> Option.defaultValue [])
         if not isImage then
             Plot.scatter (Path.Combine(outDir, "data.png")) (sprintf "%s: %d held-out points" (DataSources.DisplayName e.Data.Source) evalCount) [ "data", reference ]
-        // The paper's claims at this scale, as measured (ratios of the primary NFM student's metric to the others').
-        let valueOf name steps = studentRows |> List.tryFind (fun r -> r.Method = name && r.Steps = steps) |> Option.map (fun r -> r.Value)
-        let claims =
+        // The paper's claims at this scale, as measured: ratios of the primary NFM student's metric to the others', each
+        // with its standard error from the rows' spreads over their draws (the teacher and latency have none).
+        let rowOf name steps = studentRows |> List.tryFind (fun r -> r.Method = name && r.Steps = steps)
+        let relativeVariance (r: ResultRow) = if r.Draws > 1 && r.Value <> 0.0 then (r.Spread / r.Value) ** 2.0 / float r.Draws else 0.0
+        let ratio (a: ResultRow) (b: ResultRow) = let q = a.Value / b.Value in q, q * sqrt (relativeVariance a + relativeVariance b)
+        let claimsWithErrors =
             [ for steps in budget.Steps do
-                match valueOf primaryName steps, valueOf "independent" steps, valueOf "ot" steps with
+                match rowOf primaryName steps, rowOf "independent" steps, rowOf "ot" steps with
                 | Some n, Some i, Some o ->
-                    yield sprintf "nfm_over_independent_%dstep" steps, n / i
-                    yield sprintf "nfm_over_ot_%dstep" steps, n / o
+                    yield sprintf "nfm_over_independent_%dstep" steps, ratio n i
+                    yield sprintf "nfm_over_ot_%dstep" steps, ratio n o
                 | _ -> ()
-              match budget.Steps |> List.filter (fun s -> s <= 16) |> List.choose (fun s -> valueOf primaryName s) with
+              match budget.Steps |> List.filter (fun s -> s <= 16) |> List.choose (rowOf primaryName) with
               | [] -> ()
-              | values -> yield "nfm_best_at_most_16_steps_over_teacher", List.min values / teacher.Value
+              | rows ->
+                  let best = rows |> List.minBy (fun r -> r.Value)
+                  let q = best.Value / teacher.Value
+                  yield "nfm_best_at_most_16_steps_over_teacher", (q, q * sqrt (relativeVariance best))
               match latency |> List.tryFind (fun l -> l.Method = primaryName && l.Steps = List.max latencySteps) with
-              | Some l -> yield sprintf "teacher_latency_over_nfm_%dstep" l.Steps, teacherLatency.SingleSeconds / l.SingleSeconds
+              | Some l -> yield sprintf "teacher_latency_over_nfm_%dstep" l.Steps, (teacherLatency.SingleSeconds / l.SingleSeconds, 0.0)
               | None -> () ]
+        let claims = claimsWithErrors |> List.map (fun (k, (q, _)) -> k, q)
+        let claimErrors = claimsWithErrors |> List.map (fun (k, (_, se)) -> k, se)
         let students =
             [ for s in students ->
                 let curvature, nll = diagnostics s.Student
                 report.Message(sprintf "%s: path curvature %.4f per dimension, held-out NLL %.4f nats per dimension" s.Method.Name curvature nll)
                 { s with Curvature = curvature; Nll = nll } ]
         { Experiment = e; Metric = metric; IsImage = isImage; Eta = eta; Rows = studentRows @ teacherRows
-          Teacher = teacher; SmallTeacher = small; Students = students; PairCosts = pairCosts
-          Latency = latency @ [ teacherLatency ]; Claims = claims; ClaimChecks = Claims.checkAll claims
+          Teacher = teacher; SmallTeacher = small; Students = students; PairCosts = pairCosts; DataFloor = dataFloor
+          Latency = latency @ [ teacherLatency ]; Claims = claims; ClaimErrors = claimErrors
+          ClaimChecks = Claims.checkAllWith claimErrors claims
           Guidance = (if e.Conditional then (students |> List.map (fun s -> s.Curve)) @ (teacher.Curve |> Option.toList) else [])
           NReference = evalCount; FeatureNetwork = (if isMnist then Some (classifier.Force().Identity()) else None) }
 
@@ -704,16 +760,20 @@ module Experiment =
         let sep = sprintf "|---|%s" (steps |> List.map (fun _ -> "---:|") |> String.concat "")
         let line m =
             let cells = steps |> List.map (fun s -> match rows |> List.tryFind (fun r -> r.Method = m && r.Steps = s) with
-                                                    | Some r -> sprintf "%.4f" r.Value | None -> "")
+                                                    | Some r when r.Draws > 1 -> sprintf "%.4f ± %.4f" r.Value r.Spread
+                                                    | Some r -> sprintf "%.4f" r.Value
+                                                    | None -> "")
             sprintf "| %s | %s |" m (String.concat " | " cells)
-        String.concat "\n" ([ sprintf "%s (lower is better)" r.Metric; ""; header; sep ] @ (methods |> List.map line)) + "\n"
+        String.concat "\n" ([ sprintf "%s (lower is better; mean ± standard deviation over noise draws)" r.Metric; ""; header; sep ] @ (methods |> List.map line))
+        + sprintf "\n\ndata floor (%d training rows against the reference): %s %.4f\n" r.NReference r.Metric r.DataFloor
 
     /// The summary: the table, each teacher's figures, latency and the claims as measured.
     let markdown (r: ExperimentResult) =
         let teacherLine (name: string) (t: TeacherResult) =
-            sprintf "%s (%d training steps; autoregressive, %d sequential steps): %s %.4f, denoised %.4f; %.3f s per 1,000 samples; held-out NLL %.3f nats%s; encodings' Frechet distance to N(0, I) %.3f\n"
+            let g = t.Gaussianity
+            sprintf "%s (%d training steps; autoregressive, %d sequential steps): %s %.4f, denoised %.4f; %.3f s per 1,000 samples; held-out NLL %.3f nats%s; encodings of %d held-out rows: Frechet distance to N(0, I) %.3f against %.3f ± %.3f for exact N(0, I) of that size, excess %.3f ± %.3f\n"
                 (name + (match t.Selection with Some sel -> sprintf ", checkpoint %d by held-out NLL" sel.Step | None -> "")) t.Steps t.Nfe r.Metric t.Value t.ValueDenoised (t.SampleSeconds * 1000.0) t.Nll
-                (if r.IsImage then sprintf ", %.3f bits/dim" t.Bpd else "") t.Gap.Distance
+                (if r.IsImage then sprintf ", %.3f bits/dim" t.Bpd else "") g.Count g.Statistic g.FloorMean g.FloorSpread g.Excess g.Spread
         table r + "\n" + teacherLine "teacher" r.Teacher
         + (r.SmallTeacher |> Option.map (fun t -> teacherLine (sprintf "teacher-t%d" t.Steps) t) |> Option.defaultValue "")
         + "\nlatency of one sample (ms): "
@@ -733,9 +793,7 @@ module Experiment =
               "seconds_per_1000", JsonFile.num (t.SampleSeconds * 1000.0)
               "encodes_per_second", JsonFile.num t.EncodesPerSecond; "id", JsonFile.str t.Pairs.Spec.TeacherId
               "sigma_f", JsonFile.num t.Pairs.Spec.SigmaF
-              "encodings_frechet_to_standard_normal", JsonFile.num t.Gap.Distance
-              "encodings_covariance_min_eigenvalue", JsonFile.num t.Gap.MinEigenvalue
-              "encodings_covariance_max_eigenvalue", JsonFile.num t.Gap.MaxEigenvalue ]
+              "encodings_gaussianity", Report.gaussianityJson t.Gaussianity ]
         |> fun o ->
             t.Selection |> Option.iter (fun sel ->
                 o["selected_step"] <- JsonFile.int sel.Step
@@ -751,7 +809,8 @@ module Experiment =
         let num, int, str = JsonFile.num, JsonFile.int, JsonFile.str
         let rowJson (x: ResultRow) : JsonNode =
             j ([ "method", str x.Method; "solver", str x.Solver; "grid", str x.Grid; "steps", int (int64 x.Steps)
-                 "nfe", int (int64 x.Nfe); "value", num x.Value; "seconds_per_1000", num x.SecondsPer1000 ]
+                 "nfe", int (int64 x.Nfe); "value", num x.Value; "spread", num x.Spread; "draws", int (int64 x.Draws)
+                 "seconds_per_1000", num x.SecondsPer1000 ]
                @ (if e.Conditional then [ "guidance", num x.Guidance ] else []))
         let mainTeacher = teacherJson r.IsImage r.Teacher
         j ([ "data", str e.Data.Source; "metric", str r.Metric; "rows", JsonFile.arr (r.Rows |> List.map rowJson)
@@ -762,20 +821,21 @@ module Experiment =
              "teacher", mainTeacher
              "teachers", JsonFile.arr ([ mainTeacher.DeepClone() ] @ (r.SmallTeacher |> Option.map (teacherJson r.IsImage) |> Option.toList))
              "nfm", j [ "eta", num r.Eta; "sigma_f", num r.Teacher.Pairs.Spec.SigmaF ]
-             "diagnostics", j [ "encodings_frechet_to_standard_normal", num r.Teacher.Gap.Distance
-                                "encodings_covariance_min_eigenvalue", num r.Teacher.Gap.MinEigenvalue
-                                "encodings_covariance_max_eigenvalue", num r.Teacher.Gap.MaxEigenvalue
+             "diagnostics", j [ "encodings_gaussianity", Report.gaussianityJson r.Teacher.Gaussianity
+                                "data_floor", num r.DataFloor
                                 "pair_cost_per_dimension", j [ for (k, v) in r.PairCosts -> k, num v ] ]
              "latency", JsonFile.arr [ for l in r.Latency ->
                                          j [ "method", str l.Method; "steps", int (int64 l.Steps); "single_sample_seconds", num l.SingleSeconds
                                              "seconds_per_1000_at_batch_64", num l.SecondsPer1000AtBatch64 ] ]
              "claims", j [ for (k, v) in r.Claims -> k, num v ]
+             "claims_standard_error", j [ for (k, v) in r.ClaimErrors -> k, num v ]
              "claim_checks", JsonFile.arr [ for c in r.ClaimChecks ->
-                                              j [ "claim", str c.Statement; "ratio", num c.Ratio; "target", str c.Target; "holds", JsonFile.bool c.Holds ] ]
+                                              j [ "claim", str c.Statement; "ratio", num c.Ratio; "standard_error", num c.StandardError
+                                                  "target", str c.Target; "verdict", str (Claims.verdictText c.Verdict); "holds", JsonFile.bool c.Holds ] ]
              "students", j [ for s in r.Students ->
                                s.Method.Name, j [ "final_loss", num s.FinalLoss; "train_seconds", num s.TrainSeconds
                                                   "path_curvature_per_dim", num s.Curvature; "nll_nats_per_dim", num s.Nll ] :> JsonNode ]
-             "n_reference", int (int64 r.NReference) ]
+             "n_reference", int (int64 r.NReference); "draws", int (int64 e.Budget.Draws); "format_version", int 2L ]
            @ (r.FeatureNetwork |> Option.map (fun f -> "feature_network", str f) |> Option.toList)
            @ (if not e.Conditional then []
               else

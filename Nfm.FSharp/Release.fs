@@ -24,8 +24,10 @@ module Release =
     /// Releases the teacher of the comparison in `experimentDir` (its held-out choice teacher-best.ckpt when the budget
     /// made one, else teacher.ckpt) into `outDir`: teacher.safetensors (EMA weights in ml-tarflow's layout, with the
     /// teacher's description), card.json and README.md. The checkpoint must be the teacher results.json describes
-    /// (same identity); the NLL and bits/dim on the comparison's reference set are measured on the written file, read
-    /// back. Returns the card.
+    /// (same identity); the NLL, bits/dim and the encodings' Gaussianity on the comparison's reference set are measured
+    /// on the written file, read back. When the folder no longer holds the checkpoint (a finished run keeps none) but
+    /// `outDir` holds the released file of that same teacher, the card is measured again on that file, its training
+    /// record taken from the card already there. Returns the card.
     let teacher (experimentDir: string) (outDir: string) : JsonObject =
         let resultsPath = Path.Combine(experimentDir, "results.json")
         let describedPath = Path.Combine(experimentDir, "experiment.json")
@@ -35,15 +37,24 @@ module Release =
         let described = JsonNode.Parse(File.ReadAllText(describedPath))
         let best = Path.Combine(experimentDir, "teacher-best.ckpt")
         let checkpoint = if File.Exists best then best else Path.Combine(experimentDir, "teacher.ckpt")
-        if not (File.Exists checkpoint) then raise (FileNotFoundException(sprintf "no teacher checkpoint in '%s'" experimentDir, checkpoint))
-        let trained = Teacher.load checkpoint
         let t = results["teacher"]
         let recorded = t["id"].GetValue<string>()
-        if trained.Identity() <> recorded then
-            raise (InvalidDataException(sprintf "%s is teacher %s, but %s describes teacher %s" checkpoint (trained.Identity()) resultsPath recorded))
-        Directory.CreateDirectory outDir |> ignore
         let weights = Path.Combine(outDir, weightsFile)
-        Teacher.exportTarflow weights trained
+        let cardPath = Path.Combine(outDir, cardFile)
+        let training, selectedStep =
+            if File.Exists checkpoint then
+                let trained = Teacher.load checkpoint
+                if trained.Identity() <> recorded then
+                    raise (InvalidDataException(sprintf "%s is teacher %s, but %s describes teacher %s" checkpoint (trained.Identity()) resultsPath recorded))
+                Directory.CreateDirectory outDir |> ignore
+                Teacher.exportTarflow weights trained
+                trained.Spec.Training, trained.State.Step
+            elif File.Exists weights && File.Exists cardPath then
+                let previous = JsonNode.Parse(File.ReadAllText cardPath)
+                if previous["run_identity"].GetValue<string>() <> recorded then
+                    raise (InvalidDataException(sprintf "%s was released from teacher %s, but %s describes teacher %s" cardPath (previous["run_identity"].GetValue<string>()) resultsPath recorded))
+                Json.Read<TrainingSpec>(previous["training"].ToJsonString()), previous["selected_step"].GetValue<int64>()
+            else raise (FileNotFoundException(sprintf "no teacher checkpoint in '%s' and no released teacher in '%s'" experimentDir outDir, checkpoint))
         let released = Teacher.read weights
         let budget = described["budget"]
         let evalCount = budget["eval_count"].GetValue<int>()
@@ -55,6 +66,13 @@ module Release =
         let bytes = FileInfo(weights).Length
         let parameters = released.Model.parameters() |> Seq.sumBy (fun p -> p.numel())
         let num (n: JsonNode) = if isNull n then nan else n.GetValue<float>()
+        // How Gaussian the file's NFM encodings (at the comparison's eta, scaled by its sigma_f) of the reference rows,
+        // which the teacher never trained on, are: an excess over the floor of exact N(0, I) samples of that size.
+        let eta, sigmaF = num results["nfm"].["eta"], num results["nfm"].["sigma_f"]
+        let gaussianity =
+            let labels = if m.IsConditional then referenceSet.Labels else null
+            let enc = Nfm.Couple.TeacherPairs.Compute(released, referenceSet.X, labels, eta, 1, 0L, sigmaF = Nullable sigmaF)
+            Metrics.gaussianity Nfm.Metrics.Gaussianity.DefaultDraws 1L enc.X0[0L]
         let card =
             JsonFile.obj
                 [ "name", JsonFile.str (sprintf "TarFlow teacher for %s" data.Source)
@@ -65,8 +83,8 @@ module Release =
                   "run_identity", JsonFile.str recorded
                   "parameters", JsonFile.int parameters
                   "model", JsonNode.Parse(Json.Write m)
-                  "training", JsonNode.Parse(Json.Write trained.Spec.Training)
-                  "selected_step", JsonFile.int trained.State.Step
+                  "training", JsonNode.Parse(Json.Write training)
+                  "selected_step", JsonFile.int selectedStep
                   "data", JsonNode.Parse(data.ToJson())
                   "reference_rows", JsonFile.int referenceSet.X.shape[0]
                   "test_nll_nats", JsonFile.num nll
@@ -76,14 +94,14 @@ module Release =
                   "metric", results["metric"].DeepClone()
                   "value", JsonFile.num (num t["value"])
                   "value_denoised", JsonFile.num (num t["value_denoised"])
-                  "encodings_frechet_to_standard_normal", JsonFile.num (num t["encodings_frechet_to_standard_normal"])
-                  "encodings_covariance_min_eigenvalue", JsonFile.num (num t["encodings_covariance_min_eigenvalue"])
-                  "encodings_covariance_max_eigenvalue", JsonFile.num (num t["encodings_covariance_max_eigenvalue"])
+                  "nfm_eta", JsonFile.num eta
+                  "sigma_f", JsonFile.num sigmaF
+                  "encodings_gaussianity", Report.gaussianityJson gaussianity
                   "command", results["command"].DeepClone()
                   "commit", results["commit"].DeepClone()
                   "released_by_commit", JsonFile.str (Provenance.commit ()) ]
         JsonFile.write (Path.Combine(outDir, cardFile)) card
-        let tr = trained.Spec.Training
+        let tr = training
         let metric = results["metric"].GetValue<string>()
         let lines =
             [ sprintf "# TarFlow teacher for %s" data.Source
@@ -105,10 +123,10 @@ module Release =
               sprintf "- Budget: %d steps at batch %d (%d samples), peak lr %g with %d warm-up steps and cosine decay, AdamW (betas %g, %g), gradient clip %g, EMA %g, %s."
                   tr.Steps tr.Batch (int64 tr.Steps * int64 tr.Batch) tr.LearningRate tr.WarmupSteps tr.Beta1 tr.Beta2 tr.GradClip tr.EmaDecay (tr.Precision.Name())
               (match t["heldout_train_rows"] with
-               | null -> sprintf "- The checkpoint at step %d (the last)." trained.State.Step
+               | null -> sprintf "- The checkpoint at step %d (the last)." selectedStep
                | rows ->
                    sprintf "- The checkpoint at step %d, chosen by the NLL (%.3f nats) of %d training digits held out of the teacher's data; the test digits were not used to choose anything."
-                       trained.State.Step (num t["heldout_train_nll_nats"]) (rows.GetValue<int64>()))
+                       selectedStep (num t["heldout_train_nll_nats"]) (rows.GetValue<int64>()))
               ""
               "## Figures"
               ""
@@ -121,10 +139,22 @@ module Release =
               sprintf "| bits/dim, measured on this file | %.4f |" bpd
               sprintf "| %s of 2,000 samples | %.2f |" (if metric = "fd" then "FD-MNIST" else metric) (num t["value"])
               sprintf "| %s after one denoising step | %.2f |" (if metric = "fd" then "FD-MNIST" else metric) (num t["value_denoised"])
-              sprintf "| encodings of the training data: Fréchet distance to N(0, I) | %.2f |" (num t["encodings_frechet_to_standard_normal"])
-              sprintf "| encodings: covariance eigenvalues | %.3f .. %.3f |" (num t["encodings_covariance_min_eigenvalue"]) (num t["encodings_covariance_max_eigenvalue"])
               ""
-              "FD-MNIST is the Fréchet distance of a small MNIST classifier's features (see the README), not Inception FID."
+              sprintf "How Gaussian its NFM encodings are (eta %g, scaled by sigma_f %.4f), measured on this file with the %d reference rows, which the teacher never trained on, against %d samples of exact N(0, I) of the same size (%d x %d):"
+                  eta sigmaF gaussianity.Count gaussianity.Draws gaussianity.Count gaussianity.Dimension
+              ""
+              "| figure | encodings | exact N(0, I) |"
+              "|---|---:|---:|"
+              sprintf "| Fréchet distance to N(0, I) | %.2f | %.2f ± %.2f |" gaussianity.Statistic gaussianity.FloorMean gaussianity.FloorSpread
+              sprintf "| excess over the exact samples | %.2f ± %.2f | 0 |" gaussianity.Excess gaussianity.Spread
+              sprintf "| covariance eigenvalues | %.3f .. %.3f | %.3f .. %.3f |" gaussianity.Gap.MinEigenvalue gaussianity.Gap.MaxEigenvalue gaussianity.FloorGap.MinEigenvalue gaussianity.FloorGap.MaxEigenvalue
+              sprintf "| per-dimension means | %.3f .. %.3f | %.3f .. %.3f |" gaussianity.Dimensions.MeanMin gaussianity.Dimensions.MeanMax gaussianity.FloorDimensions.MeanMin gaussianity.FloorDimensions.MeanMax
+              sprintf "| per-dimension variances | %.3f .. %.3f | %.3f .. %.3f |" gaussianity.Dimensions.VarianceMin gaussianity.Dimensions.VarianceMax gaussianity.FloorDimensions.VarianceMin gaussianity.FloorDimensions.VarianceMax
+              sprintf "| per-dimension excess kurtosis | %.3f .. %.3f | %.3f .. %.3f |" gaussianity.Dimensions.KurtosisMin gaussianity.Dimensions.KurtosisMax gaussianity.FloorDimensions.KurtosisMin gaussianity.FloorDimensions.KurtosisMax
+              ""
+              "The raw Fréchet distance is biased by the sample size (exact N(0, I) samples of this size read about the same); the excess is what the encodings add."
+              ""
+              "FD-MNIST is the Fréchet distance of a small MNIST classifier's features (docs/cli.md in the repository), not Inception FID."
               ""
               "## Use"
               ""

@@ -7,8 +7,21 @@ open System.Text.Json.Nodes
 /// The paper's claims, checked on a comparison's measured ratios: one place that says what each ratio claims and
 /// what value makes the claim hold, used by `compare` (printed and saved) and by the README tables.
 module Claims =
-    /// One claim as measured: the ratio's key in results.json, what it states, the target and whether it holds.
-    type Claim = { Key: string; Statement: string; Ratio: float; Target: string; Holds: bool }
+    /// Whether a claim holds beyond the spread of its ratio: its ratio is on the target's side by more than two standard
+    /// errors (Holds), on the other side by more (Fails), or within two standard errors of the target (Undecided).
+    type Verdict =
+        | Holds
+        | Fails
+        | Undecided
+
+    /// One claim as measured: the ratio's key in results.json, what it states, the ratio with its standard error (0
+    /// where it has none), the target and the verdict; Holds is true for the verdict Holds only.
+    type Claim = { Key: string; Statement: string; Ratio: float; StandardError: float; Target: string; Verdict: Verdict; Holds: bool }
+
+    /// Standard errors a ratio must clear the target by to decide a claim.
+    let decisiveErrors = 2.0
+
+    let verdictText = function Holds -> "holds" | Fails -> "does not hold" | Undecided -> "undecided"
 
     let private stepsOf (key: string) (prefix: string) =
         match Int32.TryParse(key.Substring(prefix.Length).Replace("step", "")) with
@@ -17,35 +30,55 @@ module Claims =
 
     let private plural s = if s = 1 then "1 step" else sprintf "%d steps" s
 
-    /// The claim a ratio stands for, or None for a key this module does not know.
-    let check (key: string) (ratio: float) : Claim option =
-        let make statement target holds = Some { Key = key; Statement = statement; Ratio = ratio; Target = target; Holds = holds }
+    /// The claim a ratio with its standard error stands for, or None for a key this module does not know.
+    let checkWith (key: string) (ratio: float) (standardError: float) : Claim option =
+        let margin = decisiveErrors * (if Double.IsFinite standardError then standardError else 0.0)
+        // below: the target is "ratio below c" (strict or not); above: "ratio at least c".
+        let below strict c = if (if strict then ratio + margin < c else ratio + margin <= c) then Holds
+                             elif (if strict then ratio - margin >= c else ratio - margin > c) then Fails
+                             else Undecided
+        let above c = if ratio - margin >= c then Holds elif ratio + margin < c then Fails else Undecided
+        let make statement target verdict =
+            Some { Key = key; Statement = statement; Ratio = ratio; StandardError = standardError; Target = target; Verdict = verdict; Holds = (verdict = Holds) }
         if key.StartsWith "nfm_over_independent_" then
             match stepsOf key "nfm_over_independent_" with
-            | Some s when s <= 4 -> make (sprintf "NFM at most half the independent student's value at %s" (plural s)) "<= 0.5" (ratio <= 0.5)
-            | Some s -> make (sprintf "NFM below the independent student at %s" (plural s)) "< 1" (ratio < 1.0)
+            | Some s when s <= 4 -> make (sprintf "NFM at most half the independent student's value at %s" (plural s)) "<= 0.5" (below false 0.5)
+            | Some s -> make (sprintf "NFM below the independent student at %s" (plural s)) "< 1" (below true 1.0)
             | None -> None
         elif key.StartsWith "nfm_over_ot_" then
-            stepsOf key "nfm_over_ot_" |> Option.bind (fun s -> make (sprintf "NFM below minibatch OT at %s" (plural s)) "< 1" (ratio < 1.0))
+            stepsOf key "nfm_over_ot_" |> Option.bind (fun s -> make (sprintf "NFM below minibatch OT at %s" (plural s)) "< 1" (below true 1.0))
         elif key = "nfm_best_at_most_16_steps_over_teacher" then
-            make "NFM (best at 16 steps or fewer) below its own teacher" "< 1" (ratio < 1.0)
+            make "NFM (best at 16 steps or fewer) below its own teacher" "< 1" (below true 1.0)
         elif key.StartsWith "teacher_latency_over_nfm_" then
             stepsOf key "teacher_latency_over_nfm_"
-            |> Option.bind (fun s -> make (sprintf "one NFM sample at %s at least 10x faster than the KV-cached teacher" (plural s)) ">= 10" (ratio >= 10.0))
+            |> Option.bind (fun s -> make (sprintf "one NFM sample at %s at least 10x faster than the KV-cached teacher" (plural s)) ">= 10" (above 10.0))
         else None
 
-    /// Every known claim among named ratios, in their order.
+    /// The claim a ratio stands for, with no spread known.
+    let check (key: string) (ratio: float) : Claim option = checkWith key ratio 0.0
+
+    /// Every known claim among named ratios, in their order (with no spread known).
     let checkAll (ratios: (string * float) list) = ratios |> List.choose (fun (k, v) -> check k v)
 
-    /// One line per claim: statement, measured ratio, target and "holds" or "does not hold".
+    /// Every known claim among named ratios, each with its standard error from `errors` (0 where it has none).
+    let checkAllWith (errors: (string * float) list) (ratios: (string * float) list) =
+        let errorOf k = errors |> List.tryFind (fun (e, _) -> e = k) |> Option.map snd |> Option.defaultValue 0.0
+        ratios |> List.choose (fun (k, v) -> checkWith k v (errorOf k))
+
+    /// One line per claim: statement, measured ratio (with its standard error), target and the verdict.
     let describe (c: Claim) =
-        sprintf "%s: ratio %.3f (target %s): %s" c.Statement c.Ratio c.Target (if c.Holds then "holds" else "does not hold")
+        let ratio = if c.StandardError > 0.0 then sprintf "%.3f ± %.3f" c.Ratio c.StandardError else sprintf "%.3f" c.Ratio
+        sprintf "%s: ratio %s (target %s): %s" c.Statement ratio c.Target (verdictText c.Verdict)
 
 /// Tables for the README made from the results JSON under results/ (so the figures there are never typed by hand), and
 /// the comparison of a fresh run's results with saved ones.
 module Report =
     /// One row of a results.json (the fields CLI.md fixes).
-    type Row = { Method: string; Solver: string; Grid: string; Nfe: int; Steps: int; Value: float }
+    type Row =
+        { Method: string; Solver: string; Grid: string; Nfe: int; Steps: int; Value: float
+          /// Standard deviation over the row's noise draws (NaN in files written before rows carried it).
+          Spread: float
+          Draws: int }
 
     /// A results.json of `compare` or `demo`, read.
     type Results = { Path: string; Data: string; Metric: string; Rows: Row list; Json: JsonObject }
@@ -75,7 +108,8 @@ module Report =
                 [ for r in a ->
                     let nfe = int (num r["nfe"])
                     { Method = str r["method"]; Solver = str r["solver"]; Grid = str r["grid"]; Nfe = nfe
-                      Steps = (match r["steps"] with null -> nfe | s -> int (num s)); Value = num r["value"] } ]
+                      Steps = (match r["steps"] with null -> nfe | s -> int (num s)); Value = num r["value"]
+                      Spread = num r["spread"]; Draws = (match r["draws"] with null -> 1 | d -> int (num d)) } ]
             | _ -> invalidArg "path" (sprintf "'%s' has no rows[] array" path)
         { Path = path; Data = str json["data"]; Metric = str json["metric"]; Rows = rows; Json = json }
 
@@ -102,6 +136,7 @@ module Report =
         let steps = rows |> List.map (fun x -> x.Steps) |> List.distinct |> List.sort
         let methods = rows |> List.map (fun x -> x.Method) |> List.distinct
         let cell m s = match rows |> List.tryFind (fun x -> x.Method = m && x.Steps = s) with
+                       | Some x when x.Draws > 1 && Double.IsFinite x.Spread -> sprintf "%s ± %s" (format r.Metric x.Value) (format r.Metric x.Spread)
                        | Some x -> format r.Metric x.Value
                        | None -> ""
         table ("method" :: (steps |> List.map (fun s -> if s = 1 then "1 step" else sprintf "%d steps" s))) (false :: (steps |> List.map (fun _ -> true)))
@@ -110,25 +145,52 @@ module Report =
     /// A training figure that checkpoints written before it was recorded do not carry (NaN in results.json).
     let private recorded (show: float -> string) (v: float) = if Double.IsFinite v then show v else "not recorded"
 
+    /// The Gaussianity of a teacher's encodings as results.json and model cards record it.
+    let gaussianityJson (g: Nfm.Metrics.GaussianityExcess) : JsonNode =
+        let ranges (d: Nfm.Metrics.DimensionSummary) =
+            JsonFile.obj [ "mean", JsonFile.arr [ JsonFile.num d.MeanMin; JsonFile.num d.MeanMax ]
+                           "variance", JsonFile.arr [ JsonFile.num d.VarianceMin; JsonFile.num d.VarianceMax ]
+                           "excess_kurtosis", JsonFile.arr [ JsonFile.num d.KurtosisMin; JsonFile.num d.KurtosisMax ] ]
+        JsonFile.obj
+            [ "rows", JsonFile.int g.Count; "dimension", JsonFile.int g.Dimension
+              "frechet_to_standard_normal", JsonFile.num g.Statistic
+              "floor_mean", JsonFile.num g.FloorMean; "floor_spread", JsonFile.num g.FloorSpread; "floor_draws", JsonFile.int (int64 g.Draws)
+              "excess", JsonFile.num g.Excess; "excess_spread", JsonFile.num g.Spread
+              "covariance_eigenvalues", JsonFile.arr [ JsonFile.num g.Gap.MinEigenvalue; JsonFile.num g.Gap.MaxEigenvalue ]
+              "floor_covariance_eigenvalues", JsonFile.arr [ JsonFile.num g.FloorGap.MinEigenvalue; JsonFile.num g.FloorGap.MaxEigenvalue ]
+              "per_dimension", ranges g.Dimensions; "floor_per_dimension", ranges g.FloorDimensions ]
+
     /// Per teacher budget: training steps, the metric of its samples (and denoised), held-out NLL and bits/dim, and
-    /// how Gaussian its encodings are.
+    /// how Gaussian its encodings are: the excess over the floor of exact N(0, I) samples of the same size, or, in a
+    /// file written before that was measured, the raw Fréchet distance (which that floor alone explains at this size).
     let teacherTable (r: Results) =
         let teachers =
             match r.Json["teachers"] with
             | :? JsonArray as a -> [ for t in a -> t ]
             | _ -> match r.Json["teacher"] with null -> [] | t -> [ t ]
         let isImage = teachers |> List.exists (fun t -> not (Double.IsNaN(num t["test_bpd"])))
+        let measured = teachers |> List.forall (fun t -> not (isNull t["encodings_gaussianity"]))
+        let pair (n: JsonNode) = sprintf "%.3f .. %.3f" (num n[0]) (num n[1])
         table ([ "teacher"; r.Metric; r.Metric + " denoised"; "held-out NLL (nats)" ] @ (if isImage then [ "bits/dim" ] else [])
-               @ [ "encodings: Fréchet distance to N(0, I)"; "covariance eigenvalues"; "training (s)" ])
-              ([ false; true; true; true ] @ (if isImage then [ true ] else []) @ [ true; false; true ])
+               @ (if measured then [ "encodings of held-out rows: Fréchet to N(0, I)"; "exact N(0, I), same size"; "excess"; "covariance eigenvalues (exact)" ]
+                  else [ "encodings: Fréchet to N(0, I), raw (no floor)"; "covariance eigenvalues" ])
+               @ [ "training (s)" ])
+              ([ false; true; true; true ] @ (if isImage then [ true ] else []) @ (if measured then [ true; true; true; false ] else [ true; false ]) @ [ true ])
               [ for t in teachers ->
                   [ sprintf "%d steps%s" (int (num t["steps"]))
                         (match t["selected_step"] with null -> "" | k -> sprintf " (step %d chosen by held-out NLL)" (int (num k))); format r.Metric (num t["value"]); format r.Metric (num t["value_denoised"])
                     sprintf "%.3f" (num t["test_nll_nats"]) ]
                   @ (if isImage then [ sprintf "%.2f" (num t["test_bpd"]) ] else [])
-                  @ [ sprintf "%.2f" (num t["encodings_frechet_to_standard_normal"])
-                      sprintf "%.3f .. %.3f" (num t["encodings_covariance_min_eigenvalue"]) (num t["encodings_covariance_max_eigenvalue"])
-                      recorded (sprintf "%.0f") (num t["train_seconds"]) ] ]
+                  @ (if measured then
+                        let g = t["encodings_gaussianity"]
+                        [ sprintf "%.2f" (num g["frechet_to_standard_normal"])
+                          sprintf "%.2f ± %.2f" (num g["floor_mean"]) (num g["floor_spread"])
+                          sprintf "%.2f ± %.2f" (num g["excess"]) (num g["excess_spread"])
+                          sprintf "%s (%s)" (pair g["covariance_eigenvalues"]) (pair g["floor_covariance_eigenvalues"]) ]
+                     else
+                        [ sprintf "%.2f" (num t["encodings_frechet_to_standard_normal"])
+                          sprintf "%.3f .. %.3f" (num t["encodings_covariance_min_eigenvalue"]) (num t["encodings_covariance_max_eigenvalue"]) ])
+                  @ [ recorded (sprintf "%.0f") (num t["train_seconds"]) ] ]
 
     /// Per student: final training loss, training time, path curvature and held-out NLL per dimension.
     let studentTable (r: Results) =
@@ -166,14 +228,23 @@ module Report =
         table ([ "method"; "steps" ] @ [ for w in weights -> sprintf "guidance %g" w ] @ [ "best weight" ])
               ([ false; true ] @ (weights |> List.map (fun _ -> true)) @ [ true ]) lines
 
-    /// The claims of a run: measured ratio, target and whether it holds.
+    /// The claims of a run: measured ratio (± its standard error, where the rows carried spreads), target and verdict.
     let claimsTable (r: Results) =
-        let ratios =
-            match r.Json["claims"] with
+        let named (key: string) =
+            match r.Json[key] with
             | :? JsonObject as o -> [ for kv in o -> kv.Key, num kv.Value ]
             | _ -> []
-        table [ "claim"; "measured ratio"; "target"; "holds" ] [ false; true; false; false ]
-              [ for c in Claims.checkAll ratios -> [ c.Statement; sprintf "%.3f" c.Ratio; c.Target; (if c.Holds then "**holds**" else "does not hold") ] ]
+        let checks = Claims.checkAllWith (named "claims_standard_error") (named "claims")
+        let withErrors = checks |> List.exists (fun c -> c.StandardError > 0.0)
+        table [ "claim"; (if withErrors then "measured ratio ± standard error" else "measured ratio"); "target"; "holds" ] [ false; true; false; false ]
+              [ for c in checks ->
+                  [ c.Statement
+                    (if c.StandardError > 0.0 then sprintf "%.3f ± %.3f" c.Ratio c.StandardError else sprintf "%.3f" c.Ratio)
+                    c.Target
+                    (match c.Verdict with
+                     | Claims.Holds -> "**holds**"
+                     | Claims.Fails -> "does not hold"
+                     | Claims.Undecided -> sprintf "undecided (within %g standard errors)" Claims.decisiveErrors) ] ]
 
     /// Mean and sample standard deviation.
     let meanSd (xs: float list) =

@@ -140,8 +140,24 @@ let tests =
             let r = Experiment.run e
             let md = Experiment.write r
             let names = r.Rows |> List.map (fun x -> x.Method) |> List.distinct
-            Expect.equal names [ "independent"; "ot"; "nfm-eta0.02"; "nfm-eta0.1"; "mix"; "nfm-eta0.02-from-encodings"; "teacher"; "teacher-denoised" ]
+            Expect.equal names [ "independent"; "ot"; "nfm-eta0.02"; "nfm-eta0.1"; "mix"; "nfm-eta0.02-from-train-encodings"; "teacher"; "teacher-denoised" ]
                 "every method, the encodings row and the teacher's rows, in order"
+            // Every student row is the mean of three noise draws with their spread; teacher rows are one draw.
+            for x in r.Rows do
+                if Experiment.isTeacherRow x then Expect.equal (x.Draws, x.Spread) (1, 0.0) (x.Method + ": one draw")
+                else Expect.isTrue (x.Draws = 3 && x.Spread > 0.0 && Double.IsFinite x.Spread) (sprintf "%s at %d steps: 3 draws, spread %g" x.Method x.Steps x.Spread)
+            // The data floor is the metric of as many training rows as the reference has (rows the encodings row starts
+            // from), never of the reference itself (which would read 0).
+            let train, reference = Experiment.split e.Data e.Budget.EvalCount
+            Expect.floatClose Accuracy.high r.DataFloor (Metrics.w2 (train.X.narrow(0L, 0L, reference.X.shape[0])) reference.X) "the data floor"
+            Expect.isGreaterThan r.DataFloor 0.0 "training rows are not the reference"
+            // The teacher's encodings are measured on the reference rows against exact N(0, I) samples of that size.
+            let g = r.Teacher.Gaussianity
+            Expect.equal (g.Count, g.Dimension) (200L, 2L) "the 200 reference rows of 2 values"
+            Expect.floatClose Accuracy.veryHigh g.Excess (g.Statistic - g.FloorMean) "excess = statistic - floor"
+            // Each claim carries the standard error of its ratio.
+            for (k, se) in r.ClaimErrors do
+                if k.StartsWith "nfm_over" then Expect.isTrue (se > 0.0 && Double.IsFinite se) (sprintf "%s: standard error %g" k se)
             for m in [ "independent"; "ot"; "nfm-eta0.02"; "nfm-eta0.1"; "mix" ] do
                 Expect.equal (r.Rows |> List.filter (fun x -> x.Method = m) |> List.map (fun x -> x.Steps)) [ 1; 4 ] (m + " at 1 and 4 steps")
             Expect.isTrue (r.Rows |> List.forall (fun x -> Double.IsFinite x.Value)) "every value finite"
@@ -151,7 +167,7 @@ let tests =
             Expect.stringContains md "| mix |" "the summary has the custom method"
             use j = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "results.json")))
             for field in [ "data"; "metric"; "rows"; "command"; "commit"; "machine"; "budget"; "seed"; "teacher"; "teachers"; "nfm"
-                           "diagnostics"; "latency"; "claims"; "claim_checks"; "students"; "n_reference" ] do
+                           "diagnostics"; "latency"; "claims"; "claims_standard_error"; "claim_checks"; "students"; "n_reference"; "draws"; "format_version" ] do
                 Expect.isTrue (fst (j.RootElement.TryGetProperty field)) (field + " in results.json")
             Expect.equal (j.RootElement.GetProperty("nfm").GetProperty("eta").GetDouble()) 0.02 "the experiment's eta"
             // The same comparison again: every checkpoint is continued (nothing retrained) and the figures agree.
@@ -204,7 +220,10 @@ let tests =
             let r = Experiment.run e
             Expect.isTrue (r.Teacher.Teacher.Spec.Model.IsConditional) "a conditional teacher"
             Expect.isTrue (r.Students |> List.forall (fun s -> s.Student.Spec.Net.Classes = 2)) "conditional students of 2 classes"
-            Expect.equal (r.Guidance |> List.map (fun c -> c.Method)) [ "independent"; "ot"; "nfm"; "teacher" ] "a curve per method and the teacher"
+            Expect.equal (r.Guidance |> List.map (fun c -> c.Method)) [ "independent"; "ot"; "ot-label-blind"; "nfm"; "teacher" ] "a curve per method and the teacher"
+            Expect.equal [ for m in e.Methods -> m.Name, m.Coupling.ToString() ]
+                [ "independent", "Independent"; "ot", "OtPerLabel"; "ot-label-blind", "Ot"; "nfm", "Nfm (None, None)" ]
+                "the OT baseline pairs within each label; the label-blind OT stays as its own method"
             for c in r.Guidance do
                 Expect.equal (c.Points |> List.map (fun (w, _, _) -> w) |> List.distinct) [ 0.0; 1.0 ] (c.Method + " at both weights")
                 Expect.contains [ 0.0; 1.0 ] c.Best (c.Method + "'s best weight is one of them")
@@ -213,7 +232,9 @@ let tests =
                 for x in rows do
                     let atBest = c.Points |> List.find (fun (w, st, _) -> w = c.Best && (st = x.Steps || c.Method = "teacher"))
                     let _, _, v = atBest
-                    Expect.equal x.Value v (c.Method + ": the row is the curve's value at the best weight")
+                    // The curve holds the first draw; the row is the mean over the draws.
+                    if x.Draws = 1 then Expect.equal x.Value v (c.Method + ": the row is the curve's value at the best weight")
+                    else Expect.isLessThanOrEqual (abs (x.Value - v)) (2.0 * x.Spread + 1e-12) (c.Method + ": the curve's draw lies within the row's spread")
             Experiment.write r |> ignore
             use j = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "c", "results.json")))
             Expect.isTrue (j.RootElement.GetProperty("conditional").GetBoolean()) "results.json says conditional"

@@ -42,6 +42,28 @@ let tests =
             Expect.isNone (Claims.check "something_else" 1.0) "unknown keys are no claim"
             Expect.stringContains (Claims.describe (c "nfm_over_ot_2step" 1.2)) "does not hold" "verdict in words"
         }
+        test "claims with a spread: decided only beyond two standard errors of the target, undecided within" {
+            let c k v se = (Claims.checkWith k v se).Value
+            Expect.equal (c "nfm_over_independent_8step" 0.7 0.1).Verdict Claims.Holds "0.7 ± 0.1 below 1: holds"
+            Expect.equal (c "nfm_over_independent_8step" 0.9 0.1).Verdict Claims.Undecided "0.9 ± 0.1: within two standard errors of 1"
+            Expect.equal (c "nfm_over_independent_8step" 1.1 0.1).Verdict Claims.Undecided "1.1 ± 0.1: within two standard errors of 1"
+            Expect.equal (c "nfm_over_independent_8step" 1.3 0.1).Verdict Claims.Fails "1.3 ± 0.1: does not hold"
+            Expect.equal (c "nfm_over_independent_2step" 0.45 0.01).Verdict Claims.Holds "0.45 ± 0.01 at most half"
+            Expect.equal (c "nfm_over_independent_2step" 0.49 0.01).Verdict Claims.Undecided "0.49 ± 0.01: within two standard errors of half"
+            Expect.isFalse (c "nfm_over_independent_8step" 0.9 0.1).Holds "an undecided claim does not count as holding"
+            Expect.equal (c "nfm_over_ot_1step" 0.99 0.0).Verdict Claims.Holds "no spread: the ratio alone decides"
+            Expect.stringContains (Claims.describe (c "nfm_over_ot_1step" 0.9 0.1)) "0.900 ± 0.100" "the ratio with its standard error"
+            Expect.stringContains (Claims.describe (c "nfm_over_ot_1step" 0.9 0.1)) "undecided" "the verdict in words"
+        }
+        test "a block in a file below the repository root names PATH as written and links to it relative to the file" {
+            let dir = tempDir ()
+            writeRun dir "r.json" 0.5 |> ignore
+            let docs = Path.Combine(dir, "docs")
+            Directory.CreateDirectory docs |> ignore
+            let text = Report.regenerateIn dir docs "<!-- generated: methods r.json -->\n<!-- end generated -->\n"
+            Expect.stringContains text "from [r.json](../r.json)" "the link climbs out of docs/"
+            Expect.stringContains text "| nfm | 0.5000 | 0.3000 |" "the table from the JSON at the root"
+        }
         test "readme blocks are regenerated from the JSON, and regenerating again changes nothing" {
             let dir = tempDir ()
             writeRun dir "r.json" 0.5 |> ignore
