@@ -42,7 +42,7 @@ type CompareArgs =
             | Guidance _ -> "with --conditional: the guidance weights to sweep, comma-separated (default 0,0.5,1,2,3)."
             | Precision _ -> "float32 or bfloat16: mixed precision for every training step of teachers and students (evaluation stays float32); default float32 for vectors; for images bfloat16 where this machine's bfloat16 matmul is measured at least 2x float32's (AMX), else float32 (printed at the start)."
             | Classifier _ -> "MNIST: the FD-MNIST feature classifier checkpoint (default fd-classifier.ckpt; trained with the fixed recipe when missing)."
-            | Data _ -> "data: a built-in 2-D set (checkerboard, moons, 8gaussians, 2spirals, rings), mnist:DIR or FILE.npy."
+            | Data _ -> "data: a built-in 2-D set (checkerboard, moons, 8gaussians, 2spirals, rings), mnist:DIR, images:FOLDER[?size=N&channels=C] (PNG/JPEG, one subfolder per class) or FILE.npy."
             | Out _ -> "output folder (results.json, results.md, quality.png, sample grids)."
             | Budget _ -> "quick | standard | N (teacher steps; students get the same scale)."
             | Student_Steps _ -> "every student's training steps instead of the budget's (the same for every coupling; recorded in experiment.json as the budget's student_steps)."
@@ -81,7 +81,7 @@ type StudentTrainArgs =
         member a.Usage =
             match a with
             | Precision _ -> "float32 (default) or bfloat16: mixed precision, the network's matrix products in bfloat16 on float32 weights; sampling stays float32."
-            | Data _ -> "training data: checkerboard|moons|8gaussians|2spirals|rings, mnist:DIR or FILE.npy."
+            | Data _ -> "training data: checkerboard|moons|8gaussians|2spirals|rings, mnist:DIR, images:FOLDER[?size=N&channels=C] or FILE.npy."
             | Coupling _ -> "independent | ot | sinkhorn:EPS | teacher:PAIRS | teacher:T.ckpt | reflow:S.ckpt."
             | Out _ -> "student checkpoint to write (.ckpt)."
             | Labels _ -> "int64 labels .npy for FILE.npy data."
@@ -212,7 +212,7 @@ type TeacherTrainArgs =
         member a.Usage =
             match a with
             | Precision _ -> "float32 (default) or bfloat16: mixed precision, the transformer's matrix products in bfloat16 on float32 weights; NLL, encoding and sampling stay float32."
-            | Data _ -> "training data: a built-in 2-D set, mnist:DIR or FILE.npy."
+            | Data _ -> "training data: a built-in 2-D set, mnist:DIR, images:FOLDER[?size=N&channels=C] or FILE.npy."
             | Out _ -> "teacher checkpoint to write (.ckpt)."
             | Labels _ -> "int64 labels .npy for FILE.npy data."
             | Steps _ -> "training steps (default 2000)."
