@@ -37,22 +37,25 @@ public static class ImageGrid
             bytes = levels.bytes.ToArray();
         }
 
-        using var bitmap = new SKBitmap((int)width, (int)height, SKColorType.Rgba8888, SKAlphaType.Opaque);
+        // Grey images are written as a one-channel PNG (a quarter of the pixels' bytes), colour ones as RGBA.
+        int bytesPerPixel = c == 3 ? 4 : 1;
+        using var bitmap = new SKBitmap((int)width, (int)height, c == 3 ? SKColorType.Rgba8888 : SKColorType.Gray8, SKAlphaType.Opaque);
         var pixels = bitmap.GetPixelSpan();
-        for (int i = 0; i < pixels.Length; i += 4) { pixels[i] = pixels[i + 1] = pixels[i + 2] = 0x80; pixels[i + 3] = 0xff; }
-        int plane = h * w, rowBytes = (int)width * 4;
+        pixels.Fill(0x80);
+        if (c == 3) for (int i = 3; i < pixels.Length; i += 4) pixels[i] = 0xff;
+        int plane = h * w, rowBytes = bitmap.RowBytes;
         for (int k = 0; k < n; k++)
         {
             int left = padding + (k % cols) * (w * scale + padding), top = padding + (k / cols) * (h * scale + padding);
             int image = k * c * plane;
             for (int yy = 0; yy < h * scale; yy++)
             {
-                int sourceRow = yy / scale, at = (top + yy) * rowBytes + left * 4;
-                for (int xx = 0; xx < w * scale; xx++, at += 4)
+                int sourceRow = yy / scale, at = (top + yy) * rowBytes + left * bytesPerPixel;
+                for (int xx = 0; xx < w * scale; xx++, at += bytesPerPixel)
                 {
                     int p = image + sourceRow * w + xx / scale;
-                    byte r = bytes[p], g = c == 3 ? bytes[p + plane] : r, b = c == 3 ? bytes[p + 2 * plane] : r;
-                    pixels[at] = r; pixels[at + 1] = g; pixels[at + 2] = b; pixels[at + 3] = 0xff;
+                    if (c == 1) { pixels[at] = bytes[p]; continue; }
+                    pixels[at] = bytes[p]; pixels[at + 1] = bytes[p + plane]; pixels[at + 2] = bytes[p + 2 * plane]; pixels[at + 3] = 0xff;
                 }
             }
         }

@@ -219,6 +219,8 @@ let plotTests =
             let x9, y9 = 2 + 1 * 58 + 10, 2 + 2 * 58 + 10
             Expect.equal (bmp.GetPixel(x9, y9)) (SKColor(255uy, 255uy, 255uy)) "image 9 is white"
             Expect.equal (bmp.GetPixel(0, 0)) (SKColor(128uy, 128uy, 128uy)) "padding is mid grey"
+            // PNG colour type (byte 25 of the file, in IHDR): 0 is grey, one byte per pixel.
+            Expect.equal (File.ReadAllBytes(path)[25]) 0uy "grey images make a one-channel PNG"
         }
 
         test "image grid: RGB channels, clamping, bad shapes" {
@@ -231,6 +233,7 @@ let plotTests =
             use bmp = decode (dir.File "rgb.png")
             Expect.equal (bmp.Width, bmp.Height) (4, 4) "one image, no padding"
             Expect.equal (bmp.GetPixel(2, 2)) (SKColor(255uy, 0uy, 0uy)) "red"
+            Expect.equal (File.ReadAllBytes(dir.File "rgb.png")[25]) 2uy "colour images make an RGB PNG (opaque)"
             expectError<ArgumentException> [ "[N >= 1, C = 1 or 3, H, W]"; "[2, 2, 4, 4]" ] (fun () ->
                 ImageGrid.Save(dir.File "bad.png", torch.zeros(2L, 2L, 4L, 4L)); box ())
             Expect.isFalse (File.Exists(dir.File "bad.png")) "nothing written"
