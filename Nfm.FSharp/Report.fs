@@ -183,9 +183,11 @@ module Report =
                   @ (if isImage then [ sprintf "%.2f" (num t["test_bpd"]) ] else [])
                   @ (if measured then
                         let g = t["encodings_gaussianity"]
-                        [ sprintf "%.2f" (num g["frechet_to_standard_normal"])
-                          sprintf "%.2f ± %.2f" (num g["floor_mean"]) (num g["floor_spread"])
-                          sprintf "%.2f ± %.2f" (num g["excess"]) (num g["excess_spread"])
+                        // Two decimals for image-sized figures, four for the small ones of 2-D encodings.
+                        let f v = if abs (num g["floor_mean"]) >= 1.0 then sprintf "%.2f" v else sprintf "%.4f" v
+                        [ f (num g["frechet_to_standard_normal"])
+                          sprintf "%s ± %s" (f (num g["floor_mean"])) (f (num g["floor_spread"]))
+                          sprintf "%s ± %s" (f (num g["excess"])) (f (num g["excess_spread"]))
                           sprintf "%s (%s)" (pair g["covariance_eigenvalues"]) (pair g["floor_covariance_eigenvalues"]) ]
                      else
                         [ sprintf "%.2f" (num t["encodings_frechet_to_standard_normal"])
