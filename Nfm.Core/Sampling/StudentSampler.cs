@@ -24,13 +24,48 @@ public static class StudentSampler
         return vc + (vc - vu) * guidance;
     };
 
+    /// <summary>
+    /// Rows integrated together by a fixed-step solver. Every row's path depends on that row alone, and a network pass
+    /// over a few dozen rows runs far faster per row than one over thousands: the MNIST U-Net took 11.8 s for one pass
+    /// over 2,000 rows, 5.3 s in passes of 128, and 1.0 to 1.4 s in passes of 64 (2 threads, AVX-512 EPYC; 32 and 16
+    /// were slower again), its activations no longer fitting in cache.
+    /// </summary>
+    public const int ChunkRows = 64;
+
     /// <summary>Integrates <paramref name="x0"/> with the network's velocity under no_grad; NFE counts network passes
-    /// per sample (two per solver evaluation under guidance).</summary>
+    /// per sample (two per solver evaluation under guidance). Fixed-step solvers integrate the rows in chunks of
+    /// <see cref="ChunkRows"/>; Dopri5's step control sees the whole batch, and a kept trajectory needs it too.</summary>
     public static IntegrationResult FromNoise(nn.Module<Tensor, Tensor, Tensor?, Tensor> net, Tensor x0, SolverSpec solver,
         Tensor? labels = null, double guidance = 0.0, long nullClass = Labels.Null, bool keepTrajectory = false)
     {
+        ArgumentNullException.ThrowIfNull(x0);
+        ArgumentNullException.ThrowIfNull(solver);
         using var _ = no_grad();
-        var r = Integrator.Integrate(Field(net, labels, guidance, nullClass), x0, solver, keepTrajectory);
+        long n = x0.dim() > 0 ? x0.shape[0] : 0;
+        IntegrationResult r;
+        if (keepTrajectory || solver.Method == SolverMethod.Dopri5 || n <= ChunkRows)
+            r = Integrator.Integrate(Field(net, labels, guidance, nullClass), x0, solver, keepTrajectory);
+        else
+        {
+            var parts = new List<Tensor>();
+            IntegrationResult? last = null;
+            try
+            {
+                for (long start = 0; start < n; start += ChunkRows)
+                {
+                    long len = Math.Min(ChunkRows, n - start);
+                    using var scope = NewDisposeScope();
+                    var y = labels?.narrow(0, start, len);
+                    last = Integrator.Integrate(Field(net, y, guidance, nullClass), x0.narrow(0, start, len), solver, false);
+                    parts.Add(last.X.MoveToOuterDisposeScope());
+                }
+                r = last! with { X = cat(parts, 0) };
+            }
+            finally
+            {
+                foreach (var p in parts) p.Dispose();
+            }
+        }
         return guidance != 0 && labels is not null ? r with { Nfe = r.Nfe * 2 } : r;
     }
 
