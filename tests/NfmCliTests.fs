@@ -136,3 +136,24 @@ let tests =
             Expect.isLessThan ((z1 - z2).abs().max().item<float32>() |> float) 1e-6 "same encodings"
         }
     ]
+
+[<Tests>]
+let imageFolderCli =
+    testList "cli image folders" [
+        test "teacher train and student train read images:FOLDER?size=N; a corrupt image is one line naming it and exit 1" {
+            let dir = tempDir ()
+            Nfm.Tests.ImageFolderTests.colourFolder (Path.Combine(dir, "pics")) 8 12 8
+            let data = "images:pics?size=8&channels=3"
+            ok (runIn dir 240 [ "teacher"; "train"; "--data"; data; "--out"; "t.ckpt"; "--steps"; "3"; "--batch"; "8"
+                                "--width"; "16"; "--blocks"; "2"; "--layers"; "1"; "--head-dim"; "8" ]) "teacher train on an image folder"
+            ok (runIn dir 240 [ "student"; "train"; "--data"; data; "--coupling"; "independent"; "--out"; "s.ckpt"; "--steps"; "3"; "--batch"; "8" ])
+                "student train on an image folder"
+            let bad = Path.Combine(dir, "pics", "a-red", "zz.png")
+            File.WriteAllBytes(bad, [| 0uy; 1uy |])
+            let r = runIn dir 120 [ "teacher"; "train"; "--data"; data; "--out"; "t2.ckpt"; "--steps"; "1" ]
+            Expect.equal r.Code 1 "exit 1"
+            Expect.stringContains r.Err "zz.png: not a readable PNG or JPEG" "names the file"
+            Expect.equal (r.Err.Trim().Split('\n').Length) 1 (sprintf "one line: %s" r.Err)
+            Expect.isFalse (File.Exists(Path.Combine(dir, "t2.ckpt"))) "nothing written"
+        }
+    ]

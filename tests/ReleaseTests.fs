@@ -1,5 +1,5 @@
-/// The released MNIST teacher (models/mnist-teacher): the shipped file loads, is the card's, and has the card's NLL;
-/// and `Release.teacher` on a tiny comparison measures its card on the file it writes.
+/// The released MNIST teachers (models/*): each shipped file loads, is its card's, and has the card's NLL; and
+/// `Release.teacher` on a tiny comparison measures its card on the file it writes.
 module Nfm.Tests.ReleaseTests
 
 open System
@@ -9,34 +9,49 @@ open System.Text.Json.Nodes
 open Expecto
 open Nfm.FSharp
 
-let private releaseFolder () =
-    Nfm.Tests.DataTests.repoRoot () |> Option.map (fun root -> Path.Combine(root, "models", "mnist-teacher"))
+/// Every release folder under models/ (a folder holding a card).
+let private releaseFolders () =
+    match Nfm.Tests.DataTests.repoRoot () with
+    | None -> []
+    | Some root ->
+        let models = Path.Combine(root, "models")
+        if not (Directory.Exists models) then []
+        else Directory.GetDirectories models |> Array.filter (fun d -> File.Exists(Path.Combine(d, Release.cardFile))) |> Array.sort |> List.ofArray
+
+let private checkRelease (dir: string) =
+    let card = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, Release.cardFile)))
+    let weights = Path.Combine(dir, Release.weightsFile)
+    let bytes = FileInfo(weights).Length
+    Expect.isLessThan bytes 20_000_000L "the weights file is under 20 MB"
+    Expect.equal bytes (card["weights_bytes"].GetValue<int64>()) "the card's size"
+    use s = File.OpenRead weights
+    Expect.equal (Convert.ToHexString(SHA256.HashData s).ToLowerInvariant()) (card["weights_sha256"].GetValue<string>()) "the card's SHA-256"
+    let teacher = Teacher.read weights
+    Expect.equal (Teacher.identity teacher) (card["identity"].GetValue<string>()) "the card's teacher"
+    Expect.equal (Teacher.identity teacher) (card["run_identity"].GetValue<string>()) "the comparison's teacher, unchanged by the export"
+    Expect.equal teacher.Spec.Model.Classes (card["model"].["classes"].GetValue<int>()) "the card's classes"
+    match Nfm.Tests.DataTests.realMnistFolder () with
+    | None -> skiptest "no MNIST folder (../shared/data/mnist) to measure the NLL on"
+    | Some folder ->
+        let rows = card["reference_rows"].GetValue<int>()
+        let _, reference = Experiment.split (Nfm.Descriptions.DataSpec("mnist:" + folder)) rows
+        Expect.equal reference.X.shape[0] (int64 rows) "the card's reference rows"
+        let nll, bpd = Teacher.nll teacher reference
+        Expect.floatClose { absolute = 0.01; relative = 0.0 } nll (card["test_nll_nats"].GetValue<float>()) "the card's test NLL"
+        Expect.floatClose { absolute = 1e-4; relative = 0.0 } bpd (card["test_bpd"].GetValue<float>()) "the card's bits/dim"
 
 [<Tests>]
 let tests =
     testSequenced <| testList "release" [
-        test "the shipped MNIST teacher loads, is under 20 MB, matches its card's hash and identity, and has the card's test NLL within 0.01 nats" {
-            let dir = Expect.wantSome (releaseFolder ()) "the repository root"
-            let card = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, Release.cardFile)))
-            let weights = Path.Combine(dir, Release.weightsFile)
-            let bytes = FileInfo(weights).Length
-            Expect.isLessThan bytes 20_000_000L "the weights file is under 20 MB"
-            Expect.equal bytes (card["weights_bytes"].GetValue<int64>()) "the card's size"
-            use s = File.OpenRead weights
-            Expect.equal (Convert.ToHexString(SHA256.HashData s).ToLowerInvariant()) (card["weights_sha256"].GetValue<string>()) "the card's SHA-256"
-            let teacher = Teacher.read weights
-            Expect.equal (Teacher.identity teacher) (card["identity"].GetValue<string>()) "the card's teacher"
-            Expect.equal (Teacher.identity teacher) (card["run_identity"].GetValue<string>()) "the comparison's teacher, unchanged by the export"
-            match Nfm.Tests.DataTests.realMnistFolder () with
-            | None -> skiptest "no MNIST folder (../shared/data/mnist) to measure the NLL on"
-            | Some folder ->
-                let rows = card["reference_rows"].GetValue<int>()
-                let _, reference = Experiment.split (Nfm.Descriptions.DataSpec("mnist:" + folder)) rows
-                Expect.equal reference.X.shape[0] (int64 rows) "the card's reference rows"
-                let nll, bpd = Teacher.nll teacher reference
-                Expect.floatClose { absolute = 0.01; relative = 0.0 } nll (card["test_nll_nats"].GetValue<float>()) "the card's test NLL"
-                Expect.floatClose { absolute = 1e-4; relative = 0.0 } bpd (card["test_bpd"].GetValue<float>()) "the card's bits/dim"
+        test "the released teachers are found: the unconditional and the class-conditional MNIST teacher" {
+            let names = releaseFolders () |> List.map Path.GetFileName
+            Expect.containsAll names [ "mnist-teacher"; "mnist-teacher-conditional" ] "both releases"
         }
+
+        yield! [ for dir in releaseFolders () ->
+                    test (sprintf "%s: the shipped teacher loads, is under 20 MB, matches its card's hash, identity and classes, and has the card's test NLL within 0.01 nats" (Path.GetFileName dir)) {
+                        checkRelease dir
+                    } ]
 
         test "Release.teacher writes the comparison's teacher with a card measured on the written file, and refuses a checkpoint that is not the run's" {
             let dir = Path.Combine(Path.GetTempPath(), "nfm-release-" + Guid.NewGuid().ToString("N"))
