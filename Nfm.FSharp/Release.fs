@@ -159,7 +159,8 @@ module Release =
               "## Use"
               ""
               "```bash"
-              sprintf "bash scripts/nfm.sh compare --data %s --teacher %s --out runs/distil   # students in minutes, no teacher training" data.Source (Path.Combine(outDir, weightsFile))
+              sprintf "bash scripts/nfm.sh compare --data %s --teacher %s%s --out runs/distil   # students in minutes, no teacher training"
+                  data.Source (Path.Combine(outDir, weightsFile)) (if m.IsConditional then " --conditional" else "")
               "```"
               ""
               "```fsharp"
