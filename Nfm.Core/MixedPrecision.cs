@@ -73,8 +73,22 @@ public static class MixedPrecision
         if (!active) return layer.call(x);
         var w = layer.weight!;
         var b = layer.bias;
-        var y = nn.functional.conv2d(Low(x), Low(w), b is null ? null : Low(b),
-            strides: layer.stride, padding: layer.padding, dilation: layer.dilation, groups: layer.groups);
+        if (layer.groups != 1 || x.dim() != 4)
+            return Back(nn.functional.conv2d(Low(x), Low(w), b is null ? null : Low(b),
+                strides: layer.stride, padding: layer.padding, dilation: layer.dilation, groups: layer.groups), w);
+        // As a bfloat16 matrix product over the unfolded patches (im2col), not libtorch's bfloat16 convolution: on an
+        // AMD EPYC with AVX-512 BF16 (libtorch 2.10) that kernel returned results 30% to 50% off the float32
+        // convolution for 3 or 8 input channels (relative error 0.47 for 3 -> 8 channels, 3 x 3, stride 2), while the
+        // matrix product is as close as every other bfloat16 product here.
+        long n = x.shape[0], h = x.shape[2], wd = x.shape[3], cout = w.shape[0], kh = w.shape[2], kw = w.shape[3];
+        long sh = layer.stride[0], sw = layer.stride.Length > 1 ? layer.stride[1] : sh;
+        long ph = layer.padding[0], pw = layer.padding.Length > 1 ? layer.padding[1] : ph;
+        long dh = layer.dilation[0], dw = layer.dilation.Length > 1 ? layer.dilation[1] : dh;
+        long hOut = (h + 2 * ph - dh * (kh - 1) - 1) / sh + 1, wOut = (wd + 2 * pw - dw * (kw - 1) - 1) / sw + 1;
+        using var cols = nn.functional.unfold(Low(x), (kh, kw), (dh, dw), (ph, pw), (sh, sw));
+        using var flat = Low(w).reshape(cout, -1);
+        using var product = flat.matmul(cols);
+        var y = (b is null ? product : product + Low(b).reshape(1, cout, 1)).reshape(n, cout, hOut, wOut);
         return Back(y, w);
     }
 

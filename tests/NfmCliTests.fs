@@ -62,7 +62,7 @@ let tests =
             Expect.equal (root.GetProperty("metric").GetString()) "w2" "metric"
             let rows = [ for row in root.GetProperty("rows").EnumerateArray() -> row ]
             let methods = rows |> List.map (fun r -> r.GetProperty("method").GetString()) |> List.distinct |> List.sort
-            Expect.equal methods [ "independent"; "nfm"; "nfm-from-encodings"; "ot"; "teacher"; "teacher-denoised" ] "every method has rows"
+            Expect.equal methods [ "independent"; "nfm"; "nfm-from-train-encodings"; "ot"; "teacher"; "teacher-denoised" ] "every method has rows"
             for row in rows do
                 for field in [ "solver"; "grid"; "nfe"; "value"; "seconds_per_1000" ] do
                     Expect.isTrue (fst (row.TryGetProperty field)) (sprintf "row has %s" field)
