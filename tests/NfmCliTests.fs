@@ -64,10 +64,13 @@ let tests =
             let methods = rows |> List.map (fun r -> r.GetProperty("method").GetString()) |> List.distinct |> List.sort
             Expect.equal methods [ "independent"; "nfm"; "nfm-from-train-encodings"; "ot"; "teacher"; "teacher-denoised" ] "every method has rows"
             for row in rows do
-                for field in [ "solver"; "grid"; "nfe"; "value"; "seconds_per_1000" ] do
+                for field in [ "solver"; "grid"; "nfe"; "value"; "spread"; "draws"; "seconds_per_1000" ] do
                     Expect.isTrue (fst (row.TryGetProperty field)) (sprintf "row has %s" field)
             let diag = root.GetProperty("diagnostics")
-            Expect.isTrue (diag.GetProperty("encodings_frechet_to_standard_normal").GetDouble() >= 0.0) "teacher encoding diagnostic"
+            let gaussianity = diag.GetProperty("encodings_gaussianity")
+            Expect.isTrue (gaussianity.GetProperty("floor_mean").GetDouble() > 0.0) "the encodings' floor from exact N(0, I) samples"
+            Expect.isTrue (gaussianity.GetProperty("excess").GetDouble() |> System.Double.IsFinite) "the encodings' excess over it"
+            Expect.isTrue (diag.GetProperty("data_floor").GetDouble() > 0.0) "the data floor"
             Expect.equal (diag.GetProperty("pair_cost_per_dimension").EnumerateObject() |> Seq.length) 3 "a pair cost per coupling"
             for f in [ "quality.png"; "results.md"; "teacher.ckpt"; "nfm.pairs" ] do
                 Expect.isTrue (File.Exists(Path.Combine(dir, "c", f))) (sprintf "%s written" f)
