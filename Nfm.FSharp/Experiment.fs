@@ -568,10 +568,7 @@ module Experiment =
             let pairs, pairsPath, encodes = pairsOf teacher suffix eta
             // How Gaussian the teacher's NFM encodings of rows it never trained on (the reference) are, as an excess
             // over what exact N(0, I) samples of the same size give.
-            let gaussianity =
-                use _ = torch.NewDisposeScope()
-                let enc = Nfm.Couple.TeacherPairs.Compute(teacher, reference, referenceLabels, eta, 1, seed + 8L, sigmaF = Nullable pairs.Spec.SigmaF)
-                Metrics.gaussianity Nfm.Metrics.Gaussianity.DefaultDraws (seed + 9L) enc.X0[0L]
+            let gaussianity = Teacher.encodingsGaussianity eta pairs.Spec.SigmaF (seed + 8L) referenceSet teacher
             report.Message(sprintf "teacher%s encodings of the %d reference rows: Frechet distance to N(0, I) %.3f; exact N(0, I) of that size %.3f ± %.3f; excess %.3f ± %.3f (eigenvalues %.3f..%.3f, exact %.3f..%.3f)"
                                suffix gaussianity.Count gaussianity.Statistic gaussianity.FloorMean gaussianity.FloorSpread gaussianity.Excess gaussianity.Spread
                                gaussianity.Gap.MinEigenvalue gaussianity.Gap.MaxEigenvalue gaussianity.FloorGap.MinEigenvalue gaussianity.FloorGap.MaxEigenvalue)

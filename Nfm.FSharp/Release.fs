@@ -69,10 +69,7 @@ module Release =
         // How Gaussian the file's NFM encodings (at the comparison's eta, scaled by its sigma_f) of the reference rows,
         // which the teacher never trained on, are: an excess over the floor of exact N(0, I) samples of that size.
         let eta, sigmaF = num results["nfm"].["eta"], num results["nfm"].["sigma_f"]
-        let gaussianity =
-            let labels = if m.IsConditional then referenceSet.Labels else null
-            let enc = Nfm.Couple.TeacherPairs.Compute(released, referenceSet.X, labels, eta, 1, 0L, sigmaF = Nullable sigmaF)
-            Metrics.gaussianity Nfm.Metrics.Gaussianity.DefaultDraws 1L enc.X0[0L]
+        let gaussianity = Teacher.encodingsGaussianity eta sigmaF 0L referenceSet released
         let card =
             JsonFile.obj
                 [ "name", JsonFile.str (sprintf "TarFlow teacher for %s" data.Source)

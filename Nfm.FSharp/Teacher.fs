@@ -212,6 +212,15 @@ module Teacher =
     let denoise (t: TrainedTeacher) (x: torch.Tensor) =
         Nfm.Invert.Teacher.Denoise(inference t, onDevice t x, t.Spec.Model.NoiseSigma)
 
+    /// How Gaussian the teacher's NFM encodings of `data` are (x + eta eps encoded, scaled by `sigmaF`, the eta noise
+    /// drawn from `seed`), as an excess over exact N(0, I) samples of the same size (drawn from seed + 1). Measure it
+    /// on rows the teacher never trained on.
+    let encodingsGaussianity (eta: float) (sigmaF: float) (seed: int64) (data: Dataset) (t: TrainedTeacher) =
+        use _ = torch.NewDisposeScope()
+        let labels = if t.Spec.Model.IsConditional then data.Labels else null
+        let enc = Nfm.Couple.TeacherPairs.Compute(t, data.X, labels, eta, 1, seed, sigmaF = Nullable sigmaF)
+        Metrics.gaussianity Nfm.Metrics.Gaussianity.DefaultDraws (seed + 1L) enc.X0[0L]
+
     /// Mean negative log-likelihood of rows (nats per row) and bits per dimension (for 8-bit data).
     let nll (t: TrainedTeacher) (data: Dataset) =
         let struct (nats, bpd) = Nfm.Invert.Teacher.MeanNll(inference t, data.X, data.Labels)
