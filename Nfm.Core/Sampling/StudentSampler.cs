@@ -33,7 +33,7 @@ public static class StudentSampler
     public const int ChunkRows = 64;
 
     /// <summary>Integrates <paramref name="x0"/> with the network's velocity under no_grad; NFE counts network passes
-    /// per sample (two per solver evaluation under guidance). Fixed-step solvers integrate the rows in chunks of
+    /// per sample (two per solver evaluation under guidance). Fixed-step solvers integrate image rows in chunks of
     /// <see cref="ChunkRows"/>; Dopri5's step control sees the whole batch, and a kept trajectory needs it too.</summary>
     public static IntegrationResult FromNoise(nn.Module<Tensor, Tensor, Tensor?, Tensor> net, Tensor x0, SolverSpec solver,
         Tensor? labels = null, double guidance = 0.0, long nullClass = Labels.Null, bool keepTrajectory = false)
@@ -43,7 +43,7 @@ public static class StudentSampler
         using var _ = no_grad();
         long n = x0.dim() > 0 ? x0.shape[0] : 0;
         IntegrationResult r;
-        if (keepTrajectory || solver.Method == SolverMethod.Dopri5 || n <= ChunkRows)
+        if (keepTrajectory || solver.Method == SolverMethod.Dopri5 || n <= ChunkRows || x0.dim() < 4)
             r = Integrator.Integrate(Field(net, labels, guidance, nullClass), x0, solver, keepTrajectory);
         else
         {
