@@ -392,11 +392,20 @@ module Experiment =
             let best = points |> List.map (fun (w, _, _) -> w) |> List.distinct |> List.minBy score
             { Method = name; Best = best; Points = points }
 
+        // Every figure the evaluation measures is kept in the folder as it is measured (evaluation-cache.json), under a
+        // key naming the model's identity, the metric's and the seed, so an interrupted evaluation continues there.
+        let cache = EvaluationCache.Open(Path.Combine(outDir, "evaluation-cache.json"))
+        let metricId = lazy (if isMnist then sprintf "fd %s" (classifier.Force().Identity()) else metric)
+        let keyOf (parts: string list) = String.concat " | " (sprintf "%s, seed %d, %d reference rows" metricId.Value seed evalCount :: parts)
+
         /// Samples a student at each step count and guidance weight from fresh noise (the same noise at every weight),
         /// or from given starting points (one set per draw, with their labels) at the given weight, and scores them. The
-        /// rows are at the best weight, each the mean over `budget.Draws` draws with their standard deviation.
+        /// rows are at the best weight, each the mean over `budget.Draws` draws with their standard deviation. Figures
+        /// found in the cache are not measured again (sample grids are drawn again only when their file is missing).
         let evaluate (name: string) (st: Student) (start: (torch.Tensor * torch.Tensor * float) option) =
             let labels = Student.labels (int64 evalCount) None st
+            let identity = st.Identity()
+            let startId = match start with None -> "noise" | Some (z, _, _) -> "from " + Nfm.Checkpoints.Identity.OfTensors z
             let draw (k: int) (w: float) (steps: int) =
                 let solver = Spec.paperSolver steps
                 match start with
@@ -404,30 +413,49 @@ module Experiment =
                 | Some (z, y, _) ->
                     let r = Nfm.Sampling.StudentSampler.FromNoise(st.SamplingNet(), z[int64 k], Spec.solver grid solver, y, w)
                     r.X, r.Nfe
+            let kept = Collections.Generic.Dictionary<float * int, torch.Tensor>()
+            /// Draw k at weight w and a step count: the metric, network passes per sample and seconds per sample pass.
+            let measure (k: int) (w: float) (steps: int) =
+                let key = keyOf [ name; identity; startId; sprintf "guidance %g" w; sprintf "%d steps" steps; sprintf "draw %d" k ]
+                let figures, fresh =
+                    cache.GetOrMeasure(key, fun () ->
+                        let watch = Diagnostics.Stopwatch.StartNew()
+                        let x, nfe = draw k w steps
+                        let secs = watch.Elapsed.TotalSeconds
+                        let value = quality x reference
+                        if k = 0 then kept[(w, steps)] <- x.detach().MoveToOuterDisposeScope() else x.Dispose()
+                        [| value; float nfe; secs |])
+                if not fresh then report.Message(sprintf "%s, %d steps, guidance %g, draw %d: %s %.4f (measured before)" name steps w k metric figures[0])
+                figures[0], int figures[1], figures[2]
             let weights = match start with Some (_, _, w) -> [ w ] | None -> e.Guidance
             let sampled =
                 [ for w in weights do
                     for steps in budget.Steps do
-                        let watch = Diagnostics.Stopwatch.StartNew()
-                        let x, nfe = draw 0 w steps
-                        let secs = watch.Elapsed.TotalSeconds
-                        let value = quality x reference
+                        use _ = torch.NewDisposeScope()
+                        let value, nfe, secs = measure 0 w steps
                         if weights.Length > 1 then report.Message(sprintf "%s, %d steps, guidance %g: %s %.4f" name steps w metric value)
-                        yield w, steps, x, nfe, secs, value ]
-            let curve = bestOf name [ for (w, steps, _, _, _, v) in sampled -> w, steps, v ]
+                        yield w, steps, nfe, secs, value ]
+            let curve = bestOf name [ for (w, steps, _, _, v) in sampled -> w, steps, v ]
             curve,
-            [ for (w, steps, x, nfe, secs, value) in sampled |> List.filter (fun (w, _, _, _, _, _) -> w = curve.Best) do
+            [ for (w, steps, nfe, secs, value) in sampled |> List.filter (fun (w, _, _, _, _) -> w = curve.Best) do
                 let solver = Spec.paperSolver steps
                 let values =
                     value :: [ for k in 1 .. budget.Draws - 1 ->
                                  use _ = torch.NewDisposeScope()
-                                 quality (fst (draw k w steps)) reference ]
+                                 let v, _, _ = measure k w steps
+                                 v ]
                 let mean, spread = Report.meanSd values
                 e.Log |> Option.iter (fun l -> l.Scalar(sprintf "%s/%s_by_sampling_steps" name metric, mean, int64 steps))
                 if steps = List.max budget.Steps || steps = 1 then
                     let png = Path.Combine(outDir, sprintf "samples-%s-%dstep.png" name steps)
-                    Plot.samples png (sprintf "%s, %d %s steps, %s %.3f" name steps (Spec.solverName solver) metric value) x
-                    e.Log |> Option.iter (fun l -> l.Image(sprintf "%s/samples_%dstep" name steps, png, int64 steps))
+                    let x =
+                        match kept.TryGetValue((w, steps)) with
+                        | true, x -> Some x
+                        | _ when not (File.Exists png) -> Some (fst (draw 0 w steps))
+                        | _ -> None
+                    x |> Option.iter (fun x ->
+                        Plot.samples png (sprintf "%s, %d %s steps, %s %.3f" name steps (Spec.solverName solver) metric value) x
+                        e.Log |> Option.iter (fun l -> l.Image(sprintf "%s/samples_%dstep" name steps, png, int64 steps)))
                 report.Message(sprintf "%s, %d steps: %s %.4f ± %.4f over %d draws%s" name steps metric mean spread values.Length
                                    (if e.Conditional then sprintf " (guidance %g)" w else ""))
                 yield { Method = name; Solver = Spec.solverName solver; Grid = Spec.gridName grid; Steps = steps; Nfe = nfe
@@ -436,17 +464,21 @@ module Experiment =
         // Path curvature (rectified-flow sense: 256 noise rows, 16 Heun steps, uniform grid) and the student's held-out
         // negative log-likelihood per dimension by integrating the divergence (8 RK4 steps; exact for vectors,
         // Hutchinson with 4 Rademacher probes per evaluation on 64 rows for images).
-        let diagnostics (st: Student) =
-            let field = Student.field st
-            use g = new torch.Generator(uint64 (seed + 9L))
-            let x0 = torch.randn(Array.append [| 256L |] rowShape, generator = g)
-            let curvature = Nfm.Metrics.PathCurvature.Measure(field, x0, Spec.solver Uniform (Heun 16))
-            let rows = min reference.shape[0] (if isImage then 64L else 2000L)
-            let x1 = reference.narrow(0L, 0L, rows)
-            let estimator = if isImage then Nfm.Metrics.DivergenceEstimator.HutchinsonRademacher else Nfm.Metrics.DivergenceEstimator.Exact
-            let logp = Nfm.Metrics.Divergence.StudentLogLikelihood(field, x1, 8, estimator, 4, g)
-            let d = float (x1.numel() / rows)
-            curvature.PerDimension, -(logp.mean().item<float32>() |> float) / d
+        let diagnostics (name: string) (st: Student) =
+            let measure () =
+                let field = Student.field st
+                use g = new torch.Generator(uint64 (seed + 9L))
+                let x0 = torch.randn(Array.append [| 256L |] rowShape, generator = g)
+                let curvature = Nfm.Metrics.PathCurvature.Measure(field, x0, Spec.solver Uniform (Heun 16))
+                let rows = min reference.shape[0] (if isImage then 64L else 2000L)
+                let x1 = reference.narrow(0L, 0L, rows)
+                let estimator = if isImage then Nfm.Metrics.DivergenceEstimator.HutchinsonRademacher else Nfm.Metrics.DivergenceEstimator.Exact
+                let logp = Nfm.Metrics.Divergence.StudentLogLikelihood(field, x1, 8, estimator, 4, g)
+                let d = float (x1.numel() / rows)
+                [| curvature.PerDimension; -(logp.mean().item<float32>() |> float) / d |]
+            let figures, fresh = cache.GetOrMeasure(keyOf [ name; st.Identity(); "curvature and held-out NLL" ], measure)
+            if not fresh then report.Message(sprintf "%s: curvature and held-out NLL measured before" name)
+            figures[0], figures[1]
 
         /// Trains (or continues) one student, then samples and scores it.
         let student (m: Method) (coupling: Nfm.Couple.Coupling) (pairsPath: string) =
@@ -530,39 +562,60 @@ module Experiment =
                     (teacher, selection), loss, secs
             let steps = if e.Teacher.IsSome && suffix = "" then int teacher.State.Step else steps
             let model = teacher.InferenceModel()
-            let struct (nll, bpd) = Nfm.Invert.Teacher.MeanNll(model, reference, referenceLabels)
+            let teacherId = teacher.Identity()
+            let teacherKey (parts: string list) = keyOf (("teacher" + suffix) :: teacherId :: parts)
+            let nllFigures, _ =
+                cache.GetOrMeasure(teacherKey [ "held-out NLL" ], fun () ->
+                    let struct (nll, bpd) = Nfm.Invert.Teacher.MeanNll(model, reference, referenceLabels)
+                    [| nll; bpd |])
+            let nll, bpd = nllFigures[0], nllFigures[1]
             // The teacher's own samples (at every guidance weight of a conditional run, the same noise each time),
             // timed, then scored as they are and, at the best weight, after one denoising step.
             let labels = Data.samplingLabels model.Spec.Classes (int64 evalCount) None torch.CPU |> Option.toObj
+            let sampleAt (w: float) =
+                use g = new torch.Generator(uint64 (seed + 3L))
+                Nfm.Invert.Teacher.Sample(model, int64 evalCount, g, labels, (if e.Conditional then Nullable w else Nullable()))
+            let kept = Collections.Generic.Dictionary<float, torch.Tensor>()
             let sampled =
                 [ for w in e.Guidance ->
-                    use g = new torch.Generator(uint64 (seed + 3L))
-                    let sw = Diagnostics.Stopwatch.StartNew()
-                    let x = Nfm.Invert.Teacher.Sample(model, int64 evalCount, g, labels, (if e.Conditional then Nullable w else Nullable()))
-                    let secs = sw.Elapsed.TotalSeconds / float evalCount
-                    let v = quality x reference
-                    if e.Guidance.Length > 1 then report.Message(sprintf "teacher%s, guidance %g: %s %.4f" suffix w metric v)
-                    w, x, secs, v ]
-            let curve = bestOf ("teacher" + suffix) [ for (w, _, _, v) in sampled -> w, nfeOf teacher, v ]
-            let _, samples, sampleSecs, value = sampled |> List.find (fun (w, _, _, _) -> w = curve.Best)
+                    let figures, fresh =
+                        cache.GetOrMeasure(teacherKey [ sprintf "guidance %g" w ], fun () ->
+                            let sw = Diagnostics.Stopwatch.StartNew()
+                            let x = sampleAt w
+                            let secs = sw.Elapsed.TotalSeconds / float evalCount
+                            kept[w] <- x
+                            [| quality x reference; secs |])
+                    let v = figures[0]
+                    if e.Guidance.Length > 1 || not fresh then
+                        report.Message(sprintf "teacher%s, guidance %g: %s %.4f%s" suffix w metric v (if fresh then "" else " (measured before)"))
+                    w, figures[1], v ]
+            let curve = bestOf ("teacher" + suffix) [ for (w, _, v) in sampled -> w, nfeOf teacher, v ]
+            let _, sampleSecs, value = sampled |> List.find (fun (w, _, _) -> w = curve.Best)
+            let samples = lazy (match kept.TryGetValue curve.Best with | true, x -> x | _ -> sampleAt curve.Best)
             let denoised =
-                torch.cat([| for i in 0L .. 250L .. int64 evalCount - 1L ->
-                              let len = min 250L (int64 evalCount - i)
-                              let chunk = samples.narrow(0L, i, len)
-                              let y = if isNull labels then null else labels.narrow(0L, i, len)
-                              Nfm.Invert.Teacher.Denoise(model, chunk, model.Spec.NoiseSigma, y).detach() |], 0L)
-            let valueDenoised = quality denoised reference
+                lazy (let samples = samples.Force()
+                      torch.cat([| for i in 0L .. 250L .. int64 evalCount - 1L ->
+                                    let len = min 250L (int64 evalCount - i)
+                                    let chunk = samples.narrow(0L, i, len)
+                                    let y = if isNull labels then null else labels.narrow(0L, i, len)
+                                    Nfm.Invert.Teacher.Denoise(model, chunk, model.Spec.NoiseSigma, y).detach() |], 0L))
+            let denoisedFigures, _ =
+                cache.GetOrMeasure(teacherKey [ sprintf "guidance %g" curve.Best; "denoised" ], fun () -> [| quality (denoised.Force()) reference |])
+            let valueDenoised = denoisedFigures[0]
             let nfe = nfeOf teacher
+            // Grids are drawn when their samples were drawn in this process, or when the file is missing.
             let samplesPng = Path.Combine(outDir, sprintf "samples-teacher%s.png" suffix)
-            Plot.samples samplesPng (sprintf "teacher%s, %s %.3f" suffix metric value) samples
+            let denoisedPng = Path.Combine(outDir, sprintf "samples-teacher%s-denoised.png" suffix)
+            let drawNow (png: string) = kept.ContainsKey curve.Best || not (File.Exists png)
+            if drawNow samplesPng then Plot.samples samplesPng (sprintf "teacher%s, %s %.3f" suffix metric value) (samples.Force())
             e.Log |> Option.iter (fun l ->
                 let step = int64 teacher.State.Step
                 l.Scalar(sprintf "teacher%s/heldout_nll_nats" suffix, nll, step)
                 if isImage then l.Scalar(sprintf "teacher%s/heldout_bits_per_dim" suffix, bpd, step)
                 l.Scalar(sprintf "teacher%s/%s" suffix metric, value, step)
                 l.Image(sprintf "teacher%s/samples" suffix, samplesPng, step))
-            Plot.samples (Path.Combine(outDir, sprintf "samples-teacher%s-denoised.png" suffix))
-                  (sprintf "teacher%s denoised, %s %.3f" suffix metric valueDenoised) denoised
+            if drawNow denoisedPng then
+                Plot.samples denoisedPng (sprintf "teacher%s denoised, %s %.3f" suffix metric valueDenoised) (denoised.Force())
             report.Message(sprintf "teacher%s: %s %.4f (denoised %.4f), held-out NLL %.4f nats%s" suffix metric value valueDenoised nll
                                (if isImage then sprintf ", %.4f bits/dim" bpd else ""))
             let pairs, pairsPath, encodes = pairsOf teacher suffix eta
@@ -735,7 +788,7 @@ module Experiment =
         let claimErrors = claimsWithErrors |> List.map (fun (k, (_, se)) -> k, se)
         let students =
             [ for s in students ->
-                let curvature, nll = diagnostics s.Student
+                let curvature, nll = diagnostics s.Method.Name s.Student
                 report.Message(sprintf "%s: path curvature %.4f per dimension, held-out NLL %.4f nats per dimension" s.Method.Name curvature nll)
                 { s with Curvature = curvature; Nll = nll } ]
         { Experiment = e; Metric = metric; IsImage = isImage; Eta = eta; Rows = studentRows @ teacherRows

@@ -183,6 +183,23 @@ let tests =
             for (name, loss, secs) in training r do
                 Expect.isTrue (Double.IsFinite loss && secs > 0.0) (sprintf "%s: final loss %g and %g s of training recorded" name loss secs)
             Expect.equal (training again) (training r) "the rerun reports the first run's final losses and training seconds"
+            // The evaluation resumes from the folder: the rerun read every figure from evaluation-cache.json, and with
+            // half of its entries gone, a third run measures those again, to the same figures.
+            Expect.exists lines (fun l -> l.Contains "measured before") "reads the figures measured before"
+            let cachePath = Path.Combine(e.OutDir, "evaluation-cache.json")
+            let cached = Text.Json.Nodes.JsonNode.Parse(File.ReadAllText cachePath).AsObject()
+            let keys = [ for kv in cached -> kv.Key ]
+            Expect.isGreaterThan keys.Length 20 "every figure is kept"
+            keys |> List.iteri (fun i k -> if i % 2 = 0 then cached.Remove k |> ignore)
+            File.WriteAllText(cachePath, cached.ToJsonString())
+            let reporter3, lines3 = messages ()
+            let third = Experiment.run { e with Reporter = reporter3 }
+            Expect.exists lines3 (fun l -> l.Contains "measured before") "reads what is left"
+            Expect.equal (values third) (values r) "a half-measured evaluation resumes to the same figures"
+            Expect.equal (Text.Json.Nodes.JsonNode.Parse(File.ReadAllText cachePath).AsObject().Count) keys.Length "and keeps them all again"
+            // A damaged cache is refused with one line naming it.
+            File.WriteAllText(cachePath, "{ \"x\": [ 1, ")
+            refused "evaluation-cache.json" (fun () -> Experiment.run e |> ignore)
             // Another comparison in the same folder is refused, naming the folder.
             refused "other settings" (fun () -> Experiment.run { e with Seed = 1L } |> ignore)
         }

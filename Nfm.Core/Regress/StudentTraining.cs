@@ -27,6 +27,17 @@ public sealed record Student(StudentSpec Spec, nn.Module<Tensor, Tensor, Tensor?
     }
 
     /// <summary>
+    /// The student's identity: SHA-256 (hex, first 16 characters) of its network description and sampling weights (EMA
+    /// when kept), so that figures measured on it can be recognised later.
+    /// </summary>
+    public string Identity()
+    {
+        var net = SamplingNet();
+        try { return Checkpoints.Identity.Of(Json.Write(Spec.Net), net.named_parameters().Select(p => (p.name, (Tensor)p.parameter))); }
+        finally { if (!ReferenceEquals(net, Net)) net.Dispose(); }
+    }
+
+    /// <summary>
     /// Reflow from this student: fresh noise integrated by its EMA velocity field (a conditional student at the batch's
     /// labels) with <paramref name="solver"/> (Heun, 16 uniform steps by default) gives the data side.
     /// </summary>
