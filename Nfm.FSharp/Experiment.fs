@@ -12,8 +12,27 @@ open Nfm.Regress
 open Nfm.Training
 /// Training budgets: teacher and student steps and batches, the reference set's size, the sampling step counts, and
 /// optionally a second, smaller teacher budget whose NFM student shows how the students follow the teacher.
+/// Which budget a comparison runs at: one of the two named ones, or a number of steps for teacher and students.
+/// Parsed case-insensitively at the edges (`BudgetKind.Parse`); compared as a value inside.
+[<RequireQualifiedAccess>]
+type BudgetKind =
+    | Quick
+    | Standard
+    | Steps of int
+    /// The name as results and experiment.json spell it: quick, standard or the step count.
+    member k.Name = match k with Quick -> "quick" | Standard -> "standard" | Steps n -> string n
+    /// quick, standard (in any case) or a positive number of steps; anything else raises with one line naming it.
+    static member Parse(text: string) =
+        match (if isNull text then "" else text.Trim().ToLowerInvariant()) with
+        | "quick" -> Quick
+        | "standard" -> Standard
+        | n ->
+            match Int32.TryParse n with
+            | true, v when v > 0 -> Steps v
+            | _ -> invalidArg "budget" (sprintf "budget '%s': expected quick, standard or a positive number of steps" text)
+
 type Budget =
-    { Name: string; TeacherSteps: int; StudentSteps: int; TeacherBatch: int; StudentBatch: int; EvalCount: int
+    { Kind: BudgetKind; TeacherSteps: int; StudentSteps: int; TeacherBatch: int; StudentBatch: int; EvalCount: int
       Steps: int list; SmallTeacherSteps: int option
       /// EMA decay of the teacher's weights (0 = off); encoding and sampling use the averaged weights.
       TeacherEma: float
@@ -23,6 +42,8 @@ type Budget =
       /// Noise draws per student row: each row's value is the mean over this many samples of `EvalCount` (different
       /// noise), reported with their standard deviation; claims hold only beyond it.
       Draws: int }
+    /// The budget's name: quick, standard or the step count.
+    member b.Name = b.Kind.Name
 
 /// Where a compared student's pairs come from.
 type MethodCoupling =
@@ -151,21 +172,19 @@ module Experiment =
     /// A named budget (quick, standard, or a number of steps for teacher and students) for vectors or images.
     let budget (name: string) (isImage: bool) : Budget =
         let steps = stepsFor isImage
-        match name.ToLowerInvariant(), isImage with
-        | "quick", false -> { Name = name; TeacherSteps = 3000; StudentSteps = 2000; TeacherBatch = 256; StudentBatch = 256; EvalCount = 2000; Steps = steps; SmallTeacherSteps = None; TeacherEma = 0.0; TeacherHeldOut = 0; Draws = 3 }
-        | "standard", false -> { Name = name; TeacherSteps = 10000; StudentSteps = 10000; TeacherBatch = 256; StudentBatch = 256; EvalCount = 2000; Steps = steps; SmallTeacherSteps = None; TeacherEma = 0.0; TeacherHeldOut = 0; Draws = 3 }
-        | "quick", true -> { Name = name; TeacherSteps = 300; StudentSteps = 300; TeacherBatch = 64; StudentBatch = 64; EvalCount = 500; Steps = steps; SmallTeacherSteps = Some 100; TeacherEma = 0.0; TeacherHeldOut = 0; Draws = 3 }
+        let kind = BudgetKind.Parse name
+        match kind, isImage with
+        | BudgetKind.Quick, false -> { Kind = kind; TeacherSteps = 3000; StudentSteps = 2000; TeacherBatch = 256; StudentBatch = 256; EvalCount = 2000; Steps = steps; SmallTeacherSteps = None; TeacherEma = 0.0; TeacherHeldOut = 0; Draws = 3 }
+        | BudgetKind.Standard, false -> { Kind = kind; TeacherSteps = 10000; StudentSteps = 10000; TeacherBatch = 256; StudentBatch = 256; EvalCount = 2000; Steps = steps; SmallTeacherSteps = None; TeacherEma = 0.0; TeacherHeldOut = 0; Draws = 3 }
+        | BudgetKind.Quick, true -> { Kind = kind; TeacherSteps = 300; StudentSteps = 300; TeacherBatch = 64; StudentBatch = 64; EvalCount = 500; Steps = steps; SmallTeacherSteps = Some 100; TeacherEma = 0.0; TeacherHeldOut = 0; Draws = 3 }
         // The standard image teacher: 4,000 steps at batch 256 (1,024,000 samples, four times the budget before it),
         // EMA 0.999, and the checkpoint (every 250 steps) with the best NLL on 500 training digits held out of its data.
-        | "standard", true -> { Name = name; TeacherSteps = 4000; StudentSteps = 2000; TeacherBatch = 256; StudentBatch = 64; EvalCount = 2000; Steps = steps
-                                SmallTeacherSteps = None; TeacherEma = 0.999; TeacherHeldOut = 500; Draws = 3 }
-        | n, img ->
-            match Int32.TryParse n with
-            | true, v when v > 0 ->
-                let b = if img then 64 else 256
-                { Name = name; TeacherSteps = v; StudentSteps = v; TeacherBatch = b; StudentBatch = b
-                  EvalCount = (if img then 1000 else 2000); Steps = steps; SmallTeacherSteps = None; TeacherEma = 0.0; TeacherHeldOut = 0; Draws = 3 }
-            | _ -> invalidArg "budget" (sprintf "budget '%s': expected quick, standard or a positive number of steps" name)
+        | BudgetKind.Standard, true -> { Kind = kind; TeacherSteps = 4000; StudentSteps = 2000; TeacherBatch = 256; StudentBatch = 64; EvalCount = 2000; Steps = steps
+                                         SmallTeacherSteps = None; TeacherEma = 0.999; TeacherHeldOut = 500; Draws = 3 }
+        | BudgetKind.Steps v, img ->
+            let b = if img then 64 else 256
+            { Kind = kind; TeacherSteps = v; StudentSteps = v; TeacherBatch = b; StudentBatch = b
+              EvalCount = (if img then 1000 else 2000); Steps = steps; SmallTeacherSteps = None; TeacherEma = 0.0; TeacherHeldOut = 0; Draws = 3 }
 
     /// True when the data's rows are images [C, H, W].
     let isImageData (data: DataSpec) =
@@ -292,8 +311,8 @@ module Experiment =
             { Teacher.settings with
                 Steps = steps; Batch = Some e.Budget.TeacherBatch; Seed = e.Seed
                 LearningRate = (if isImage then 2e-3 else 1e-3); SaveEvery = (if isImage then 250 elif e.Budget.TeacherHeldOut > 0 then max 1 (steps / 4) else 0)
-                Width = (if isImage && e.Budget.Name = "quick" then Some 64 else None)
-                Layers = (if isImage && e.Budget.Name = "quick" then Some 2 else None) }
+                Width = (if isImage && e.Budget.Kind = BudgetKind.Quick then Some 64 else None)
+                Layers = (if isImage && e.Budget.Kind = BudgetKind.Quick then Some 2 else None) }
         TeacherRunSpec(Teacher.model s rowShape classes,
                        TeacherRunSpec.DefaultTraining(steps, e.Budget.TeacherBatch, s.LearningRate, e.Seed, s.SaveEvery, e.Budget.TeacherEma, e.Precision),
                        e.Data.Source, DeviceSpec("cpu")).Validate()
