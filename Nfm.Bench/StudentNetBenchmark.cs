@@ -85,7 +85,7 @@ public static class StudentNetBenchmark
         return new StudentNetBenchmarkFigures(shape, classes, batch, steps, warmup, load, timings, precision);
     }
 
-    static double? LoadAverage()
+    internal static double? LoadAverage()
     {
         try
         {

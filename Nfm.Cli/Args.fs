@@ -171,12 +171,16 @@ type BenchArgs =
     | Workers of int
     | Precision of string
     | Json of file: string
+    | Teacher of file: string
+    | Rounds of int
     interface IArgParserTemplate with
         member a.Usage =
             match a with
+            | Teacher _ -> "latency: a teacher to time against its student (repeatable; checkpoint or ml-tarflow weights; default the released models/mnist-teacher-conditional and models/mnist-teacher)."
+            | Rounds _ -> "latency: rounds of timing (default 5); each round times 9 student samples and 3 teacher samples per setting and takes their medians."
             | Precision _ -> "matmul, student-nets, teacher-train, memory: float32 (default) or bfloat16 (mixed precision training steps; the matmul peak in the same dtype); mnist-compare: bfloat16 or float32 (default: as compare, bfloat16 where the bfloat16 matmul is measured at least 2x float32's)."
             | Workers _ -> "mnist-compare: 1 (default: one worker on every libtorch thread; the teacher is the longest chain and its bfloat16 step scales 1.94x on two threads) or 2 (the students that need no teacher train on a second thread while the teacher trains)."
-            | Name _ -> "ot | train-2d | matmul | student-nets | teacher-train | teacher-sample | all; teacher-profile (where a teacher step's time goes); memory (2,000 training steps, resident memory); mnist-compare (long: compare on MNIST)."
+            | Name _ -> "ot | train-2d | matmul | student-nets | teacher-train | teacher-sample | all; teacher-profile (where a teacher step's time goes); latency (one sample: the student at 1, 2 and 4 steps, guided and not, against the KV-cached teacher, on 1 and 2 threads); memory (2,000 training steps, resident memory); mnist-compare (long: compare on MNIST)."
             | Data _ -> "mnist-compare: the MNIST folder as mnist:DIR (default mnist:../shared/data/mnist)."
             | Budget _ -> "mnist-compare: quick | standard | N (default standard)."
             | Out _ -> "mnist-compare: output folder (default results/mnist-compare)."

@@ -67,7 +67,7 @@ let toNode (r: 'T) = Text.Json.Nodes.JsonNode.Parse(Text.Json.JsonSerializer.Ser
 
 let bench (args: ParseResults<BenchArgs>) =
     let name = args.GetResult BenchArgs.Name
-    let valid = [ "ot"; "train-2d"; "matmul"; "student-nets"; "teacher-train"; "teacher-sample"; "teacher-profile"; "memory"; "mnist-compare"; "all" ]
+    let valid = [ "ot"; "train-2d"; "matmul"; "student-nets"; "teacher-train"; "teacher-sample"; "teacher-profile"; "latency"; "memory"; "mnist-compare"; "all" ]
     if not (List.contains name valid) then fail (sprintf "unknown benchmark '%s'; valid: %s" name (String.concat ", " valid))
     let out = outputPath (args.GetResult(BenchArgs.Json, sprintf "bench-%s.json" name))
     let figures = Collections.Generic.List<string * Text.Json.Nodes.JsonNode>()
@@ -119,6 +119,24 @@ let bench (args: ParseResults<BenchArgs>) =
             toNode r
         add "profile" (jarr [ one "mnist" Nfm.Bench.TeacherBenchmark.Mnist Nfm.Bench.TeacherBenchmark.MnistBatch
                               one "2d" Nfm.Bench.TeacherBenchmark.Toy Nfm.Bench.TeacherBenchmark.ToyBatch ])
+    if name = "latency" then
+        let files =
+            match args.GetResults BenchArgs.Teacher with
+            | [] -> [ "models/mnist-teacher-conditional/teacher.safetensors"; "models/mnist-teacher/teacher.safetensors" ]
+            | given -> given
+        let teachers = Collections.Generic.Dictionary<string, Nfm.Invert.TrainedTeacher>()
+        for f in files do
+            if not (File.Exists f) then fail (sprintf "teacher file not found: %s" f)
+            teachers[f] <- Teacher.read f
+        let rounds = args.GetResult(BenchArgs.Rounds, 5)
+        if rounds < 1 then fail (sprintf "--rounds must be at least 1, got %d" rounds)
+        let r = Nfm.Bench.LatencyBenchmark.Run(teachers, rounds = rounds)
+        for s in r.Settings do
+            let students = s.Students |> Seq.map (fun x -> sprintf "%d steps %.2f ms (%d passes)" x.Steps (1000.0 * x.MedianSeconds) x.Nfe) |> String.concat ", "
+            printfn "latency %s, %d thread(s): teacher %.1f ms (KV cache, %d sequential passes); student %s; teacher/student at %d steps %.1fx..%.1fx over %d rounds"
+                s.Setting s.Threads (1000.0 * s.TeacherMedianSeconds) s.TeacherNfe students (s.Students |> Seq.map (fun x -> x.Steps) |> Seq.max)
+                s.MinRatio (Seq.max s.RatioByRound) s.RatioByRound.Count
+        add "latency" (toNode r)
     if name = "memory" then
         let r = Nfm.Bench.MemoryBenchmark.Run(precision = precision)
         printfn "memory: %d steps, resident %.1f MiB after warm-up (step %d) -> %.1f MiB at the end (%+.1f%%); live tensors %d -> %d"

@@ -103,17 +103,9 @@ type Experiment =
       /// The command that made the run, recorded in results.json.
       Command: string }
 
-/// One row of results.json: a method's metric at a step count (CLI.md fixes these fields).
-type ResultRow =
-    { Method: string; Solver: string; Grid: string; Steps: int; Nfe: int
-      /// The metric, the mean over `Draws` samples (different noise).
-      Value: float
-      /// The sample standard deviation of the metric over the draws (0 for one draw).
-      Spread: float
-      Draws: int
-      SecondsPer1000: float
-      /// The classifier-free guidance weight the samples were drawn with (0 for unconditional runs).
-      Guidance: float }
+/// The methods the claims compare, found by their couplings (never by their names): the NFM method under test and the
+/// two baselines.
+type Roles = { UnderTest: string option; Independent: string option; Ot: string option }
 
 /// A method's metric at every guidance weight and step count, and the weight its rows use (the lowest mean log
 /// metric over the step counts).
@@ -138,7 +130,9 @@ type StudentResult =
       Rows: ResultRow list; Curve: GuidanceCurve; Curvature: float; Nll: float }
 
 /// Latency of one sample and throughput at batch 64.
-type Latency = { Method: string; Steps: int; SingleSeconds: float; SecondsPer1000AtBatch64: float }
+/// `Nfe`: network evaluations per sample, guidance included (the guided student's two passes per step run as one call;
+/// the guided teacher runs a conditional and an unconditional pass, each with its own cache, at any weight).
+type Latency = { Method: string; Steps: int; Nfe: int; SingleSeconds: float; SecondsPer1000AtBatch64: float }
 
 /// Everything a comparison measured.
 type ExperimentResult =
@@ -355,10 +349,16 @@ module Experiment =
             @ (if e.Conditional then [ "conditional", JsonFile.bool true; "guidance", JsonFile.arr [ for w in e.Guidance -> JsonFile.num w ] ] else [])
             @ (if e.Precision <> Precision.Float32 then [ "precision", JsonFile.str (e.Precision.Name()) ] else []))
 
-    /// Runs a comparison: trains (or continues) the teachers and students, samples and scores them, measures the
-    /// diagnostics, latency and claims, and writes the sample PNGs. `Experiment.write` saves results.json, results.md
-    /// and the plots.
-    let run (e: Experiment) : ExperimentResult =
+    /// The roles of a comparison's methods: under test, the first NFM method of the main teacher; the independent
+    /// baseline, the first Independent method; the OT baseline, the first per-label OT method of a class-conditional
+    /// comparison (label-blind OT is no fair baseline there) or the first OT method of an unconditional one.
+    let roles (e: Experiment) : Roles =
+        let first pick = e.Methods |> List.tryFind (fun m -> pick m.Coupling) |> Option.map (fun m -> m.Name)
+        { UnderTest = first (function Nfm (_, None) -> true | Nfm (_, Some s) -> s = e.Budget.TeacherSteps | _ -> false)
+          Independent = first (function Independent -> true | _ -> false)
+          Ot = first (if e.Conditional then (function OtPerLabel -> true | _ -> false) else (function Ot -> true | _ -> false)) }
+
+    let private runUnlocked (e: Experiment) : ExperimentResult =
         if e.Workers < 1 || e.Workers > 2 then invalidArg "workers" (sprintf "workers %d: expected 1 or 2" e.Workers)
         if List.isEmpty e.Methods then invalidArg "methods" "a comparison needs at least one method"
         match e.Methods |> List.countBy (fun m -> m.Name) |> List.tryFind (fun (_, c) -> c > 1) with
@@ -477,7 +477,7 @@ module Experiment =
                         e.Log |> Option.iter (fun l -> l.Image(sprintf "%s/samples_%dstep" name steps, png, int64 steps)))
                 report.Message(sprintf "%s, %d steps: %s %.4f ± %.4f over %d draws%s" name steps metric mean spread values.Length
                                    (if e.Conditional then sprintf " (guidance %g)" w else ""))
-                yield { Method = name; Solver = Spec.solverName solver; Grid = Spec.gridName grid; Steps = steps; Nfe = nfe
+                yield { Method = name; Kind = RowKind.Student; Solver = Spec.solverName solver; Grid = Spec.gridName grid; Steps = steps; Nfe = nfe
                         Value = mean; Spread = spread; Draws = values.Length; SecondsPer1000 = secs * 1000.0 / float evalCount; Guidance = w } ]
 
         // Path curvature (rectified-flow sense: 256 noise rows, 16 Heun steps, uniform grid) and the student's held-out
@@ -732,9 +732,9 @@ module Experiment =
         // And the primary NFM student (the first NFM method of the main teacher) started from the teacher's encodings
         // of those training rows (never of the reference, which would pair samples with the rows they are scored
         // against) instead of fresh noise.
-        let primary =
-            students |> List.tryFind (fun s -> match s.Method.Coupling with Nfm (_, ts) -> needsMainTeacher s.Method | _ -> false)
-        let primaryName = primary |> Option.map (fun s -> s.Method.Name) |> Option.defaultValue "nfm"
+        let roles = roles e
+        let primary = roles.UnderTest |> Option.map (fun n -> students |> List.find (fun s -> s.Method.Name = n))
+        let primaryName = roles.UnderTest |> Option.defaultValue "nfm"
         let trainRows = min data.X.shape[0] (int64 evalCount)
         let trainX = data.X.narrow(0L, 0L, trainRows)
         let trainY = if isNull trainLabels then null else trainLabels.narrow(0L, 0L, trainRows)
@@ -753,10 +753,15 @@ module Experiment =
             [ for s in students do
                 for steps in latencySteps do
                     let solver = Spec.paperSolver steps
-                    let once n () = Student.sampleWith (Student.labels n None s.Student) s.Curve.Best solver grid n seed s.Student |> ignore
+                    // The sampling network is built once per student (Student.SamplingNet), before any timing.
+                    s.Student.SamplingNet() |> ignore
+                    let mutable nfe = 0
+                    let once n () =
+                        use _ = torch.NewDisposeScope()
+                        nfe <- snd (Student.sampleWith (Student.labels n None s.Student) s.Curve.Best solver grid n seed s.Student)
                     let single = Nfm.Timing.MedianSeconds(Action(once 1L), 9, 2)
                     let batch = Nfm.Timing.MedianSeconds(Action(once 64L), 3, 2)
-                    yield { Method = s.Method.Name; Steps = steps; SingleSeconds = single; SecondsPer1000AtBatch64 = batch * 1000.0 / 64.0 } ]
+                    yield { Method = s.Method.Name; Steps = steps; Nfe = nfe; SingleSeconds = single; SecondsPer1000AtBatch64 = batch * 1000.0 / 64.0 } ]
         let teacherModel = teacher.Teacher.InferenceModel()
         let teacherLatency =
             use g = new torch.Generator(uint64 seed)
@@ -766,7 +771,8 @@ module Experiment =
                 Nfm.Invert.Teacher.Sample(teacherModel, n, g, labels, guidance).Dispose()
             let single = Nfm.Timing.MedianSeconds(Action(once 1L), 5, 2)
             let batch = Nfm.Timing.MedianSeconds(Action(once 64L), 1, 2)
-            { Method = "teacher"; Steps = teacher.Nfe; SingleSeconds = single; SecondsPer1000AtBatch64 = batch * 1000.0 / 64.0 }
+            { Method = "teacher"; Steps = teacher.Nfe; Nfe = (if guidance.HasValue then 2 else 1) * teacher.Nfe
+              SingleSeconds = single; SecondsPer1000AtBatch64 = batch * 1000.0 / 64.0 }
         for l in latency @ [ teacherLatency ] do
             report.Message(sprintf "latency %s%s: %.2f ms per sample alone, %.3f s per 1,000 at batch 64"
                                l.Method (if l.Method = "teacher" then " (KV cache)" else sprintf " %d steps" l.Steps)
@@ -775,7 +781,7 @@ module Experiment =
         let studentRows = (students |> List.collect (fun s -> s.Rows)) @ encodedRows
         let teacherRows =
             let rowOf name value (t: TeacherResult) =
-                { Method = name; Solver = "autoregressive"; Grid = "-"; Steps = t.Nfe; Nfe = t.Nfe; Value = value; Spread = 0.0; Draws = 1
+                { Method = name; Kind = RowKind.Teacher; Solver = "autoregressive"; Grid = "-"; Steps = t.Nfe; Nfe = t.Nfe; Value = value; Spread = 0.0; Draws = 1
                   SecondsPer1000 = t.SampleSeconds * 1000.0
                   Guidance = (match t.Curve with Some c -> c.Best | None -> 0.0) }
             [ rowOf "teacher" teacher.Value teacher; rowOf "teacher-denoised" teacher.ValueDenoised teacher ]
@@ -789,11 +795,12 @@ module Experiment =
         let ratio (a: ResultRow) (b: ResultRow) = let q = a.Value / b.Value in q, q * sqrt (relativeVariance a + relativeVariance b)
         let claimsWithErrors =
             [ for steps in budget.Steps do
-                match rowOf primaryName steps, rowOf "independent" steps, rowOf "ot" steps with
-                | Some n, Some i, Some o ->
-                    yield sprintf "nfm_over_independent_%dstep" steps, ratio n i
-                    yield sprintf "nfm_over_ot_%dstep" steps, ratio n o
-                | _ -> ()
+                let baseline (name: string option) = name |> Option.bind (fun n -> rowOf n steps)
+                match rowOf primaryName steps with
+                | Some n ->
+                    match baseline roles.Independent with Some i -> yield sprintf "nfm_over_independent_%dstep" steps, ratio n i | None -> ()
+                    match baseline roles.Ot with Some o -> yield sprintf "nfm_over_ot_%dstep" steps, ratio n o | None -> ()
+                | None -> ()
               match budget.Steps |> List.filter (fun s -> s <= 16) |> List.choose (rowOf primaryName) with
               | [] -> ()
               | rows ->
@@ -817,8 +824,16 @@ module Experiment =
           Guidance = (if e.Conditional then (students |> List.map (fun s -> s.Curve)) @ (teacher.Curve |> Option.toList) else [])
           NReference = evalCount; FeatureNetwork = (if isMnist then Some (classifier.Force().Identity()) else None) }
 
+    /// Runs a comparison: trains (or continues) the teachers and students, samples and scores them (resuming the
+    /// evaluation from the folder's evaluation-cache.json), measures the diagnostics, latency and claims, and writes the
+    /// sample PNGs; `Experiment.write` saves results.json, results.md and the plots. It holds its output folder: a second process on the same folder stops with one
+    /// line naming the holder, and a lock left by a process that is no longer running is taken over (FolderLock).
+    let run (e: Experiment) : ExperimentResult =
+        use _ = FolderLock.Acquire(e.OutDir, e.Reporter)
+        runUnlocked e
+
     /// Rows of the teacher (autoregressive sampling, not solver steps) are reported beside the table and drawn as levels.
-    let isTeacherRow (r: ResultRow) = r.Method.StartsWith "teacher"
+    let isTeacherRow (r: ResultRow) = r.Kind = RowKind.Teacher
 
     /// A markdown table: one row per student method, one column per step count.
     let table (r: ExperimentResult) =
@@ -876,11 +891,7 @@ module Experiment =
         let e = r.Experiment
         let j = JsonFile.obj
         let num, int, str = JsonFile.num, JsonFile.int, JsonFile.str
-        let rowJson (x: ResultRow) : JsonNode =
-            j ([ "method", str x.Method; "solver", str x.Solver; "grid", str x.Grid; "steps", int (int64 x.Steps)
-                 "nfe", int (int64 x.Nfe); "value", num x.Value; "spread", num x.Spread; "draws", int (int64 x.Draws)
-                 "seconds_per_1000", num x.SecondsPer1000 ]
-               @ (if e.Conditional then [ "guidance", num x.Guidance ] else []))
+        let rowJson = Report.rowJson e.Conditional
         let mainTeacher = teacherJson r.IsImage r.Teacher
         j ([ "data", str e.Data.Source; "metric", str r.Metric; "rows", JsonFile.arr (r.Rows |> List.map rowJson)
              "command", str e.Command; "commit", str (Provenance.commit ())
@@ -894,7 +905,7 @@ module Experiment =
                                 "data_floor", num r.DataFloor
                                 "pair_cost_per_dimension", j [ for (k, v) in r.PairCosts -> k, num v ] ]
              "latency", JsonFile.arr [ for l in r.Latency ->
-                                         j [ "method", str l.Method; "steps", int (int64 l.Steps); "single_sample_seconds", num l.SingleSeconds
+                                         j [ "method", str l.Method; "steps", int (int64 l.Steps); "nfe", int (int64 l.Nfe); "single_sample_seconds", num l.SingleSeconds
                                              "seconds_per_1000_at_batch_64", num l.SecondsPer1000AtBatch64 ] ]
              "claims", j [ for (k, v) in r.Claims -> k, num v ]
              "claims_standard_error", j [ for (k, v) in r.ClaimErrors -> k, num v ]
@@ -904,7 +915,7 @@ module Experiment =
              "students", j [ for s in r.Students ->
                                s.Method.Name, j [ "final_loss", num s.FinalLoss; "train_seconds", num s.TrainSeconds
                                                   "path_curvature_per_dim", num s.Curvature; "nll_nats_per_dim", num s.Nll ] :> JsonNode ]
-             "n_reference", int (int64 r.NReference); "draws", int (int64 e.Budget.Draws); "format_version", int 2L ]
+             "n_reference", int (int64 r.NReference); "draws", int (int64 e.Budget.Draws); "format_version", int (int64 Report.formatVersion) ]
            @ (r.FeatureNetwork |> Option.map (fun f -> "feature_network", str f) |> Option.toList)
            @ (if not e.Conditional then []
               else

@@ -70,15 +70,39 @@ module Claims =
         let ratio = if c.StandardError > 0.0 then sprintf "%.3f ± %.3f" c.Ratio c.StandardError else sprintf "%.3f" c.Ratio
         sprintf "%s: ratio %s (target %s): %s" c.Statement ratio c.Target (verdictText c.Verdict)
 
+/// Whose figures a results row holds: a student's (solver steps from noise or from encodings) or a teacher's
+/// (autoregressive sampling, `Steps` = its sequential passes).
+[<RequireQualifiedAccess>]
+type RowKind =
+    | Student
+    | Teacher
+    /// The spelling of results.json's `kind` field.
+    member k.Name = match k with Student -> "student" | Teacher -> "teacher"
+
+/// One row of results.json: a method's metric at a step count (CLI.md fixes these fields). The one row type of the
+/// comparison that writes it and of the reports that read it.
+type ResultRow =
+    { Method: string; Kind: RowKind; Solver: string; Grid: string; Steps: int; Nfe: int
+      /// The metric, the mean over `Draws` samples (different noise).
+      Value: float
+      /// The sample standard deviation of the metric over the draws (0 for one draw; NaN in files written before rows
+      /// carried it).
+      Spread: float
+      Draws: int
+      /// Seconds per 1,000 samples at the evaluation's batch (NaN when the file does not record it).
+      SecondsPer1000: float
+      /// The classifier-free guidance weight the samples were drawn with (0 for unconditional runs).
+      Guidance: float }
+
 /// Tables for the README made from the results JSON under results/ (so the figures there are never typed by hand), and
 /// the comparison of a fresh run's results with saved ones.
 module Report =
     /// One row of a results.json (the fields CLI.md fixes).
-    type Row =
-        { Method: string; Solver: string; Grid: string; Nfe: int; Steps: int; Value: float
-          /// Standard deviation over the row's noise draws (NaN in files written before rows carried it).
-          Spread: float
-          Draws: int }
+    type Row = ResultRow
+
+    /// The format results.json is written in: 3 adds each row's `kind` and each latency's `nfe` to format 2 (rows as
+    /// means over noise draws with their spread, claims with standard errors, the diagnostics); every older format reads.
+    let formatVersion = 3
 
     /// A results.json of `compare` or `demo`, read.
     type Results = { Path: string; Data: string; Metric: string; Rows: Row list; Json: JsonObject }
@@ -96,6 +120,29 @@ module Report =
 
     let private str (n: JsonNode) = if isNull n then "" else n.ToString()
 
+    /// A row as results.json writes it (`guidance` only for a conditional run).
+    let rowJson (conditional: bool) (x: ResultRow) : JsonNode =
+        JsonFile.obj ([ "method", JsonFile.str x.Method; "kind", JsonFile.str x.Kind.Name; "solver", JsonFile.str x.Solver
+                        "grid", JsonFile.str x.Grid; "steps", JsonFile.int (int64 x.Steps); "nfe", JsonFile.int (int64 x.Nfe)
+                        "value", JsonFile.num x.Value; "spread", JsonFile.num x.Spread; "draws", JsonFile.int (int64 x.Draws)
+                        "seconds_per_1000", JsonFile.num x.SecondsPer1000 ]
+                      @ (if conditional then [ "guidance", JsonFile.num x.Guidance ] else []))
+
+    /// A row read from results.json of any format: files before format 3 name no kind (a teacher's rows are those
+    /// named teacher...), before format 2 no spread (NaN) or draws (1).
+    let rowOfJson (r: JsonNode) : ResultRow =
+        let nfe = int (num r["nfe"])
+        let name = str r["method"]
+        let kind =
+            match str r["kind"] with
+            | "teacher" -> RowKind.Teacher
+            | "student" -> RowKind.Student
+            | _ -> if name.StartsWith "teacher" then RowKind.Teacher else RowKind.Student
+        { Method = name; Kind = kind; Solver = str r["solver"]; Grid = str r["grid"]; Nfe = nfe
+          Steps = (match r["steps"] with null -> nfe | s -> int (num s)); Value = num r["value"]
+          Spread = num r["spread"]; Draws = (match r["draws"] with null -> 1 | d -> int (num d))
+          SecondsPer1000 = num r["seconds_per_1000"]; Guidance = (match r["guidance"] with null -> 0.0 | g -> num g) }
+
     /// Reads a results.json; a missing or malformed file is an error naming it.
     let read (path: string) : Results =
         if not (File.Exists path) then invalidArg "path" (sprintf "results file '%s' not found" path)
@@ -105,16 +152,11 @@ module Report =
         let rows =
             match json["rows"] with
             | :? JsonArray as a ->
-                [ for r in a ->
-                    let nfe = int (num r["nfe"])
-                    { Method = str r["method"]; Solver = str r["solver"]; Grid = str r["grid"]; Nfe = nfe
-                      Steps = (match r["steps"] with null -> nfe | s -> int (num s)); Value = num r["value"]
-                      Spread = num r["spread"]; Draws = (match r["draws"] with null -> 1 | d -> int (num d)) } ]
+                [ for r in a -> rowOfJson r ]
             | _ -> invalidArg "path" (sprintf "'%s' has no rows[] array" path)
         { Path = path; Data = str json["data"]; Metric = str json["metric"]; Rows = rows; Json = json }
 
-    let private isTeacherName (name: string) = name.StartsWith "teacher"
-    let private isTeacher (r: Row) = isTeacherName r.Method
+    let private isTeacher (r: Row) = r.Kind = RowKind.Teacher
 
     /// Figures of a metric at the precision they are reported in.
     let format (metric: string) (v: float) = if Double.IsNaN v then "n/a" elif metric = "fd" then sprintf "%.1f" v else sprintf "%.4f" v
@@ -221,7 +263,7 @@ module Report =
                              | :? JsonArray as a -> [ for p in a -> num p["weight"], int (num p["steps"]), num p["value"] ]
                              | _ -> []
                 for steps in points |> List.map (fun (_, s, _) -> s) |> List.distinct |> List.sort ->
-                    [ name; (if isTeacherName name then sprintf "%d sequential" steps else string steps) ]
+                    [ name; (if r.Rows |> List.exists (fun x -> x.Method = name && isTeacher x) then sprintf "%d sequential" steps else string steps) ]
                     @ [ for w in weights ->
                           match points |> List.tryFind (fun (pw, s, _) -> pw = w && s = steps) with
                           | Some (_, _, v) -> if w = best then sprintf "**%s**" (format r.Metric v) else format r.Metric v

@@ -139,7 +139,7 @@ module Teacher =
             if not (history |> List.exists (fun (k, _) -> k = step)) then
                 let m = x.InferenceModel()
                 let struct (nll, bpd) = Nfm.Invert.Teacher.MeanNll(m, heldOut.X, labels)
-                if not (obj.ReferenceEquals(m, x.Model)) then m.Dispose()
+                x.ReleaseInferenceModel()
                 history <- history @ [ step, nll ]
                 let isBest = match best with Some (_, b) -> nll < b | None -> true
                 if isBest then

@@ -204,6 +204,60 @@ let tests =
             refused "other settings" (fun () -> Experiment.run { e with Seed = 1L } |> ignore)
         }
 
+        test "budgets are read in any case: --budget Quick on images is the quick teacher, not the full-width one" {
+            Expect.equal (Experiment.budget "Quick" true).Kind BudgetKind.Quick "Quick"
+            Expect.equal (Experiment.budget "STANDARD" false).Name "standard" "written as standard"
+            Expect.equal (Experiment.budget " 40 " false).Kind (BudgetKind.Steps 40) "a number of steps"
+            Expect.throwsC (fun () -> Experiment.budget "fast" false |> ignore) (fun e -> Expect.stringContains e.Message "budget 'fast'" "names it")
+            let images = Nfm.Data.Dataset(torch.zeros(16L, 1L, 28L, 28L), null, "x")
+            let e = tinyExperiment (tempDir ())
+            let width (name: string) = (Experiment.teacherSpec { e with Budget = Experiment.budget name true } images true 10).Model.Width
+            Expect.equal (width "Quick") (width "quick") "Quick = quick"
+            Expect.isLessThan (width "QUICK") (width "standard") "the quick teacher is the narrow one"
+        }
+
+        test "the claims find the NFM method and the baselines by coupling, whatever their names; 'teacher-x' is a student" {
+            let e = tinyExperiment (tempDir ())
+            let methods =
+                [ { Name = "indep"; Coupling = Independent }; { Name = "minibatch"; Coupling = Ot }
+                  { Name = "ours"; Coupling = Nfm(None, None) }; { Name = "teacher-x"; Coupling = Custom("ot again", fun _ -> Couple.ot) } ]
+            let e = { e with Methods = methods; Budget = { e.Budget with Steps = [ 1 ] } }
+            Expect.equal (Experiment.roles e) { UnderTest = Some "ours"; Independent = Some "indep"; Ot = Some "minibatch" } "roles by coupling"
+            let r = Experiment.run e
+            for k in [ "nfm_over_independent_1step"; "nfm_over_ot_1step"; "nfm_best_at_most_16_steps_over_teacher" ] do
+                Expect.exists r.Claims (fun (c, _) -> c = k) (k + " is measured")
+            let x = r.Rows |> List.find (fun x -> x.Method = "teacher-x")
+            Expect.equal x.Kind RowKind.Student "a student's row"
+            Expect.isFalse (Experiment.isTeacherRow x) "not a teacher row"
+            Expect.stringContains (Experiment.table r) "| teacher-x |" "in the students' table"
+            Experiment.write r |> ignore
+            let read = Report.read (Path.Combine(e.OutDir, "results.json"))
+            Expect.equal (read.Rows |> List.filter (fun x -> x.Kind = RowKind.Teacher) |> List.map (fun x -> x.Method)) [ "teacher"; "teacher-denoised" ]
+                "results.json names each row's kind"
+        }
+
+        test "one process per output folder: a running holder is named, a dead one's lock is taken over and released" {
+            let dir = tempDir ()
+            let e = tinyExperiment dir
+            let e = { e with Budget = { e.Budget with Steps = [ 1 ] }; Methods = [ { Name = "independent"; Coupling = Independent } ] }
+            Directory.CreateDirectory dir |> ignore
+            // A lock naming a running process (this one): refused with one line naming it, nothing run.
+            FolderLock.Write(dir, FolderLock.Me())
+            refused (sprintf "in use by process %d" (FolderLock.Me()).Pid) (fun () -> Experiment.run e |> ignore)
+            Expect.isFalse (File.Exists(Path.Combine(dir, "experiment.json"))) "nothing started"
+            // A lock left by a process that has exited: taken over, with a message, and released at the end.
+            use gone = Diagnostics.Process.Start(Diagnostics.ProcessStartInfo("true", UseShellExecute = false))
+            gone.WaitForExit()
+            FolderLock.Write(dir, { FolderLock.Me() with Pid = gone.Id; Started = DateTime.UtcNow.AddHours -1.0 })
+            let reporter, lines = messages ()
+            Experiment.run { e with Reporter = reporter } |> ignore
+            Expect.exists lines (fun l -> l.Contains "taking over the lock left by process" && l.Contains "no longer running") "says so"
+            Expect.isFalse (File.Exists(Path.Combine(dir, ".nfm-lock"))) "released"
+            // Two holders in one process: the second is refused while the first holds the folder.
+            use held = FolderLock.Acquire(dir, Reporter.silent)
+            refused "in use by process" (fun () -> FolderLock.Acquire(dir, Reporter.silent) |> ignore)
+        }
+
         test "Teacher.read takes a checkpoint or ml-tarflow weights, and a comparison distils a pretrained teacher" {
             let data, teacher = tinyTeacher.Force()
             let dir = tempDir ()

@@ -64,8 +64,11 @@ let tests =
             let methods = rows |> List.map (fun r -> r.GetProperty("method").GetString()) |> List.distinct |> List.sort
             Expect.equal methods [ "independent"; "nfm"; "nfm-from-train-encodings"; "ot"; "teacher"; "teacher-denoised" ] "every method has rows"
             for row in rows do
-                for field in [ "solver"; "grid"; "nfe"; "value"; "spread"; "draws"; "seconds_per_1000" ] do
+                for field in [ "kind"; "solver"; "grid"; "nfe"; "value"; "spread"; "draws"; "seconds_per_1000" ] do
                     Expect.isTrue (fst (row.TryGetProperty field)) (sprintf "row has %s" field)
+                let name = row.GetProperty("method").GetString()
+                Expect.equal (row.GetProperty("kind").GetString()) (if name.StartsWith "teacher" then "teacher" else "student") (name + "'s kind")
+            Expect.equal (root.GetProperty("format_version").GetInt32()) 3 "format 3"
             let diag = root.GetProperty("diagnostics")
             let gaussianity = diag.GetProperty("encodings_gaussianity")
             Expect.isTrue (gaussianity.GetProperty("floor_mean").GetDouble() > 0.0) "the encodings' floor from exact N(0, I) samples"
@@ -77,6 +80,9 @@ let tests =
             let latency = [ for l in root.GetProperty("latency").EnumerateArray() -> l.GetProperty("method").GetString(), l.GetProperty("single_sample_seconds").GetDouble() ]
             Expect.equal (latency |> List.map fst |> List.distinct) [ "independent"; "ot"; "nfm"; "teacher" ] "latency per method"
             Expect.isTrue (latency |> List.forall (fun (_, s) -> s > 0.0 && System.Double.IsFinite s)) "latencies are positive"
+            for l in root.GetProperty("latency").EnumerateArray() do
+                let m, steps, nfe = l.GetProperty("method").GetString(), l.GetProperty("steps").GetInt32(), l.GetProperty("nfe").GetInt32()
+                Expect.equal nfe steps (sprintf "%s: unguided, one network evaluation per step" m)
             for m in [ "independent"; "ot"; "nfm" ] do
                 let st = root.GetProperty("students").GetProperty(m)
                 Expect.isTrue (st.GetProperty("path_curvature_per_dim").GetDouble() >= 0.0) (sprintf "%s path curvature" m)
@@ -87,7 +93,9 @@ let tests =
         }
         test "compare on two workers gives the same figures as on one, and a second run continues from the checkpoints" {
             let dir = tempDir ()
-            let compare out workers = runIn dir 600 [ "compare"; "--data"; "moons"; "--out"; out; "--budget"; "12"; "--workers"; workers ]
+            // 1,500 rows of moons as a user's file: 300 held out, so that 75 exact W2 evaluations stay cheap.
+            Nfm.FSharp.Data.writeNpy (Path.Combine(dir, "moons.npy")) (Nfm.FSharp.Data.toy "moons" 1500L 0L).X
+            let compare out workers = runIn dir 600 [ "compare"; "--data"; "moons.npy"; "--out"; out; "--budget"; "12"; "--workers"; workers ]
             ok (compare "one" "1") "one worker"
             ok (compare "two" "2") "two workers"
             let values out =
@@ -100,13 +108,14 @@ let tests =
             ok again "second run"
             Expect.stringContains again.Err "continuing from" "the second run continues the checkpoints"
             Expect.equal (values "one") one "and finds the same figures"
-            let other = runIn dir 600 [ "compare"; "--data"; "moons"; "--out"; "one"; "--budget"; "13" ]
+            let other = runIn dir 600 [ "compare"; "--data"; "moons.npy"; "--out"; "one"; "--budget"; "13" ]
             Expect.notEqual other.Code 0 "a folder made with another budget is refused"
             Expect.stringContains other.Err "other settings" "names the problem"
         }
         test "compare --student-steps sets every student's steps and records them; 0 is refused" {
             let dir = tempDir ()
-            ok (runIn dir 600 [ "compare"; "--data"; "moons"; "--out"; "c"; "--budget"; "12"; "--student-steps"; "7" ]) "compare"
+            Nfm.FSharp.Data.writeNpy (Path.Combine(dir, "moons.npy")) (Nfm.FSharp.Data.toy "moons" 1500L 0L).X
+            ok (runIn dir 600 [ "compare"; "--data"; "moons.npy"; "--out"; "c"; "--budget"; "12"; "--student-steps"; "7" ]) "compare"
             use j = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "c", "results.json")))
             Expect.equal (j.RootElement.GetProperty("student_steps").GetInt32()) 7 "results.json"
             use d = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "c", "experiment.json")))

@@ -46,7 +46,9 @@ let tests =
         }
         test "compare --workers 2 on a terminal draws the teacher's and a student's bar in one frame; --logdir logs the metric by steps" {
             let dir = tempDir ()
-            let code, out = onTerminal dir 300 [ "compare"; "--data"; "checkerboard"; "--budget"; "60"; "--workers"; "2"; "--out"; "c"
+            // 1,500 rows of checkerboard as a user's file (300 held out): the bars are the point, not the W2 figures.
+            Nfm.FSharp.Data.writeNpy (Path.Combine(dir, "checkerboard.npy")) (Nfm.FSharp.Data.toy "checkerboard" 1500L 0L).X
+            let code, out = onTerminal dir 300 [ "compare"; "--data"; "checkerboard.npy"; "--budget"; "60"; "--workers"; "2"; "--out"; "c"
                                                  "--logdir"; "tb" ]
             Expect.equal code 0 (plain out)
             let text = plain out

@@ -205,6 +205,35 @@ let tests =
                 let back = Teacher.Decode(inference, z)
                 let err = (back - x).abs().max().item<float32>()
                 Expect.isLessThan err 1e-4f "decode (encode x) = x with the averaged weights"
+                // Built once per training state: every caller shares one copy, without gradients; releasing it frees
+                // it, and the next call builds an equal one.
+                Expect.isTrue (obj.ReferenceEquals(t.InferenceModel(), inference)) "the same copy on every call"
+                Expect.isTrue (inference.parameters() |> Seq.forall (fun p -> not p.requires_grad)) "no gradients"
+                t.ReleaseInferenceModel()
+                let again = t.InferenceModel()
+                Expect.isFalse (obj.ReferenceEquals(again, inference)) "a fresh copy after release"
+                for (struct (_, a), struct (_, b)) in Seq.zip (again.named_parameters()) (t.InferenceModel().named_parameters()) do
+                    Expect.isTrue (a.allclose(b)) "the same weights"
+                let struct (z2, _) = Teacher.Encode(again, x)
+                Expect.isTrue (z2.allclose(z, 1e-6, 1e-6)) "encodes as before"
+            }
+
+            test "a student samples with one EMA copy per training state, and a continued student gets a new one" {
+                let spec = Nfm.FSharp.Student.spec { Nfm.FSharp.Student.settings with Width = 16; Depth = 2; Steps = 5; Batch = 32; Ema = 0.5 } "independent" (Nfm.Data.Toy2D.Sample("moons", 256L, 0L))
+                let data = Nfm.Data.Toy2D.Sample("moons", 256L, 0L)
+                let st = Nfm.Regress.StudentTraining.Run(Nfm.Regress.Student.Create spec, data.X, null, Nfm.FSharp.Couple.independent, null, null, System.Threading.CancellationToken.None)
+                let net = st.SamplingNet()
+                Expect.isTrue (obj.ReferenceEquals(st.SamplingNet(), net)) "the same copy on every call"
+                Expect.isTrue (net.parameters() |> Seq.forall (fun p -> not p.requires_grad)) "no gradients"
+                Expect.isFalse (obj.ReferenceEquals(net, st.Net)) "apart from the trained network"
+                let longer = Nfm.FSharp.Student.spec { Nfm.FSharp.Student.settings with Width = 16; Depth = 2; Steps = 8; Batch = 32; Ema = 0.5 } "independent" data
+                let path = IO.Path.Combine(IO.Path.GetTempPath(), sprintf "nfm-ema-%s.ckpt" (Guid.NewGuid().ToString "N"))
+                st.Save path
+                let resumed = Nfm.Regress.Student.FromCheckpoint(longer, Nfm.Checkpoints.Checkpoint.Load path)
+                IO.File.Delete path
+                let more = Nfm.Regress.StudentTraining.Run(resumed, data.X, null, Nfm.FSharp.Couple.independent, null, null, System.Threading.CancellationToken.None)
+                Expect.isFalse (obj.ReferenceEquals(more.SamplingNet(), net)) "a new state, a new copy"
+                Expect.isFalse (more.SamplingNet().parameters() |> Seq.zip (net.parameters()) |> Seq.forall (fun (a, b) -> a.allclose(b))) "with the newer average"
             }
         ]
     ]

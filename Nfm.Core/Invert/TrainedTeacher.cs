@@ -26,19 +26,41 @@ public sealed record TrainedTeacher(TeacherRunSpec Spec, TeacherModel Model, Tra
         return new TrainedTeacher(spec, model, TrainingState.Start(model, spec.Training, device));
     }
 
-    /// <summary>The model to encode and decode with: EMA weights when the run kept them, else the trained ones.</summary>
+    // The inference model of each training state, built once (a state is immutable: every step makes a new one).
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<TrainingState, TeacherModel> InferenceModels = new();
+
+    /// <summary>
+    /// The model to encode and decode with: EMA weights when the run kept them, else the trained ones, in eval mode.
+    /// The EMA copy is built once per training state and shared by every caller (do not train or dispose it).
+    /// </summary>
     public TeacherModel InferenceModel()
     {
         if (State.Ema is null) { Model.eval(); return Model; }
-        TeacherModel m;
-        lock (GlobalRng.Lock) m = new TeacherModel(Spec.Model);
-        m.to(Spec.Device.ToDevice());
-        State.Ema.CopyTo(m);
-        // Buffers (masks, prior variance) are not averaged: copy them as they are.
-        using (no_grad())
-            foreach (var (name, b) in Model.named_buffers()) m.get_buffer(name)!.copy_(b);
-        m.eval();
-        return m;
+        lock (InferenceModels)
+        {
+            if (InferenceModels.TryGetValue(State, out var cached)) return cached;
+            TeacherModel m;
+            lock (GlobalRng.Lock) m = new TeacherModel(Spec.Model);
+            m.to(Spec.Device.ToDevice());
+            State.Ema.CopyTo(m);
+            // Buffers (masks, prior variance) are not averaged: copy them as they are.
+            using (no_grad())
+                foreach (var (name, b) in Model.named_buffers()) m.get_buffer(name)!.copy_(b);
+            m.eval();
+            foreach (var p in m.parameters()) p.requires_grad = false;
+            InferenceModels.Add(State, m);
+            return m;
+        }
+    }
+
+    /// <summary>
+    /// Frees the EMA copy built for the current state, for a loop over many states (checkpoint selection) whose memory
+    /// must stay flat; a later <see cref="InferenceModel"/> builds it again. Only for callers that hold no reference to it.
+    /// </summary>
+    public void ReleaseInferenceModel()
+    {
+        lock (InferenceModels)
+            if (InferenceModels.TryGetValue(State, out var m)) { InferenceModels.Remove(State); m.Dispose(); }
     }
 
     /// <summary>

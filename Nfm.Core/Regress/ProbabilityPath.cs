@@ -19,8 +19,12 @@ public static class ProbabilityPath
         if (t.dim() != 1 || t.shape[0] != x1.shape[0])
             throw new ArgumentException($"t must have shape [{x1.shape[0]}], got {Shapes.Show(t)}");
         using var tb = t.to(x1.dtype).reshape(Shapes.RowShape(x1));
-        var xt = x0 + tb * (x1 - x0);
-        return new PathSample(xt, x1 - x0, x0, x1, t);
+        // Scalars held to the end (see Integrate.FixedStepMethods.Axpy): ut = x1 - x0, xt = x0 + t ut.
+        using Scalar one = 1, minusOne = -1;
+        var ut = x1.add(x0, minusOne);
+        using var step = tb.mul(ut);
+        var xt = x0.add(step, one);
+        return new PathSample(xt, ut, x0, x1, t);
     }
 
     /// <summary>Draws N training times from the path's time distribution, with the given generator.</summary>

@@ -15,15 +15,30 @@ public sealed record Student(StudentSpec Spec, nn.Module<Tensor, Tensor, Tensor?
     /// <summary>Checkpoint kind written for students.</summary>
     public const string Kind = "student";
 
-    /// <summary>A network carrying the EMA weights (or the raw weights when EMA is off), for sampling.</summary>
+    // The sampling network of each training state, built once: a state is immutable (every step makes a new one), so
+    // its EMA weights are copied once however often the student samples, and the copy lives as long as the state.
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<TrainingState, nn.Module<Tensor, Tensor, Tensor?, Tensor>> SamplingNets = new();
+
+    /// <summary>
+    /// The network to sample with: the EMA weights (or the trained ones when EMA is off) in eval mode, their gradients
+    /// off. Built once per training state and shared by every caller (do not train or dispose it).
+    /// </summary>
     public nn.Module<Tensor, Tensor, Tensor?, Tensor> SamplingNet()
     {
         if (State.Ema is null) { Net.eval(); return Net; }
-        var net = VelocityNets.Create(Spec.Net);
-        net.to(Spec.Device.ToDevice());
-        State.Ema.CopyTo(net);
-        net.eval();
-        return net;
+        lock (SamplingNets)
+        {
+            if (SamplingNets.TryGetValue(State, out var cached)) return cached;
+            nn.Module<Tensor, Tensor, Tensor?, Tensor> net;
+            // Building the layers draws from libtorch's global generator: under its lock, like every other build.
+            lock (GlobalRng.Lock) net = VelocityNets.Create(Spec.Net);
+            net.to(Spec.Device.ToDevice());
+            State.Ema.CopyTo(net);
+            net.eval();
+            foreach (var p in net.parameters()) p.requires_grad = false;
+            SamplingNets.Add(State, net);
+            return net;
+        }
     }
 
     /// <summary>
@@ -33,8 +48,7 @@ public sealed record Student(StudentSpec Spec, nn.Module<Tensor, Tensor, Tensor?
     public string Identity()
     {
         var net = SamplingNet();
-        try { return Checkpoints.Identity.Of(Json.Write(Spec.Net), net.named_parameters().Select(p => (p.name, (Tensor)p.parameter))); }
-        finally { if (!ReferenceEquals(net, Net)) net.Dispose(); }
+        return Checkpoints.Identity.Of(Json.Write(Spec.Net), net.named_parameters().Select(p => (p.name, (Tensor)p.parameter)));
     }
 
     /// <summary>

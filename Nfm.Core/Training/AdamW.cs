@@ -46,8 +46,10 @@ public sealed class AdamW
         // The scalars are made once and held to the end of the step: a temporary Scalar from an implicit conversion
         // passes only its native handle, so the GC may finalise it while libtorch still reads it (seen once here as
         // a garbage c10::Scalar in addcmul_ during a long run).
+        // Every overload is given all its scalars: TorchSharp 0.107's add_(Scalar) passes a temporary alpha of 1 the
+        // same way (seen as a garbage c10::Scalar in add_ with two training threads).
         using Scalar decay = 1 - lr * weightDecay, b1 = beta1, a1 = 1 - beta1, b2 = beta2, a2 = 1 - beta2,
-            correction2 = bc2, epsilon = eps, stepSize = -lr / bc1;
+            correction2 = bc2, epsilon = eps, stepSize = -lr / bc1, one = 1;
         foreach (var (name, p) in parameters)
         {
             var g = p.grad;
@@ -55,7 +57,7 @@ public sealed class AdamW
             if (weightDecay > 0) p.mul_(decay);
             m[name].mul_(b1).add_(g, alpha: a1);
             v[name].mul_(b2).addcmul_(g, g, value: a2);
-            var denom = v[name].div(correction2).sqrt_().add_(epsilon);
+            var denom = v[name].div(correction2).sqrt_().add_(epsilon, one);
             p.addcdiv_(m[name], denom, value: stepSize);
         }
     }
