@@ -33,9 +33,15 @@ type CompareArgs =
     | Workers of int
     | Logdir of dir: string
     | Json of file: string
+    | Student_Net of string
+    | Student_Width of int
+    | Student_Depth of int
     interface IArgParserTemplate with
         member a.Usage =
             match a with
+            | Student_Net _ -> "images: the students' network, unet (default) or sit (the transformer: 4 x 4 patches, adaLN-Zero time and label conditioning; width 128, 4 blocks by default); vectors always use the MLP."
+            | Student_Width _ -> "images: the students' width (U-Net base channels, default 16; SiT hidden size, a multiple of 32, default 128)."
+            | Student_Depth _ -> "images: the students' depth (U-Net levels, default 3; SiT blocks, default 4)."
             | Workers _ -> "1 (default) or 2: with 2, the students that need no teacher train on a second thread while the teacher trains, each thread with one libtorch thread."
             | Teacher _ -> "a pretrained teacher to distil instead of training one: a teacher checkpoint, or ml-tarflow weights (.safetensors, .pt, .pth); its figures are measured, the smaller teacher's student is left out."
             | Conditional -> "class-conditional teacher and students on the data's labels (label dropout 0.1), each sampled with classifier-free guidance at every --guidance weight; rows at each method's best weight, every curve in results.json."
@@ -93,7 +99,7 @@ type StudentTrainArgs =
             | Lr _ -> "peak learning rate (default 1e-3)."
             | Warmup _ -> "linear warm-up steps (default 0)."
             | Width _ -> "hidden width (default 256)."
-            | Net _ -> "the velocity network: mlp (default; Width x Depth) or unet (images; Width = base channels, Depth = levels)."
+            | Net _ -> "the velocity network: mlp (default; Width x Depth), unet (images; Width = base channels, Depth = levels) or sit (images: the transformer, Width = hidden size, a multiple of 32, Depth = blocks)."
             | Depth _ -> "hidden layers (default 3)."
             | Time_Sampling _ -> "uniform (default) or logit-normal[:MEAN:STD]."
             | Ema _ -> "EMA decay of the weights used for sampling (default 0.999; 0 = off)."

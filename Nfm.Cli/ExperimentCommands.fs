@@ -68,7 +68,14 @@ let compare (args: ParseResults<CompareArgs>) =
     let e = { e with Grid = Spec.parseGrid (args.GetResult(CompareArgs.Grid, "quadratic")); Workers = workers
                      Log = tensorBoard (args.TryGetResult CompareArgs.Logdir)
                      Precision = args.TryGetResult CompareArgs.Precision |> Option.map (Some >> precision) |> Option.defaultValue e.Precision
-                     Classifier = args.GetResult(CompareArgs.Classifier, "fd-classifier.ckpt") }
+                     Classifier = args.GetResult(CompareArgs.Classifier, "fd-classifier.ckpt")
+                     StudentNet =
+                        match args.GetResult(CompareArgs.Student_Net, "unet").ToLowerInvariant() with
+                        | "unet" | "u-net" -> Nfm.Descriptions.Architecture.UNet
+                        | "sit" -> Nfm.Descriptions.Architecture.Sit
+                        | other -> fail (sprintf "--student-net '%s': expected unet or sit" other)
+                     StudentWidth = args.TryGetResult CompareArgs.Student_Width |> Option.map (positive "student-width")
+                     StudentDepth = args.TryGetResult CompareArgs.Student_Depth |> Option.map (positive "student-depth") }
     let guidance = args.TryGetResult CompareArgs.Guidance |> Option.map (parseList "guidance")
     if guidance.IsSome && not (args.Contains CompareArgs.Conditional) then fail "--guidance needs --conditional"
     let e = if args.Contains CompareArgs.Conditional then Experiment.conditional (defaultArg guidance Experiment.defaultGuidance) e else e

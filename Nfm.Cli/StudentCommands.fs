@@ -57,7 +57,8 @@ let train (args: ParseResults<StudentTrainArgs>) =
                 match args.GetResult(StudentTrainArgs.Net, "mlp").ToLowerInvariant() with
                 | "mlp" -> Architecture.Mlp
                 | "unet" | "u-net" -> Architecture.UNet
-                | other -> fail (sprintf "--net '%s': expected mlp or unet" other) }
+                | "sit" -> Architecture.Sit
+                | other -> fail (sprintf "--net '%s': expected mlp, unet or sit" other) }
     let settings = { settings with Precision = precision (args.TryGetResult StudentTrainArgs.Precision) }
     let spec = Student.spec settings couplingText data
     if File.Exists out && not (args.Contains StudentTrainArgs.Resume) then

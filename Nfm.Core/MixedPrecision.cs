@@ -112,6 +112,17 @@ public static class MixedPrecision
     }
 
     /// <summary>
+    /// Full (non-causal) attention over queries, keys and values [N, heads, T, head_dim], scaled by 1/sqrt(head_dim):
+    /// the fused kernel outside a scope; inside, as <see cref="CausalAttention"/> without the mask.
+    /// </summary>
+    public static Tensor Attention(Tensor q, Tensor k, Tensor v)
+    {
+        if (!active) return nn.functional.scaled_dot_product_attention(q, k, v);
+        var scores = matmul(Low(q), Low(k).transpose(-2, -1)).to(ScalarType.Float32) * (1.0 / Math.Sqrt(q.shape[^1]));
+        return matmul(scores.softmax(-1).to(Compute), Low(v));
+    }
+
+    /// <summary>
     /// A sequence of layers: <c>sequence.call(x)</c> outside a scope. Inside, linear layers run through
     /// <see cref="Linear(TorchSharp.Modules.Linear, Tensor, bool)"/> and the other layers (activations) as they are; hidden
     /// values stay in bfloat16 between products (an activation in bfloat16 loses nothing the next product keeps) and

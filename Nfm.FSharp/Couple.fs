@@ -8,33 +8,62 @@ open Nfm.Couple
 /// Every combinator keeps each data row exactly once, in its place, with its label.
 [<RequireQualifiedAccess>]
 module Couple =
+    // What each coupling value is, kept beside it (couplings are delegates): a student records it.
+    let private known = System.Runtime.CompilerServices.ConditionalWeakTable<Coupling, Nfm.Descriptions.CouplingSpec>()
+    let private describedAs (spec: Nfm.Descriptions.CouplingSpec) (c: Coupling) : Coupling = known.AddOrUpdate(c, spec); c
+
+    /// What a coupling made here is (its command-line form for the built-ins, a composed name for combinators, the name
+    /// given with `named`), or None for a coupling made elsewhere.
+    let describe (c: Coupling) : Nfm.Descriptions.CouplingSpec option =
+        match known.TryGetValue c with
+        | true, s -> Some s
+        | _ -> None
+
+    /// A coupling's description as text ("?" when it has none).
+    let describeText (c: Coupling) =
+        match describe c with
+        | Some s when s.Kind = Nfm.Descriptions.CouplingKind.Custom -> s.Name
+        | Some s -> s.Format()
+        | None -> "?"
+
+    /// The same coupling under a name of one's own, which students trained on it record.
+    let named (name: string) (c: Coupling) : Coupling =
+        let copy = Coupling(fun batch g -> c.Invoke(batch, g))
+        describedAs (Nfm.Descriptions.CouplingSpec.Custom name) copy
+
+    let private custom (name: string) (c: Coupling) = describedAs (Nfm.Descriptions.CouplingSpec.Custom name) c
+
     /// Fresh Gaussian noise, paired row by row.
-    let independent : Coupling = Couplings.Independent
+    let independent : Coupling = Couplings.Independent |> describedAs Nfm.Descriptions.CouplingSpec.Independent
 
     /// Noise rows re-paired with the data by exact minibatch OT (squared Euclidean cost).
-    let ot : Coupling = Couplings.MinibatchOt()
+    let ot : Coupling = Couplings.MinibatchOt() |> describedAs Nfm.Descriptions.CouplingSpec.Ot
 
     /// Entropic OT with relative regulariser eps; the plan becomes a permutation by sampling without replacement.
-    let sinkhorn (eps: float) : Coupling = Couplings.Sinkhorn(eps)
+    let sinkhorn (eps: float) : Coupling = Couplings.Sinkhorn(eps) |> describedAs (Nfm.Descriptions.CouplingSpec.Sinkhorn eps)
 
     /// Entropic OT, the plan rounded to its heaviest permutation.
-    let sinkhornRounded (eps: float) : Coupling = Couplings.Sinkhorn(eps, Nfm.Descriptions.SinkhornPairing.Round)
+    let sinkhornRounded (eps: float) : Coupling =
+        Couplings.Sinkhorn(eps, Nfm.Descriptions.SinkhornPairing.Round)
+        |> describedAs (Nfm.Descriptions.CouplingSpec.Sinkhorn(eps, Nfm.Descriptions.SinkhornPairing.Round))
 
-    /// Any function (x1, labels, generator) -> x0 as a coupling.
+    /// Any function (x1, labels, generator) -> x0 as a coupling (without a description: give it one with `named`).
     let ofFunction (f: torch.Tensor -> torch.Tensor option -> torch.Generator -> torch.Tensor) : Coupling =
         CouplingCombinators.OfFunction(fun x1 labels g -> f x1 (Option.ofObj labels) g)
 
     /// Each row's noise from a with probability p, else from b; mix 1 a b = a, mix 0 a b = b.
-    let mix (p: float) (a: Coupling) (b: Coupling) : Coupling = CouplingCombinators.Mix(p, a, b)
+    let mix (p: float) (a: Coupling) (b: Coupling) : Coupling =
+        CouplingCombinators.Mix(p, a, b) |> custom (sprintf "mix %g (%s) (%s)" p (describeText a) (describeText b))
 
     /// Adds noise sigma to c's x0 and renormalises by sqrt(1 + sigma^2); perturb 0 c = c.
-    let perturb (sigma: float) (c: Coupling) : Coupling = CouplingCombinators.Perturb(sigma, c)
+    let perturb (sigma: float) (c: Coupling) : Coupling =
+        CouplingCombinators.Perturb(sigma, c) |> custom (sprintf "perturb %g (%s)" sigma (describeText c))
 
     /// Couples each label's rows with that label's coupling.
-    let perLabel (byLabel: int64 -> Coupling) : Coupling = CouplingCombinators.PerLabel(fun l -> byLabel l)
+    let perLabel (byLabel: int64 -> Coupling) : Coupling = CouplingCombinators.PerLabel(fun l -> byLabel l) |> custom "per label"
 
     /// Re-pairs c's noise with the data by exact OT inside the batch.
-    let otWithin (c: Coupling) : Coupling = CouplingCombinators.OtWithin(c)
+    let otWithin (c: Coupling) : Coupling = CouplingCombinators.OtWithin(c) |> custom (sprintf "ot within (%s)" (describeText c))
 
     /// The NFM coupling, encoding each batch on the fly with a trained teacher:
     /// x0 = f(x1 + eta eps) / sigma_f, sigma_f estimated once over `data` (seed 0). eta = 0 is deterministic.
@@ -61,7 +90,8 @@ module Couple =
     let ofPairs (data: Nfm.Data.Dataset) (pairs: TeacherPairs) : Coupling = pairs.ToCoupling(data.X, data.Labels)
 
     /// The coupling of a pair file, or of a folder of shards (`nfm couple --shard I/N`), checked against the data.
-    let pairsFile (path: string) (data: Nfm.Data.Dataset) : Coupling = ofPairs data (TeacherPairs.Load path)
+    let pairsFile (path: string) (data: Nfm.Data.Dataset) : Coupling =
+        ofPairs data (TeacherPairs.Load path) |> describedAs (Nfm.Descriptions.CouplingSpec.TeacherPairs path)
 
     /// Reflow: fresh noise integrated by any velocity field (Heun, 16 uniform steps by default) gives the data side.
     let reflowField (field: Nfm.Integrate.VelocityField) : Coupling = ReflowCoupling.Create(fun _ -> field)
@@ -80,6 +110,7 @@ module Couple =
             let t = Nfm.Invert.TrainedTeacher.Load spec.TeacherPath
             teacher (if spec.Eta.HasValue then spec.Eta.Value else t.Spec.Model.NoiseSigma) data t
         | _ -> Couplings.From spec
+        |> describedAs spec
 
     /// Applies a coupling to a batch with a generator.
     let apply (g: torch.Generator) (c: Coupling) (batch: Batch) : CoupledBatch = c.Invoke(batch, g)

@@ -91,6 +91,11 @@ type Experiment =
       Guidance: float list
       /// float32, or bfloat16 mixed precision for every training step (teachers and students).
       Precision: Precision
+      /// The students' network for images: the U-Net (default) or the SiT transformer (`Architecture.Sit`, at
+      /// `StudentWidth` x `StudentDepth` when given); vectors always use the MLP.
+      StudentNet: Architecture
+      StudentWidth: int option
+      StudentDepth: int option
       /// A pretrained main teacher (a teacher checkpoint, or ml-tarflow weights): it is scored and distilled, not
       /// trained (`Experiment.withTeacher`).
       Teacher: string option
@@ -247,7 +252,7 @@ module Experiment =
             if not image then Precision.Float32
             else match savedPrecision outDir with Some p -> p | None -> (Nfm.PrecisionProbe.Of "cpu").Preferred
         { Data = data; Budget = b; Methods = defaultMethods b; Eta = None; Seed = data.Seed; Grid = Quadratic; Workers = 1
-          Conditional = false; Guidance = [ 0.0 ]; Precision = precision; Teacher = None; OutDir = outDir; Classifier = Path.Combine(outDir, "fd-classifier.ckpt"); Log = None; Reporter = Reporter.lines
+          Conditional = false; Guidance = [ 0.0 ]; Precision = precision; StudentNet = Architecture.UNet; StudentWidth = None; StudentDepth = None; Teacher = None; OutDir = outDir; Classifier = Path.Combine(outDir, "fd-classifier.ckpt"); Log = None; Reporter = Reporter.lines
           Cancel = CancellationToken.None; Command = "" }
 
     /// Every student trains `steps` steps instead of the budget's (the same for every coupling).
@@ -313,7 +318,11 @@ module Experiment =
 
     /// The students' settings: MLP 256 x 3 for vectors, the small U-Net with logit-normal times for images.
     let studentSettings (e: Experiment) (isImage: bool) : StudentSettings =
-        let b = if isImage then Student.imageSettings else Student.settings
+        let b =
+            if not isImage then Student.settings
+            elif e.StudentNet = Architecture.Sit then Student.sitSettings
+            else Student.imageSettings
+        let b = { b with Width = defaultArg e.StudentWidth b.Width; Depth = defaultArg e.StudentDepth b.Depth }
         { b with Steps = e.Budget.StudentSteps; Batch = e.Budget.StudentBatch; Seed = e.Seed; Conditional = e.Conditional
                  Precision = e.Precision
                  Reporter = e.Reporter; Cancel = e.Cancel }
@@ -347,7 +356,12 @@ module Experiment =
               "teacher", (match e.Teacher with Some f -> JsonFile.str (Path.GetFullPath f) | None -> JsonFile.str "trained")
               "seed", JsonFile.int e.Seed; "grid", JsonFile.str (Spec.gridName e.Grid) ]
             @ (if e.Conditional then [ "conditional", JsonFile.bool true; "guidance", JsonFile.arr [ for w in e.Guidance -> JsonFile.num w ] ] else [])
-            @ (if e.Precision <> Precision.Float32 then [ "precision", JsonFile.str (e.Precision.Name()) ] else []))
+            @ (if e.Precision <> Precision.Float32 then [ "precision", JsonFile.str (e.Precision.Name()) ] else [])
+            @ (if e.StudentNet <> Architecture.UNet || e.StudentWidth.IsSome || e.StudentDepth.IsSome then
+                   [ "student_net", JsonFile.obj [ "architecture", JsonFile.str (e.StudentNet.ToString().ToLowerInvariant())
+                                                   "width", (match e.StudentWidth with Some w -> JsonFile.int (int64 w) | None -> null)
+                                                   "depth", (match e.StudentDepth with Some d -> JsonFile.int (int64 d) | None -> null) ] ]
+               else []))
 
     /// The roles of a comparison's methods: under test, the first NFM method of the main teacher; the independent
     /// baseline, the first Independent method; the OT baseline, the first per-label OT method of a class-conditional

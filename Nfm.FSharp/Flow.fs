@@ -95,6 +95,10 @@ module Student =
         let struct (w, d) = Nfm.Nets.VelocityUNet.MnistCpu
         { settings with Architecture = Architecture.UNet; Width = w; Depth = d; Batch = 64; Times = LogitNormal(0.0, 1.0); SaveEvery = 500 }
 
+    /// Defaults for 28 x 28 images with the SiT transformer student: width 128 (4 heads of 32), 4 blocks, 4 x 4 patches,
+    /// logit-normal times, checkpoints every 500 steps.
+    let sitSettings = { imageSettings with Architecture = Architecture.Sit; Width = 128; Depth = 4 }
+
     /// The full description of a run on a data set with a named coupling.
     let spec (s: StudentSettings) (couplingName: string) (data: Dataset) : StudentSpec =
         let shape = data.X.shape |> Array.skip 1
@@ -119,6 +123,12 @@ module Student =
     /// Raises OperationCanceledException when `s.Cancel` fires (what was trained is saved first).
     let trainWith (onStep: TrainingProgress -> unit) (coupling: Nfm.Couple.Coupling) (couplingName: string)
                   (s: StudentSettings) (data: Dataset) : Student =
+        // A student records the coupling it was trained on: a name in the command-line form must be what the coupling is.
+        let declared = CouplingSpec.Named couplingName
+        match Couple.describe coupling with
+        | Some known when known.Kind <> CouplingKind.Custom && declared.Kind <> CouplingKind.Custom && known.Format() <> declared.Format() ->
+            invalidArg "couplingName" (sprintf "the coupling is %s, but the student would record it as %s" (known.Format()) couplingName)
+        | _ -> ()
         let spec = spec s couplingName data
         let st = start s.Reporter s.Checkpoint spec
         let update = s.Reporter.Stage couplingName (int64 s.Steps)
@@ -133,6 +143,13 @@ module Student =
     /// Trains a student on a coupling: `data |> Student.train Couple.ot "ot" settings`.
     let train (coupling: Nfm.Couple.Coupling) (couplingName: string) (s: StudentSettings) (data: Dataset) : Student =
         trainWith ignore coupling couplingName s data
+
+    /// Trains a student on a coupling that carries its description (every built-in, combinator and `Couple.named`
+    /// coupling does), recording that: `data |> Student.fit Couple.ot settings`.
+    let fit (coupling: Nfm.Couple.Coupling) (s: StudentSettings) (data: Dataset) : Student =
+        match Couple.describe coupling with
+        | Some d -> trainWith ignore coupling (Couple.describeText coupling) s data
+        | None -> invalidArg "coupling" "this coupling carries no description; name it with Couple.named NAME (or use Student.train with a name)"
 
     /// Labels for `count` samples of a conditional student: one class, or cycling through the classes; None for an
     /// unconditional one.

@@ -176,6 +176,8 @@ let options =
             writeNpy dir "x.npy" (points 200L 2L) |> ignore
             failsWith dir "a conditional comparison needs labels with the data" [ "compare"; "--data"; "x.npy"; "--out"; "c2"; "--conditional" ]
             failsWith dir "teacher 'none.ckpt' not found" (compare [ "--teacher"; "none.ckpt" ])
+            failsWith dir "--student-net 'transformer': expected unet or sit" (compare [ "--student-net"; "transformer" ])
+            failsWith dir "--student-width must be a positive integer, got 0" (compare [ "--student-width"; "0" ])
         }
         test "--eta -1" {
             failsKeeping "p.pairs" "--eta must be a finite number >= 0" [ "couple"; "--teacher"; teacher (); "--data"; "moons"; "--eta"; "-1"; "--out"; "p.pairs" ]

@@ -162,5 +162,14 @@ let tests =
             Expect.equal r.Metric "w2" "no classifier for this data: W2"
             Expect.isTrue (r.Rows |> List.forall (fun row -> Double.IsFinite row.Value)) "every row scored"
             Expect.isTrue (File.Exists(Path.Combine(dir.Path, "compare", "samples-nfm-2step.png"))) "a colour sample grid"
+            // The same comparison with the SiT transformer students, recorded in experiment.json.
+            let es = { e with OutDir = Path.Combine(dir.Path, "compare-sit"); StudentNet = Architecture.Sit; StudentWidth = Some 32; StudentDepth = Some 1 }
+            let rs = Experiment.run es
+            for st in rs.Students do
+                Expect.equal st.Student.Spec.Net.Architecture Architecture.Sit (st.Method.Name + " is a SiT student")
+                Expect.equal (st.Student.Spec.Net.Width, st.Student.Spec.Net.Depth) (32, 1) "at the width and depth asked"
+            Expect.isTrue (rs.Rows |> List.forall (fun row -> Double.IsFinite row.Value)) "every SiT row scored"
+            let described = File.ReadAllText(Path.Combine(dir.Path, "compare-sit", "experiment.json"))
+            Expect.stringContains described "\"architecture\": \"sit\"" "experiment.json records the students' network"
         }
     ]

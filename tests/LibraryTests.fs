@@ -236,6 +236,22 @@ let tests =
                 "results.json names each row's kind"
         }
 
+        test "a coupling carries its description: a student records it, and a name that misstates a built-in is refused" {
+            let data = Data.toy "moons" 512L 0L
+            let s = { Student.settings with Steps = 3; Batch = 64; Width = 16; Depth = 1 }
+            Expect.equal (Couple.describeText Couple.ot) "ot" "ot"
+            Expect.equal (Couple.describe (Couple.sinkhorn 0.1)).Value.Kind Nfm.Descriptions.CouplingKind.Sinkhorn "sinkhorn"
+            Expect.equal (Couple.describeText (Couple.mix 0.5 Couple.ot Couple.independent)) "mix 0.5 (ot) (independent)" "a combinator composes"
+            Expect.throwsC (fun () -> Student.train Couple.ot "sinkhorn:0.1" s data |> ignore)
+                (fun e -> Expect.stringContains e.Message "the coupling is ot, but the student would record it as sinkhorn:0.1" "one line naming both")
+            let st = Student.fit (Couple.sinkhorn 0.1) s data
+            Expect.equal st.Spec.Coupling (Couple.describe (Couple.sinkhorn 0.1)).Value "records what it was trained on"
+            let mine = Student.fit (Couple.mix 0.5 Couple.ot Couple.independent |> Couple.named "half-ot") s data
+            Expect.equal mine.Spec.Coupling.Name "half-ot" "a name of one's own"
+            Expect.throwsC (fun () -> Student.fit (Couple.ofFunction (fun x _ _ -> torch.zeros_like x)) s data |> ignore)
+                (fun e -> Expect.stringContains e.Message "Couple.named" "says how to name it")
+        }
+
         test "one process per output folder: a running holder is named, a dead one's lock is taken over and released" {
             let dir = tempDir ()
             let e = tinyExperiment dir

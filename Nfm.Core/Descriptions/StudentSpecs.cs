@@ -10,6 +10,9 @@ public enum Architecture
     Mlp,
     /// <summary>A small convolutional U-Net (images [C, H, W]).</summary>
     UNet,
+    /// <summary>A diffusion transformer in the SiT/DiT style (images [C, H, W]): patch tokens, time and label through
+    /// adaLN-Zero, no convolutions; Width = hidden size, Depth = blocks.</summary>
+    Sit,
 }
 
 /// <summary>
@@ -30,6 +33,22 @@ public sealed record VelocityNetSpec(long[] InputShape, int Width = 256, int Dep
     /// <summary>Values per sample.</summary>
     public long Dim => InputShape.Aggregate(1L, (a, b) => a * b);
 
+    /// <summary>Value equality, the input shape compared value by value (a record compares an array by reference).</summary>
+    public bool Equals(VelocityNetSpec? other) =>
+        other is not null && (ReferenceEquals(InputShape, other.InputShape) ||
+                              (InputShape is not null && other.InputShape is not null && InputShape.SequenceEqual(other.InputShape)))
+        && Width == other.Width && Depth == other.Depth && Activation == other.Activation && TimeFeatures == other.TimeFeatures
+        && Classes == other.Classes && Architecture == other.Architecture;
+
+    /// <summary>A hash consistent with <see cref="Equals(VelocityNetSpec?)"/>.</summary>
+    public override int GetHashCode()
+    {
+        var h = new HashCode();
+        if (InputShape is not null) foreach (var s in InputShape) h.Add(s);
+        h.Add(Width); h.Add(Depth); h.Add(Activation); h.Add(TimeFeatures); h.Add(Classes); h.Add(Architecture);
+        return h.ToHashCode();
+    }
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid field.</summary>
     public VelocityNetSpec Validate()
     {
@@ -39,8 +58,10 @@ public sealed record VelocityNetSpec(long[] InputShape, int Width = 256, int Dep
         if (Depth < 1 || Depth > 64) throw new ArgumentException($"net.depth must be in [1, 64], got {Depth}");
         if (TimeFeatures < 2 || TimeFeatures % 2 != 0) throw new ArgumentException($"net.timeFeatures must be an even number >= 2, got {TimeFeatures}");
         if (Classes < 0) throw new ArgumentException($"net.classes must be >= 0, got {Classes}");
-        if (Architecture == Architecture.UNet && InputShape.Length != 3)
-            throw new ArgumentException($"net.architecture unet needs image rows [C, H, W], got [{string.Join(", ", InputShape)}]");
+        if ((Architecture == Architecture.UNet || Architecture == Architecture.Sit) && InputShape.Length != 3)
+            throw new ArgumentException($"net.architecture {Architecture.ToString().ToLowerInvariant()} needs image rows [C, H, W], got [{string.Join(", ", InputShape)}]");
+        if (Architecture == Architecture.Sit && Width % Nets.VelocitySit.HeadDim != 0)
+            throw new ArgumentException($"net.width of a sit student must be a multiple of its head size {Nets.VelocitySit.HeadDim}, got {Width}");
         return this;
     }
 }

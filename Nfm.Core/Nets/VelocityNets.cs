@@ -18,6 +18,7 @@ public static class VelocityNets
     {
         Architecture.Mlp => new VelocityMlp(spec),
         Architecture.UNet => new VelocityUNet(spec),
+        Architecture.Sit => new VelocitySit(spec),
         var a => throw new ArgumentException($"unknown architecture {a}"),
     };
 

@@ -33,9 +33,9 @@ public static class StudentSampler
         using var v = net.forward(xx, t2, yy);
         using var vc = v.narrow(0, 0, n);
         using var vu = v.narrow(0, n, n);
-        // v_u + (1 + w)(v_c - v_u) = v_c + w (v_c - v_u), its one scalar held (see FixedStepMethods.Axpy).
-        using Scalar weight = 1.0 + guidance;
-        return vu.lerp(vc, weight);
+        // v_c + w (v_c - v_u), the scalars held (see FixedStepMethods.Axpy).
+        using var gap = FixedStepMethods.Axpy(vc, vu, -1.0);
+        return FixedStepMethods.Axpy(vc, gap, guidance);
     };
 
     /// <summary>
