@@ -26,13 +26,13 @@ public sealed record StudentLatency(int Steps, int Nfe, double MedianSeconds, IR
 /// <param name="Students">The student at each step count.</param>
 /// <param name="RatioByRound">Per round: the teacher's time over the student's at the largest step count, in that round.</param>
 /// <param name="MinRatio">The smallest of <paramref name="RatioByRound"/>: the target holds in every round when it is at least 10.</param>
-public sealed record LatencySetting(string Setting, int Threads, double Guidance, int TeacherNfe, double TeacherMedianSeconds,
+public sealed record LatencySetting(string Setting, string StudentNet, int Threads, double Guidance, int TeacherNfe, double TeacherMedianSeconds,
     IReadOnlyList<double> TeacherRoundSeconds, IReadOnlyList<StudentLatency> Students, IReadOnlyList<double> RatioByRound, double MinRatio);
 
 /// <summary>Figures of the latency benchmark.</summary>
 /// <param name="Teachers">Where each teacher was read from.</param>
-/// <param name="StudentNet">The student network timed (its weights do not change its time: it is freshly initialised).</param>
-public sealed record LatencyFigures(IReadOnlyDictionary<string, string> Teachers, VelocityNetSpec StudentNet, int Rounds,
+/// <param name="StudentNets">The student networks timed (their weights do not change their time: they are freshly initialised).</param>
+public sealed record LatencyFigures(IReadOnlyDictionary<string, string> Teachers, IReadOnlyList<VelocityNetSpec> StudentNets, int Rounds,
     int StudentRepeats, int TeacherRepeats, IReadOnlyList<LatencySetting> Settings, double? LoadAverage);
 
 /// <summary>
@@ -46,43 +46,51 @@ public static class LatencyBenchmark
     /// <summary>Runs the benchmark for each teacher given (a class-conditional teacher gives the guided and unguided
     /// settings, an unconditional one the unconditional setting) at each thread count.</summary>
     public static LatencyFigures Run(IReadOnlyDictionary<string, TrainedTeacher> teachers, int[]? threads = null, int rounds = 5,
-        int studentRepeats = 9, int teacherRepeats = 3, int[]? steps = null, double guidance = 0.5, long seed = 0)
+        int studentRepeats = 9, int teacherRepeats = 3, int[]? steps = null, double guidance = 0.5, long seed = 0,
+        Architecture[]? nets = null)
     {
         if (rounds < 1 || studentRepeats < 1 || teacherRepeats < 1) throw new ArgumentException("rounds and repeats must be >= 1");
         threads ??= new[] { 1, 2 };
         steps ??= new[] { 1, 2, 4 };
+        nets ??= new[] { Architecture.UNet, Architecture.Sit };
         var before = get_num_threads();
         var settings = new List<LatencySetting>();
-        VelocityNetSpec? shown = null;
+        var shown = new List<VelocityNetSpec>();
         try
         {
             foreach (var (source, trained) in teachers)
             {
                 var teacher = trained.InferenceModel();
                 var model = teacher.Spec;
-                var (w, d) = VelocityUNet.MnistCpu;
-                var netSpec = model.InputShape.Length == 3
-                    ? new VelocityNetSpec(model.InputShape, w, d, Activation.Silu, 32, model.Classes, Architecture.UNet)
-                    : new VelocityNetSpec(model.InputShape, 256, 3, Activation.Silu, 32, model.Classes, Architecture.Mlp);
-                shown ??= netSpec;
-                nn.Module<Tensor, Tensor, Tensor?, Tensor> net;
-                lock (GlobalRng.Lock) { manual_seed(seed); net = VelocityNets.Create(netSpec); }
-                net.eval();
-                foreach (var p in net.parameters()) p.requires_grad = false;
-                var cases = model.Classes > 0
-                    ? new[] { ("conditional", guidance), ("conditional-unguided", 0.0) }
-                    : new[] { ("unconditional", 0.0) };
-                foreach (var t in threads)
+                foreach (var architecture in model.InputShape.Length == 3 ? nets : new[] { Architecture.Mlp })
                 {
-                    set_num_threads(t);
-                    foreach (var (name, weight) in cases)
-                        settings.Add(Measure(name, t, weight, teacher, net, netSpec, rounds, studentRepeats, teacherRepeats, steps, seed));
+                    var (w, d) = architecture switch
+                    {
+                        Architecture.UNet => VelocityUNet.MnistCpu,
+                        Architecture.Sit => (128, 4),
+                        _ => (256, 3),
+                    };
+                    var netSpec = new VelocityNetSpec(model.InputShape, w, d, Activation.Silu, 32, model.Classes, architecture);
+                    if (!shown.Contains(netSpec)) shown.Add(netSpec);
+                    nn.Module<Tensor, Tensor, Tensor?, Tensor> net;
+                    lock (GlobalRng.Lock) { manual_seed(seed); net = VelocityNets.Create(netSpec); }
+                    net.eval();
+                    foreach (var p in net.parameters()) p.requires_grad = false;
+                    var cases = model.Classes > 0
+                        ? new[] { ("conditional", guidance), ("conditional-unguided", 0.0) }
+                        : new[] { ("unconditional", 0.0) };
+                    foreach (var t in threads)
+                    {
+                        set_num_threads(t);
+                        foreach (var (name, weight) in cases)
+                            settings.Add(Measure(name, t, weight, teacher, net, netSpec, rounds, studentRepeats, teacherRepeats, steps, seed));
+                    }
+                    net.Dispose();
                 }
-                net.Dispose();
             }
         }
         finally { set_num_threads(before); }
-        return new LatencyFigures(teachers.Keys.ToDictionary(k => k, k => k), shown!, rounds, studentRepeats, teacherRepeats, settings,
+        return new LatencyFigures(teachers.Keys.ToDictionary(k => k, k => k), shown, rounds, studentRepeats, teacherRepeats, settings,
             StudentNetBenchmark.LoadAverage());
     }
 
@@ -118,7 +126,7 @@ public static class LatencyBenchmark
         var ratios = Enumerable.Range(0, rounds).Select(r => teacherRounds[r] / studentRounds[largest][r]).ToList();
         var students = steps.Select(s => new StudentLatency(s, nfe[s], MedianOf(studentRounds[s]), studentRounds[s])).ToList();
         var spec = teacher.Spec;
-        return new LatencySetting(name, threads, weight, (int)(spec.Blocks * (spec.Tokens - 1)), MedianOf(teacherRounds), teacherRounds,
+        return new LatencySetting(name, netSpec.Architecture.ToString().ToLowerInvariant(), threads, weight, (int)(spec.Blocks * (spec.Tokens - 1)), MedianOf(teacherRounds), teacherRounds,
             students, ratios, ratios.Min());
     }
 

@@ -77,6 +77,7 @@ let bench (args: ParseResults<BenchArgs>) =
     let precisionName = Nfm.Descriptions.Precisions.Name precision
     printfn "threads: %d" (torch.get_num_threads ())
     add "threads" (jint (int64 (torch.get_num_threads ())))
+    add "processor" (jstr (Provenance.processor ()))
     // mnist-compare records its precision in results.json (bfloat16 by default for images).
     if name <> "mnist-compare" then add "precision" (jstr precisionName)
     if run "matmul" || run "train-2d" then
@@ -133,8 +134,8 @@ let bench (args: ParseResults<BenchArgs>) =
         let r = Nfm.Bench.LatencyBenchmark.Run(teachers, rounds = rounds)
         for s in r.Settings do
             let students = s.Students |> Seq.map (fun x -> sprintf "%d steps %.2f ms (%d passes)" x.Steps (1000.0 * x.MedianSeconds) x.Nfe) |> String.concat ", "
-            printfn "latency %s, %d thread(s): teacher %.1f ms (KV cache, %d sequential passes); student %s; teacher/student at %d steps %.1fx..%.1fx over %d rounds"
-                s.Setting s.Threads (1000.0 * s.TeacherMedianSeconds) s.TeacherNfe students (s.Students |> Seq.map (fun x -> x.Steps) |> Seq.max)
+            printfn "latency %s, %s student, %d thread(s): teacher %.1f ms (KV cache, %d sequential passes); student %s; teacher/student at %d steps %.1fx..%.1fx over %d rounds"
+                s.Setting s.StudentNet s.Threads (1000.0 * s.TeacherMedianSeconds) s.TeacherNfe students (s.Students |> Seq.map (fun x -> x.Steps) |> Seq.max)
                 s.MinRatio (Seq.max s.RatioByRound) s.RatioByRound.Count
         add "latency" (toNode r)
     if name = "memory" then
