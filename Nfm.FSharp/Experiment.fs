@@ -96,6 +96,10 @@ type Experiment =
       StudentNet: Architecture
       StudentWidth: int option
       StudentDepth: int option
+      /// Score against the held-out set (false, the default: MNIST's test digits, a fresh draw of a built-in set), or
+      /// against the last `EvalCount` rows of the training split, which then no student or teacher trains on (true):
+      /// for choosing settings without looking at the test digits.
+      Validation: bool
       /// A pretrained main teacher (a teacher checkpoint, or ml-tarflow weights): it is scored and distilled, not
       /// trained (`Experiment.withTeacher`).
       Teacher: string option
@@ -252,7 +256,7 @@ module Experiment =
             if not image then Precision.Float32
             else match savedPrecision outDir with Some p -> p | None -> (Nfm.PrecisionProbe.Of "cpu").Preferred
         { Data = data; Budget = b; Methods = defaultMethods b; Eta = None; Seed = data.Seed; Grid = Quadratic; Workers = 1
-          Conditional = false; Guidance = [ 0.0 ]; Precision = precision; StudentNet = Architecture.UNet; StudentWidth = None; StudentDepth = None; Teacher = None; OutDir = outDir; Classifier = Path.Combine(outDir, "fd-classifier.ckpt"); Log = None; Reporter = Reporter.lines
+          Conditional = false; Guidance = [ 0.0 ]; Precision = precision; StudentNet = Architecture.UNet; StudentWidth = None; StudentDepth = None; Validation = false; Teacher = None; OutDir = outDir; Classifier = Path.Combine(outDir, "fd-classifier.ckpt"); Log = None; Reporter = Reporter.lines
           Cancel = CancellationToken.None; Command = "" }
 
     /// Every student trains `steps` steps instead of the budget's (the same for every coupling).
@@ -357,6 +361,7 @@ module Experiment =
               "seed", JsonFile.int e.Seed; "grid", JsonFile.str (Spec.gridName e.Grid) ]
             @ (if e.Conditional then [ "conditional", JsonFile.bool true; "guidance", JsonFile.arr [ for w in e.Guidance -> JsonFile.num w ] ] else [])
             @ (if e.Precision <> Precision.Float32 then [ "precision", JsonFile.str (e.Precision.Name()) ] else [])
+            @ (if e.Validation then [ "reference", JsonFile.str "validation: the last eval_count training rows" ] else [])
             @ (if e.StudentNet <> Architecture.UNet || e.StudentWidth.IsSome || e.StudentDepth.IsSome then
                    [ "student_net", JsonFile.obj [ "architecture", JsonFile.str (e.StudentNet.ToString().ToLowerInvariant())
                                                    "width", (match e.StudentWidth with Some w -> JsonFile.int (int64 w) | None -> null)
@@ -394,7 +399,15 @@ module Experiment =
         if List.isEmpty e.Guidance || e.Guidance |> List.exists (fun w -> not (Double.IsFinite w)) then
             invalidArg "guidance" "guidance weights must be a non-empty list of finite numbers"
         if not e.Conditional && e.Guidance <> [ 0.0 ] then invalidArg "guidance" "guidance weights need a conditional comparison"
-        let data, referenceSet = split e.Data budget.EvalCount
+        let data, referenceSet =
+            let data, test = split e.Data budget.EvalCount
+            if not e.Validation then data, test
+            else
+                let n, m = data.X.shape[0], int64 budget.EvalCount
+                if n < 2L * m then invalidArg "data" (sprintf "%d training rows: validation holds out %d and needs at least twice that" n m)
+                let part (start: int64) (len: int64) (x: torch.Tensor) = if isNull x then null else x.narrow(0L, start, len)
+                Dataset(part 0L (n - m) data.X, part 0L (n - m) data.Labels, data.Name),
+                Dataset(part (n - m) m data.X, part (n - m) m data.Labels, data.Name)
         if e.Conditional && (isNull data.Labels || isNull referenceSet.Labels) then
             invalidArg "data" (sprintf "a conditional comparison needs labels with the data (%s has none)" e.Data.Source)
         let reference = referenceSet.X
@@ -929,7 +942,7 @@ module Experiment =
              "students", j [ for s in r.Students ->
                                s.Method.Name, j [ "final_loss", num s.FinalLoss; "train_seconds", num s.TrainSeconds
                                                   "path_curvature_per_dim", num s.Curvature; "nll_nats_per_dim", num s.Nll ] :> JsonNode ]
-             "n_reference", int (int64 r.NReference); "draws", int (int64 e.Budget.Draws); "format_version", int (int64 Report.formatVersion) ]
+             "n_reference", int (int64 r.NReference); "reference", str (if e.Validation then "validation" else "held-out"); "draws", int (int64 e.Budget.Draws); "format_version", int (int64 Report.formatVersion) ]
            @ (r.FeatureNetwork |> Option.map (fun f -> "feature_network", str f) |> Option.toList)
            @ (if not e.Conditional then []
               else

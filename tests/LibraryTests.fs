@@ -252,6 +252,21 @@ let tests =
                 (fun e -> Expect.stringContains e.Message "Couple.named" "says how to name it")
         }
 
+        test "validation scores on the last training rows, which nothing trains on, never on the held-out set" {
+            let e = tinyExperiment (tempDir ())
+            let e = { e with Budget = { e.Budget with Steps = [ 1 ] }; Methods = [ { Name = "independent"; Coupling = Independent } ]; Validation = true }
+            let r = Experiment.run e
+            Experiment.write r |> ignore
+            let train, _ = Experiment.split e.Data e.Budget.EvalCount
+            let n = train.X.shape[0]
+            let validation = train.X.narrow(0L, n - 200L, 200L)
+            Expect.equal r.NReference 200 "EvalCount rows"
+            Expect.floatClose Accuracy.high r.DataFloor (Metrics.w2 (train.X.narrow(0L, 0L, 200L)) validation) "the floor is scored against the last training rows"
+            use j = JsonDocument.Parse(File.ReadAllText(Path.Combine(e.OutDir, "results.json")))
+            Expect.equal (j.RootElement.GetProperty("reference").GetString()) "validation" "results.json says so"
+            Expect.stringContains (File.ReadAllText(Path.Combine(e.OutDir, "experiment.json"))) "validation" "a different comparison from the default one"
+        }
+
         test "one process per output folder: a running holder is named, a dead one's lock is taken over and released" {
             let dir = tempDir ()
             let e = tinyExperiment dir
