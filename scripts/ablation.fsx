@@ -60,7 +60,10 @@ let chosen =
 let baseExperiment (dir: string) =
     let e = Experiment.create (DataSpec("mnist:" + mnist)) "standard" dir |> Experiment.withTeacher teacher |> Experiment.conditional [ 0.5 ]
     let e = { e with Methods = [ { Name = "independent"; Coupling = Independent }; { Name = "ot"; Coupling = OtPerLabel }; { Name = "nfm"; Coupling = Nfm(None, None) } ]
-                     Validation = true; Classifier = classifier }
+                     Validation = true; Classifier = classifier
+                     // float32 in every cell on every machine: bfloat16 is chosen only where it pays, which would make
+                     // cells run on different machine kinds differ in more than their setting.
+                     Precision = Precision.Float32 }
     if small then { e with Budget = { e.Budget with StudentSteps = 4; EvalCount = 64; Steps = [ 1; 4 ] } } else e
 
 Directory.CreateDirectory outDir |> ignore
