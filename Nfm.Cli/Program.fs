@@ -19,7 +19,12 @@ let main argv =
         let smallModels =
             match args.TryGetSubCommand() with
             | Some (Demo _) -> true
-            | Some (Compare c) -> Nfm.Data.Toy2D.IsName(c.GetResult CompareArgs.Data)
+            // Vectors (a built-in 2-D set or a user's .npy of rows): small models, where a second libtorch thread
+            // only changes the rounding (and a two-worker run's figures would differ from a one-worker run's).
+            | Some (Compare c) ->
+                let data = c.GetResult CompareArgs.Data
+                Nfm.Data.Toy2D.IsName data
+                || (try not (Nfm.FSharp.Experiment.isImageData (Nfm.Descriptions.DataSpec(data))) with _ -> false)
             | _ -> false
         if smallModels && not (args.Contains NfmArgs.Threads) then TorchSharp.torch.set_num_threads 1
         if args.Contains NfmArgs.Version then

@@ -263,7 +263,11 @@ module Report =
                              | :? JsonArray as a -> [ for p in a -> num p["weight"], int (num p["steps"]), num p["value"] ]
                              | _ -> []
                 for steps in points |> List.map (fun (_, s, _) -> s) |> List.distinct |> List.sort ->
-                    [ name; (if r.Rows |> List.exists (fun x -> x.Method = name && isTeacher x) then sprintf "%d sequential" steps else string steps) ]
+                    let teacherCurve =
+                        match r.Rows |> List.tryFind (fun x -> x.Method = name) with
+                        | Some x -> isTeacher x
+                        | None -> name.StartsWith "teacher"
+                    [ name; (if teacherCurve then sprintf "%d sequential" steps else string steps) ]
                     @ [ for w in weights ->
                           match points |> List.tryFind (fun (pw, s, _) -> pw = w && s = steps) with
                           | Some (_, _, v) -> if w = best then sprintf "**%s**" (format r.Metric v) else format r.Metric v

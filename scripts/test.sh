@@ -27,6 +27,9 @@ shards=${NFM_TEST_SHARDS:-$(nproc 2>/dev/null || echo 1)}
 [ "$shards" -ge 1 ] 2>/dev/null || shards=1
 [ "$shards" -le 2 ] || shards=2
 logs=(); pids=()
+# Job control on: without it, bash starts background jobs with SIGINT ignored, .NET keeps an ignored SIGINT, and the
+# tests that interrupt a training run with SIGINT would find it ignored.
+set -m
 for ((i = 0; i < shards; i++)); do
   logs[i]=$(mktemp)
   NFM_SHARD="$i/$shards" dotnet tests/bin/Release/net10.0/Nfm.Tests.dll "$@" > "${logs[i]}" 2>&1 &
@@ -38,6 +41,7 @@ for ((i = 0; i < shards; i++)); do
   count_log "tests shard $i/$shards" "${logs[i]}"
   rm -f "${logs[i]}"
 done
+set +m
 echo "[suites] the property suites and the tests took $((SECONDS - suites_start)) s"
 # Figures that cannot go stale: a fresh `nfm demo` must reproduce the saved results/demo/results.json (every row's value
 # and the teacher's figures within 1e-6; it is deterministic on one libtorch thread, per processor kind: see below),
