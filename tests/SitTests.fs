@@ -7,33 +7,13 @@ open Nfm.Descriptions
 open Nfm.Nets
 open Nfm.Regress
 open Nfm.Training
+open Nfm.Tests.NetHelpers
 
 /// A SiT spec for images [c, h, w] with the given hidden width, blocks and classes.
 let private sit (shape: int64 list) (width: int) (depth: int) (classes: int) =
     VelocityNetSpec(Array.ofList shape, width, depth, Classes = classes, Architecture = Architecture.Sit)
 
 let private shape (t: torch.Tensor) = t.shape |> List.ofArray
-
-/// Moves every parameter away from its initial value, so that the zero-initialised gates and output layer no longer
-/// hide what the rest of the network computes.
-let private perturb (net: torch.nn.Module) (seed: uint64) =
-    use _ = torch.no_grad ()
-    let g = new torch.Generator(seed)
-    for p in net.parameters () do p.add_(torch.randn(p.shape, dtype = p.dtype, generator = g) * 0.1) |> ignore
-
-let private expectArgument (name: string) (contains: string) (f: unit -> unit) =
-    match Expect.throwsC f id with
-    | :? ArgumentException as a ->
-        Expect.equal a.ParamName name $"parameter name in: {a.Message}"
-        Expect.stringContains a.Message contains "message"
-    | other -> failtestf "expected ArgumentException naming %s, got %O" name other
-
-let private fixedLoss (net: torch.nn.Module<torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor>) (data: torch.Tensor) =
-    use _ = torch.no_grad ()
-    let g = new torch.Generator(99UL)
-    let pairs = Nfm.Couple.Couplings.Independent.Invoke(Nfm.Couple.Batch(data, null, null), g)
-    use loss = FlowMatching.Loss(net, pairs, PathSpec(), g)
-    loss.item<float32>() |> float
 
 [<Tests>]
 let tests =

@@ -154,20 +154,6 @@ public sealed class VelocityUNet : Module<Tensor, Tensor, Tensor?, Tensor>
         if (x.shape[2] % Factor != 0 || x.shape[3] % Factor != 0 || x.shape[2] == 0 || x.shape[3] == 0)
             throw new ArgumentException($"x must have shape {expected}, got {Shapes.Show(x)}", nameof(x));
         if (!is_floating_point(x)) throw new ArgumentException($"x must be a floating tensor (float32 or float64), got {x.dtype}", nameof(x));
-        long n = x.shape[0];
-        if (t.dim() != 1 || t.shape[0] != n) throw new ArgumentException($"t must have shape [{n}], got {Shapes.Show(t)}", nameof(t));
-        if (classEmbed is null || labels is null) return;
-        if (labels.dim() != 1 || labels.shape[0] != n)
-            throw new ArgumentException($"labels must have shape [{n}], got {Shapes.Show(labels)}", nameof(labels));
-        if (is_floating_point(labels) || labels.dtype == ScalarType.Bool)
-            throw new ArgumentException($"labels must be integers in [0, {spec.Classes}) or {Labels.Null} (no label), got {labels.dtype}", nameof(labels));
-        if (n > 0)
-        {
-            using var min = labels.min().to(int64);
-            using var max = labels.max().to(int64);
-            long lo = min.item<long>(), hi = max.item<long>();
-            if (lo < Labels.Null || hi > spec.Classes)
-                throw new ArgumentException($"labels must lie in [0, {spec.Classes}) or be {Labels.Null} (no label), got values in [{lo}, {hi}]", nameof(labels));
-        }
+        VelocityNets.CheckConditioning(t, labels, x.shape[0], classEmbed is null ? 0 : spec.Classes);
     }
 }
