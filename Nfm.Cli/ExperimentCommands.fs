@@ -22,10 +22,13 @@ let parseList (name: string) (text: string) =
     if List.length (List.distinct values) <> List.length values then fail (sprintf "--%s '%s' repeats a value" name text)
     values
 
-/// A comparison as the command line describes it, reporting on this terminal.
+/// A comparison as the command line describes it.
 let describe (data: Nfm.Descriptions.DataSpec) (budget: string) (outDir: string) (etas: float list) =
-    { Experiment.create data budget outDir with Reporter = Progress.reporter; Cancel = cancellation; Command = commandLine () }
-    |> Experiment.withEtas etas
+    Experiment.create data budget outDir |> Experiment.withEtas etas
+
+/// The command line's run environment: progress on this terminal, Ctrl+C, the command recorded, `workers` workers.
+let environment (workers: int) (log: Nfm.Training.TensorBoardLog option) : RunEnvironment =
+    { Workers = workers; Log = log; Reporter = Progress.reporter; Cancel = cancellation; Command = commandLine () }
 
 /// Says why an image comparison took the precision it did: the folder's comparison continues in its own, a new one
 /// takes the probe's (measured in Experiment.create).
@@ -37,9 +40,9 @@ let printPreferred (e: Experiment) =
 
 /// Runs and writes a comparison (with two workers, each on one libtorch thread), prints its summary; returns the
 /// path of results.json.
-let runAndPrint (e: Experiment) =
-    if e.Workers = 2 then TorchSharp.torch.set_num_threads 1
-    printfn "\n%s" (Experiment.write (Experiment.run e))
+let runAndPrint (env: RunEnvironment) (e: Experiment) =
+    if env.Workers = 2 then TorchSharp.torch.set_num_threads 1
+    printfn "\n%s" (Experiment.write (Experiment.run env e))
     Path.Combine(e.OutDir, "results.json")
 
 let demo (args: ParseResults<DemoArgs>) =
@@ -49,7 +52,7 @@ let demo (args: ParseResults<DemoArgs>) =
     // One worker: with two training threads at once, the garbage collector can finalise a temporary TorchSharp Scalar
     // while libtorch still reads it (CONTRIBUTING.md), which stopped about one demo in four; the figures are the same.
     let e = describe (Nfm.Descriptions.DataSpec("checkerboard", Seed = seed)) budget outDir []
-    let json = runAndPrint { e with Workers = 1 }
+    let json = runAndPrint (environment 1 None) e
     printfn "%s" (Report.twoDReading (Report.read json))
     printfn "wrote %s" json
     args.TryGetResult DemoArgs.Json |> Option.iter (fun p -> File.Copy(json, outputPath p, true))
@@ -66,8 +69,7 @@ let compare (args: ParseResults<CompareArgs>) =
     let e = match args.TryGetResult CompareArgs.Student_Steps with
             | Some n -> Experiment.withStudentSteps (positive "student-steps" n) e
             | None -> e
-    let e = { e with Grid = Spec.parseGrid (args.GetResult(CompareArgs.Grid, "quadratic")); Workers = workers
-                     Log = tensorBoard (args.TryGetResult CompareArgs.Logdir)
+    let e = { e with Grid = Spec.parseGrid (args.GetResult(CompareArgs.Grid, "quadratic"))
                      Precision = args.TryGetResult CompareArgs.Precision |> Option.map (Some >> precision) |> Option.defaultValue e.Precision
                      Classifier = args.GetResult(CompareArgs.Classifier, "fd-classifier.ckpt")
                      StudentNet =
@@ -84,7 +86,7 @@ let compare (args: ParseResults<CompareArgs>) =
             | Some f -> Experiment.withTeacher (existing "teacher" f) e
             | None -> e
     if not (args.Contains CompareArgs.Precision) then printPreferred e
-    let json = runAndPrint e
+    let json = runAndPrint (environment workers (tensorBoard (args.TryGetResult CompareArgs.Logdir))) e
     printfn "wrote %s" json
     args.TryGetResult CompareArgs.Json |> Option.iter (fun p -> File.Copy(json, outputPath p, true))
     0
@@ -92,6 +94,6 @@ let compare (args: ParseResults<CompareArgs>) =
 /// `nfm bench mnist-compare`: the MNIST comparison at the standard budget with two workers, into results/mnist-compare.
 let mnistCompare (data: string) (budget: string) (outDir: string) (workers: int) (precisionName: string option) =
     let e = describe (Nfm.Descriptions.DataSpec(data)) budget outDir []
-    let e = { e with Workers = workers; Precision = precisionName |> Option.map (Some >> precision) |> Option.defaultValue e.Precision }
+    let e = { e with Precision = precisionName |> Option.map (Some >> precision) |> Option.defaultValue e.Precision }
     if precisionName.IsNone then printPreferred e
-    runAndPrint e
+    runAndPrint (environment workers None) e

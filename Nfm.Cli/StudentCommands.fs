@@ -95,7 +95,7 @@ let train (args: ParseResults<StudentTrainArgs>) =
 let sampleStudent (student: Student) (count: int) (solver: Solver) (grid: Grid) (seed: int64) (cfg: float) (label: int option) =
     let labels = Student.labels (int64 count) label student
     let watch = Diagnostics.Stopwatch.StartNew()
-    let x, nfe = Student.sampleWith labels cfg solver grid (int64 count) seed student
+    let x, nfe = Student.draw { Count = int64 count; Seed = seed; Solver = solver; Grid = grid; Labels = labels; Guidance = cfg } student
     x, nfe, watch.Elapsed.TotalSeconds
 
 /// Writes a PNG of samples: a scatter for 2-D points, a grid for images.

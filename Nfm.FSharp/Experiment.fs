@@ -10,160 +10,7 @@ open Nfm.Descriptions
 open Nfm.Invert
 open Nfm.Regress
 open Nfm.Training
-/// Training budgets: teacher and student steps and batches, the reference set's size, the sampling step counts, and
-/// optionally a second, smaller teacher budget whose NFM student shows how the students follow the teacher.
-/// Which budget a comparison runs at: one of the two named ones, or a number of steps for teacher and students.
-/// Parsed case-insensitively at the edges (`BudgetKind.Parse`); compared as a value inside.
-[<RequireQualifiedAccess>]
-type BudgetKind =
-    | Quick
-    | Standard
-    | Steps of int
-    /// The name as results and experiment.json spell it: quick, standard or the step count.
-    member k.Name = match k with Quick -> "quick" | Standard -> "standard" | Steps n -> string n
-    /// quick, standard (in any case) or a positive number of steps; anything else raises with one line naming it.
-    static member Parse(text: string) =
-        match (if isNull text then "" else text.Trim().ToLowerInvariant()) with
-        | "quick" -> Quick
-        | "standard" -> Standard
-        | n ->
-            match Int32.TryParse n with
-            | true, v when v > 0 -> Steps v
-            | _ -> invalidArg "budget" (sprintf "budget '%s': expected quick, standard or a positive number of steps" text)
-
-type Budget =
-    { Kind: BudgetKind; TeacherSteps: int; StudentSteps: int; TeacherBatch: int; StudentBatch: int; EvalCount: int
-      Steps: int list; SmallTeacherSteps: int option
-      /// EMA decay of the teacher's weights (0 = off); encoding and sampling use the averaged weights.
-      TeacherEma: float
-      /// Rows held out of the teacher's training data (0 = none): every teacher checkpoint is scored by their NLL and
-      /// the best one is the teacher (early stopping by held-out likelihood, never by the reference set).
-      TeacherHeldOut: int
-      /// Noise draws per student row: each row's value is the mean over this many samples of `EvalCount` (different
-      /// noise), reported with their standard deviation; claims hold only beyond it.
-      Draws: int }
-    /// The budget's name: quick, standard or the step count.
-    member b.Name = b.Kind.Name
-
-/// Where a compared student's pairs come from.
-type MethodCoupling =
-    /// Fresh noise, row by row.
-    | Independent
-    /// Exact minibatch OT over the whole batch (label-blind in a class-conditional comparison).
-    | Ot
-    /// Exact minibatch OT within each label of the batch: the fair OT baseline of a class-conditional comparison.
-    | OtPerLabel
-    /// The NFM coupling: the teacher's pairs at eta (None: the experiment's eta), of the main teacher or, with
-    /// `TeacherSteps`, of a teacher trained for that many steps (the budget's smaller teacher).
-    | Nfm of eta: float option * teacherSteps: int option
-    /// Any coupling, built once the main teacher is trained (the context lends it and its NFM couplings), e.g.
-    /// `Custom("mix 0.5 nfm ot", fun ctx -> Couple.mix 0.5 (ctx.Nfm 0.05) Couple.ot)`.
-    | Custom of description: string * make: (ExperimentContext -> Nfm.Couple.Coupling)
-
-/// One student of a comparison: its name (the method column of the results) and its coupling.
-and Method = { Name: string; Coupling: MethodCoupling }
-
-/// What a custom coupling may use: the training data, the main teacher, and its NFM coupling at an eta (pairs
-/// precomputed once per eta and cached in the output folder).
-and ExperimentContext = { Data: Dataset; Teacher: TrainedTeacher; Nfm: float -> Nfm.Couple.Coupling }
-
-/// A comparison: students with the same network, steps, batch and seed on different couplings, each sampled at several
-/// step counts and scored against held-out data, beside the teacher(s) they distil.
-type Experiment =
-    { /// The data (its source, row count, seed and labels); the held-out reference comes from `Experiment.split`.
-      Data: DataSpec
-      Budget: Budget
-      /// The students to compare (`Experiment.defaultMethods` is independent, OT, NFM and the small teacher's NFM).
-      Methods: Method list
-      /// eta of the NFM coupling when a method gives none (None: the teacher's training noise).
-      Eta: float option
-      Seed: int64
-      /// The sampling grid (the solver follows the paper: Euler up to 4 steps, Heun above).
-      Grid: Grid
-      /// 1, or 2: the students that need no teacher train on a second thread while the teacher trains.
-      Workers: int
-      /// Checkpoints, pairs, results and plots go here; a rerun continues what an interrupted run left.
-      OutDir: string
-      /// Class-conditional teacher and students (label dropout 0.1) on the data's labels, sampled with classifier-free
-      /// guidance at every weight of `Guidance`; each method's rows are at its best weight.
-      Conditional: bool
-      /// The guidance weights swept at sampling (0 = plain conditional); one weight, 0, for an unconditional run.
-      Guidance: float list
-      /// float32, or bfloat16 mixed precision for every training step (teachers and students).
-      Precision: Precision
-      /// The students' network for images: the U-Net (default) or the SiT transformer (`Architecture.Sit`, at
-      /// `StudentWidth` x `StudentDepth` when given); vectors always use the MLP.
-      StudentNet: Architecture
-      StudentWidth: int option
-      StudentDepth: int option
-      /// Score against the held-out set (false, the default: MNIST's test digits, a fresh draw of a built-in set), or
-      /// against the last `EvalCount` rows of the training split, which then no student or teacher trains on (true):
-      /// for choosing settings without looking at the test digits.
-      Validation: bool
-      /// A pretrained main teacher (a teacher checkpoint, or ml-tarflow weights): it is scored and distilled, not
-      /// trained (`Experiment.withTeacher`).
-      Teacher: string option
-      /// The FD-MNIST feature classifier's checkpoint (loaded, or trained and saved there); MNIST only.
-      Classifier: string
-      /// A TensorBoard log for training curves, figures and sample grids.
-      Log: TensorBoardLog option
-      Reporter: Reporter
-      Cancel: CancellationToken
-      /// The command that made the run, recorded in results.json.
-      Command: string }
-
-/// The methods the claims compare, found by their couplings (never by their names): the NFM method under test and the
-/// two baselines.
-type Roles = { UnderTest: string option; Independent: string option; Ot: string option }
-
-/// A method's metric at every guidance weight and step count, and the weight its rows use (the lowest mean log
-/// metric over the step counts).
-type GuidanceCurve = { Method: string; Best: float; Points: (float * int * float) list }
-
-/// A teacher budget's figures on the held-out set, and the pairs of its NFM coupling at the experiment's eta.
-type TeacherResult =
-    { Steps: int; Teacher: TrainedTeacher; Loss: float; TrainSeconds: float; Nll: float; Bpd: float
-      Value: float; ValueDenoised: float; SampleSeconds: float; Nfe: int; Pairs: Nfm.Couple.TeacherPairs; PairsPath: string
-      EncodesPerSecond: float
-      /// How Gaussian its NFM encodings (at eta, scaled by sigma_f) of the held-out reference rows are, as an excess over
-      /// the floor of exact N(0, I) samples of the same size.
-      Gaussianity: Nfm.Metrics.GaussianityExcess
-      /// The checkpoint chosen by held-out likelihood, when the budget holds rows out of the teacher's data.
-      Selection: TeacherSelection option
-      /// Under a conditional run: the teacher's metric against the guidance weight (its Value is at the best one).
-      Curve: GuidanceCurve option }
-
-/// A trained student of the comparison and its rows.
-type StudentResult =
-    { Method: Method; Student: Student; Coupling: Nfm.Couple.Coupling; FinalLoss: float; TrainSeconds: float
-      Rows: ResultRow list; Curve: GuidanceCurve; Curvature: float; Nll: float }
-
-/// Latency of one sample and throughput at batch 64.
-/// `Nfe`: network evaluations per sample, guidance included (the guided student's two passes per step run as one call;
-/// the guided teacher runs a conditional and an unconditional pass, each with its own cache, at any weight).
-type Latency = { Method: string; Steps: int; Nfe: int; SingleSeconds: float; SecondsPer1000AtBatch64: float }
-
-/// Everything a comparison measured.
-type ExperimentResult =
-    { Experiment: Experiment; Metric: string; IsImage: bool; Eta: float
-      /// Students' rows, then the NFM student started from the teacher's encodings, then the teachers' rows.
-      Rows: ResultRow list
-      Teacher: TeacherResult; SmallTeacher: TeacherResult option
-      Students: StudentResult list
-      PairCosts: (string * float) list
-      /// The metric of `NReference` training rows against the reference: what a sampler of the data itself scores.
-      DataFloor: float
-      /// Per claim key: the standard error of its ratio, from the rows' spreads over their draws.
-      ClaimErrors: (string * float) list
-      Latency: Latency list
-      Claims: (string * float) list
-      ClaimChecks: Claims.Claim list
-      /// Per method (and the teacher) under a conditional run: the metric against the guidance weight.
-      Guidance: GuidanceCurve list
-      NReference: int
-      FeatureNetwork: string option }
-
-[<RequireQualifiedAccess>]
+[<RequireQualifiedAccess; CompilationRepresentation(CompilationRepresentationFlags.ModuleSuffix)>]
 module Experiment =
     /// The step counts sampled: up to 32 for vectors, up to 16 for images.
     let private stepsFor isImage = if isImage then [ 1; 2; 4; 8; 16 ] else [ 1; 2; 4; 8; 16; 32 ]
@@ -255,9 +102,8 @@ module Experiment =
         let precision =
             if not image then Precision.Float32
             else match savedPrecision outDir with Some p -> p | None -> (Nfm.PrecisionProbe.Of "cpu").Preferred
-        { Data = data; Budget = b; Methods = defaultMethods b; Eta = None; Seed = data.Seed; Grid = Quadratic; Workers = 1
-          Conditional = false; Guidance = [ 0.0 ]; Precision = precision; StudentNet = Architecture.UNet; StudentWidth = None; StudentDepth = None; Validation = false; Teacher = None; OutDir = outDir; Classifier = Path.Combine(outDir, "fd-classifier.ckpt"); Log = None; Reporter = Reporter.lines
-          Cancel = CancellationToken.None; Command = "" }
+        { Data = data; Budget = b; Methods = defaultMethods b; Eta = None; Seed = data.Seed; Grid = Quadratic
+          Conditional = false; Guidance = [ 0.0 ]; Precision = precision; StudentNet = Architecture.UNet; StudentWidth = None; StudentDepth = None; Validation = false; Teacher = None; OutDir = outDir; Classifier = Path.Combine(outDir, "fd-classifier.ckpt") }
 
     /// Every student trains `steps` steps instead of the budget's (the same for every coupling).
     let withStudentSteps (steps: int) (e: Experiment) : Experiment =
@@ -328,8 +174,7 @@ module Experiment =
             else Student.imageSettings
         let b = { b with Width = defaultArg e.StudentWidth b.Width; Depth = defaultArg e.StudentDepth b.Depth }
         { b with Steps = e.Budget.StudentSteps; Batch = e.Budget.StudentBatch; Seed = e.Seed; Conditional = e.Conditional
-                 Precision = e.Precision
-                 Reporter = e.Reporter; Cancel = e.Cancel }
+                 Precision = e.Precision }
 
     /// What makes two comparisons the same run (saved as experiment.json in the output folder): data, budget, methods,
     /// eta, seed and grid. Workers, logging and reporting do not change the figures.
@@ -377,60 +222,63 @@ module Experiment =
           Independent = first (function Independent -> true | _ -> false)
           Ot = first (if e.Conditional then (function OtPerLabel -> true | _ -> false) else (function Ot -> true | _ -> false)) }
 
-    let private runUnlocked (e: Experiment) : ExperimentResult =
-        if e.Workers < 1 || e.Workers > 2 then invalidArg "workers" (sprintf "workers %d: expected 1 or 2" e.Workers)
-        if List.isEmpty e.Methods then invalidArg "methods" "a comparison needs at least one method"
-        match e.Methods |> List.countBy (fun m -> m.Name) |> List.tryFind (fun (_, c) -> c > 1) with
-        | Some (n, _) -> invalidArg "methods" (sprintf "two methods are named '%s'" n)
-        | None -> ()
-        let outDir = Directory.CreateDirectory(e.OutDir).FullName
-        // The folder belongs to one comparison: a rerun of the same one continues its checkpoints, another is refused
-        // (a checkpoint alone may be continued to more steps; a comparison at another budget is not the same run).
-        let described = describe e
-        let descriptionPath = Path.Combine(outDir, "experiment.json")
-        if File.Exists descriptionPath then
-            let saved = (JsonNode.Parse(File.ReadAllText descriptionPath)).ToJsonString()
-            if saved <> described.ToJsonString() then
-                raise (InvalidDataException(sprintf "%s holds a comparison made with other settings than this run; use another output folder or remove it" outDir))
-        else JsonFile.write descriptionPath described
-        let seed = e.Seed
-        let budget = e.Budget
-        let report = e.Reporter
-        if List.isEmpty e.Guidance || e.Guidance |> List.exists (fun w -> not (Double.IsFinite w)) then
-            invalidArg "guidance" "guidance weights must be a non-empty list of finite numbers"
-        if not e.Conditional && e.Guidance <> [ 0.0 ] then invalidArg "guidance" "guidance weights need a conditional comparison"
-        let data, referenceSet =
-            let data, test = split e.Data budget.EvalCount
-            if not e.Validation then data, test
-            else
-                let n, m = data.X.shape[0], int64 budget.EvalCount
-                if n < 2L * m then invalidArg "data" (sprintf "%d training rows: validation holds out %d and needs at least twice that" n m)
-                let part (start: int64) (len: int64) (x: torch.Tensor) = if isNull x then null else x.narrow(0L, start, len)
-                Dataset(part 0L (n - m) data.X, part 0L (n - m) data.Labels, data.Name),
-                Dataset(part (n - m) m data.X, part (n - m) m data.Labels, data.Name)
-        if e.Conditional && (isNull data.Labels || isNull referenceSet.Labels) then
-            invalidArg "data" (sprintf "a conditional comparison needs labels with the data (%s has none)" e.Data.Source)
-        let reference = referenceSet.X
-        let referenceLabels = if e.Conditional then referenceSet.Labels else null
-        let trainLabels = if e.Conditional then data.Labels else null
-        let evalCount = int reference.shape[0]
-        let rowShape = data.X.shape |> Array.skip 1
-        let isImage = data.X.dim() = 4L
-        report.Message(
-            sprintf "compare on %s: %d training rows, %d held-out, budget %s (teacher %d steps%s, students %d steps), %d worker(s), %s"
-                e.Data.Source data.X.shape[0] evalCount budget.Name budget.TeacherSteps
-                (match budget.SmallTeacherSteps with Some s -> sprintf " and %d" s | None -> "") budget.StudentSteps e.Workers
-                (e.Precision.Name()))
-        // Images from MNIST are scored by FD-MNIST (Frechet distance of the feature classifier's features), the rest by
-        // exact W2 on flattened rows.
-        let isMnist = isImage && DataSource.KindOf e.Data.Source = DataSourceKind.Mnist
-        let classifier = lazy (Metrics.classifier report e.Classifier e.Data.Source)
-        let metric, quality =
-            if isMnist then "fd", (fun (x: torch.Tensor) (r: torch.Tensor) -> Metrics.fd (classifier.Force()) x r)
-            else "w2", Metrics.w2
-        let eta = defaultArg e.Eta (TeacherSpec.ForData rowShape).NoiseSigma
-        let settings = studentSettings e isImage
-        let grid = e.Grid
+    /// The stages of a comparison, each a function of the shared `Setup` and typed inputs (see `Stages`).
+    [<RequireQualifiedAccess>]
+    module Stage =
+        /// Checks the plan, claims the output folder for it (experiment.json: a rerun of the same comparison continues,
+        /// another is refused), splits the data into training rows and the reference, and picks the metric.
+        let setup (env: RunEnvironment) (e: Experiment) : Setup =
+            if env.Workers < 1 || env.Workers > 2 then invalidArg "workers" (sprintf "workers %d: expected 1 or 2" env.Workers)
+            if List.isEmpty e.Methods then invalidArg "methods" "a comparison needs at least one method"
+            match e.Methods |> List.countBy (fun m -> m.Name) |> List.tryFind (fun (_, c) -> c > 1) with
+            | Some (n, _) -> invalidArg "methods" (sprintf "two methods are named '%s'" n)
+            | None -> ()
+            if List.isEmpty e.Guidance || e.Guidance |> List.exists (fun w -> not (Double.IsFinite w)) then
+                invalidArg "guidance" "guidance weights must be a non-empty list of finite numbers"
+            if not e.Conditional && e.Guidance <> [ 0.0 ] then invalidArg "guidance" "guidance weights need a conditional comparison"
+            let outDir = Directory.CreateDirectory(e.OutDir).FullName
+            // A checkpoint alone may be continued to more steps; a comparison at another budget is not the same run.
+            let described = describe e
+            let descriptionPath = Path.Combine(outDir, "experiment.json")
+            if File.Exists descriptionPath then
+                let saved = (JsonNode.Parse(File.ReadAllText descriptionPath)).ToJsonString()
+                if saved <> described.ToJsonString() then
+                    raise (InvalidDataException(sprintf "%s holds a comparison made with other settings than this run; use another output folder or remove it" outDir))
+            else JsonFile.write descriptionPath described
+            let budget = e.Budget
+            let data, referenceSet =
+                let data, test = split e.Data budget.EvalCount
+                if not e.Validation then data, test
+                else
+                    let n, m = data.X.shape[0], int64 budget.EvalCount
+                    if n < 2L * m then invalidArg "data" (sprintf "%d training rows: validation holds out %d and needs at least twice that" n m)
+                    let part (start: int64) (len: int64) (x: torch.Tensor) = if isNull x then null else x.narrow(0L, start, len)
+                    Dataset(part 0L (n - m) data.X, part 0L (n - m) data.Labels, data.Name),
+                    Dataset(part (n - m) m data.X, part (n - m) m data.Labels, data.Name)
+            if e.Conditional && (isNull data.Labels || isNull referenceSet.Labels) then
+                invalidArg "data" (sprintf "a conditional comparison needs labels with the data (%s has none)" e.Data.Source)
+            let evalCount = int referenceSet.X.shape[0]
+            let rowShape = data.X.shape |> Array.skip 1
+            let isImage = data.X.dim() = 4L
+            env.Reporter.Message(
+                sprintf "compare on %s: %d training rows, %d held-out, budget %s (teacher %d steps%s, students %d steps), %d worker(s), %s"
+                    e.Data.Source data.X.shape[0] evalCount budget.Name budget.TeacherSteps
+                    (match budget.SmallTeacherSteps with Some s -> sprintf " and %d" s | None -> "") budget.StudentSteps env.Workers
+                    (e.Precision.Name()))
+            // Images from MNIST are scored by FD-MNIST (Frechet distance of the feature classifier's features), the rest
+            // by exact W2 on flattened rows.
+            let isMnist = isImage && DataSource.KindOf e.Data.Source = DataSourceKind.Mnist
+            let classifier = lazy (Metrics.classifier env.Reporter e.Classifier e.Data.Source)
+            let metric, quality =
+                if isMnist then "fd", (fun (x: torch.Tensor) (r: torch.Tensor) -> Metrics.fd (classifier.Force()) x r)
+                else "w2", Metrics.w2
+            { Plan = e; Env = env; OutDir = outDir; Data = data; Reference = referenceSet
+              TrainLabels = (if e.Conditional then data.Labels else null)
+              ReferenceLabels = (if e.Conditional then referenceSet.Labels else null)
+              EvalCount = evalCount; RowShape = rowShape; IsImage = isImage; IsMnist = isMnist; Metric = metric; Quality = quality
+              Classifier = classifier; Eta = defaultArg e.Eta (TeacherSpec.ForData rowShape).NoiseSigma
+              Settings = studentSettings e isImage
+              Cache = EvaluationCache.Open(Path.Combine(outDir, "evaluation-cache.json")) }
 
         /// The weight a method's rows use: the lowest mean log metric over the step counts.
         let bestOf (name: string) (points: (float * int * float) list) =
@@ -438,48 +286,47 @@ module Experiment =
             let best = points |> List.map (fun (w, _, _) -> w) |> List.distinct |> List.minBy score
             { Method = name; Best = best; Points = points }
 
-        // Every figure the evaluation measures is kept in the folder as it is measured (evaluation-cache.json), under a
-        // key naming the model's identity, the metric's and the seed, so an interrupted evaluation continues there.
-        let cache = EvaluationCache.Open(Path.Combine(outDir, "evaluation-cache.json"))
-        let metricId = lazy (if isMnist then sprintf "fd %s" (classifier.Force().Identity()) else metric)
-        let keyOf (parts: string list) = String.concat " | " (sprintf "%s, seed %d, %d reference rows" metricId.Value seed evalCount :: parts)
-
-        /// Samples a student at each step count and guidance weight from fresh noise (the same noise at every weight),
-        /// or from given starting points (one set per draw, with their labels) at the given weight, and scores them. The
-        /// rows are at the best weight, each the mean over `budget.Draws` draws with their standard deviation. Figures
-        /// found in the cache are not measured again (sample grids are drawn again only when their file is missing).
-        let evaluate (name: string) (st: Student) (start: (torch.Tensor * torch.Tensor * float) option) =
-            let labels = Student.labels (int64 evalCount) None st
+        /// Samples a student at each step count and guidance weight from fresh noise (the same noise for every method and
+        /// weight: the stream "evaluation noise, draw K"), or from given starting points at their weight, and scores
+        /// them. The rows are at the best weight, each the mean over the budget's draws with their standard deviation.
+        /// Figures found in the cache are not measured again (sample grids are drawn again only when their file is missing).
+        let evaluate (s: Setup) (name: string) (st: Student) (start: EvaluationStart option) : GuidanceCurve * ResultRow list =
+            let e, budget, report = s.Plan, s.Plan.Budget, s.Env.Reporter
+            let labels = Student.labels (int64 s.EvalCount) None st
             let identity = st.Identity()
-            let startId = match start with None -> "noise" | Some (z, _, _) -> "from " + Nfm.Checkpoints.Identity.OfTensors z
+            let noiseSeed (k: int) = s.Seed(sprintf "evaluation noise, draw %d" k)
+            let startId (k: int) =
+                match start with
+                | None -> sprintf "noise seed %d" (noiseSeed k)
+                | Some z -> "from " + Nfm.Checkpoints.Identity.OfTensors z.X0
             let draw (k: int) (w: float) (steps: int) =
                 let solver = Spec.paperSolver steps
                 match start with
-                | None -> Student.sampleWith labels w solver grid (int64 evalCount) (seed + 2L + 1000L * int64 k) st
-                | Some (z, y, _) ->
-                    let r = Nfm.Sampling.StudentSampler.FromNoise(st.SamplingNet(), z[int64 k], Spec.solver grid solver, y, w)
+                | None -> Student.draw { Student.request steps (int64 s.EvalCount) (noiseSeed k) with Labels = labels; Guidance = w; Grid = e.Grid } st
+                | Some z ->
+                    let r = Nfm.Sampling.StudentSampler.FromNoise(st.SamplingNet(), z.X0[int64 k], Spec.solver e.Grid solver, z.Labels, w)
                     r.X, r.Nfe
             let kept = Collections.Generic.Dictionary<float * int, torch.Tensor>()
             /// Draw k at weight w and a step count: the metric, network passes per sample and seconds per sample pass.
             let measure (k: int) (w: float) (steps: int) =
-                let key = keyOf [ name; identity; startId; sprintf "guidance %g" w; sprintf "%d steps" steps; sprintf "draw %d" k ]
+                let key = s.Key [ name; identity; startId k; sprintf "guidance %g" w; sprintf "%d steps" steps; sprintf "draw %d" k ]
                 let figures, fresh =
-                    cache.GetOrMeasure(key, fun () ->
+                    s.Cache.GetOrMeasure(key, fun () ->
                         let watch = Diagnostics.Stopwatch.StartNew()
                         let x, nfe = draw k w steps
                         let secs = watch.Elapsed.TotalSeconds
-                        let value = quality x reference
+                        let value = s.Quality x s.Reference.X
                         if k = 0 then kept[(w, steps)] <- x.detach().MoveToOuterDisposeScope() else x.Dispose()
                         [| value; float nfe; secs |])
-                if not fresh then report.Message(sprintf "%s, %d steps, guidance %g, draw %d: %s %.4f (measured before)" name steps w k metric figures[0])
+                if not fresh then report.Message(sprintf "%s, %d steps, guidance %g, draw %d: %s %.4f (measured before)" name steps w k s.Metric figures[0])
                 figures[0], int figures[1], figures[2]
-            let weights = match start with Some (_, _, w) -> [ w ] | None -> e.Guidance
+            let weights = match start with Some z -> [ z.Guidance ] | None -> e.Guidance
             let sampled =
                 [ for w in weights do
                     for steps in budget.Steps do
                         use _ = torch.NewDisposeScope()
                         let value, nfe, secs = measure 0 w steps
-                        if weights.Length > 1 then report.Message(sprintf "%s, %d steps, guidance %g: %s %.4f" name steps w metric value)
+                        if weights.Length > 1 then report.Message(sprintf "%s, %d steps, guidance %g: %s %.4f" name steps w s.Metric value)
                         yield w, steps, nfe, secs, value ]
             let curve = bestOf name [ for (w, steps, _, _, v) in sampled -> w, steps, v ]
             curve,
@@ -491,63 +338,66 @@ module Experiment =
                                  let v, _, _ = measure k w steps
                                  v ]
                 let mean, spread = Report.meanSd values
-                e.Log |> Option.iter (fun l -> l.Scalar(sprintf "%s/%s_by_sampling_steps" name metric, mean, int64 steps))
+                s.Env.Log |> Option.iter (fun l -> l.Scalar(sprintf "%s/%s_by_sampling_steps" name s.Metric, mean, int64 steps))
                 if steps = List.max budget.Steps || steps = 1 then
-                    let png = Path.Combine(outDir, sprintf "samples-%s-%dstep.png" name steps)
+                    let png = Path.Combine(s.OutDir, sprintf "samples-%s-%dstep.png" name steps)
                     let x =
                         match kept.TryGetValue((w, steps)) with
                         | true, x -> Some x
                         | _ when not (File.Exists png) -> Some (fst (draw 0 w steps))
                         | _ -> None
                     x |> Option.iter (fun x ->
-                        Plot.samples png (sprintf "%s, %d %s steps, %s %.3f" name steps (Spec.solverName solver) metric value) x
-                        e.Log |> Option.iter (fun l -> l.Image(sprintf "%s/samples_%dstep" name steps, png, int64 steps)))
-                report.Message(sprintf "%s, %d steps: %s %.4f ± %.4f over %d draws%s" name steps metric mean spread values.Length
+                        Plot.samples png (sprintf "%s, %d %s steps, %s %.3f" name steps (Spec.solverName solver) s.Metric value) x
+                        s.Env.Log |> Option.iter (fun l -> l.Image(sprintf "%s/samples_%dstep" name steps, png, int64 steps)))
+                report.Message(sprintf "%s, %d steps: %s %.4f ± %.4f over %d draws%s" name steps s.Metric mean spread values.Length
                                    (if e.Conditional then sprintf " (guidance %g)" w else ""))
-                yield { Method = name; Kind = RowKind.Student; Solver = Spec.solverName solver; Grid = Spec.gridName grid; Steps = steps; Nfe = nfe
-                        Value = mean; Spread = spread; Draws = values.Length; SecondsPer1000 = secs * 1000.0 / float evalCount; Guidance = w } ]
+                yield { Method = name; Kind = RowKind.Student; Solver = Spec.solverName solver; Grid = Spec.gridName e.Grid; Steps = steps; Nfe = nfe
+                        Value = mean; Spread = spread; Draws = values.Length; SecondsPer1000 = secs * 1000.0 / float s.EvalCount; Guidance = w } ]
 
-        // Path curvature (rectified-flow sense: 256 noise rows, 16 Heun steps, uniform grid) and the student's held-out
-        // negative log-likelihood per dimension by integrating the divergence (8 RK4 steps; exact for vectors,
-        // Hutchinson with 4 Rademacher probes per evaluation on 64 rows for images).
-        let diagnostics (name: string) (st: Student) =
+        /// Path curvature (rectified-flow sense: 256 noise rows, 16 Heun steps, uniform grid) and the student's held-out
+        /// negative log-likelihood per dimension by integrating the divergence (8 RK4 steps; exact for vectors,
+        /// Hutchinson with 4 Rademacher probes per evaluation on 64 rows for images).
+        let diagnostics (s: Setup) (name: string) (st: Student) : float * float =
+            let seed = s.Seed "curvature and likelihood"
             let measure () =
                 let field = Student.field st
-                use g = new torch.Generator(uint64 (seed + 9L))
-                let x0 = torch.randn(Array.append [| 256L |] rowShape, generator = g)
+                use g = new torch.Generator(uint64 seed)
+                let x0 = torch.randn(Array.append [| 256L |] s.RowShape, generator = g)
                 let curvature = Nfm.Metrics.PathCurvature.Measure(field, x0, Spec.solver Uniform (Heun 16))
-                let rows = min reference.shape[0] (if isImage then 64L else 2000L)
-                let x1 = reference.narrow(0L, 0L, rows)
-                let estimator = if isImage then Nfm.Metrics.DivergenceEstimator.HutchinsonRademacher else Nfm.Metrics.DivergenceEstimator.Exact
+                let rows = min s.Reference.X.shape[0] (if s.IsImage then 64L else 2000L)
+                let x1 = s.Reference.X.narrow(0L, 0L, rows)
+                let estimator = if s.IsImage then Nfm.Metrics.DivergenceEstimator.HutchinsonRademacher else Nfm.Metrics.DivergenceEstimator.Exact
                 let logp = Nfm.Metrics.Divergence.StudentLogLikelihood(field, x1, 8, estimator, 4, g)
                 let d = float (x1.numel() / rows)
                 [| curvature.PerDimension; -(logp.mean().item<float32>() |> float) / d |]
-            let figures, fresh = cache.GetOrMeasure(keyOf [ name; st.Identity(); "curvature and held-out NLL" ], measure)
-            if not fresh then report.Message(sprintf "%s: curvature and held-out NLL measured before" name)
+            let figures, fresh = s.Cache.GetOrMeasure(s.Key [ name; st.Identity(); sprintf "curvature and held-out NLL, seed %d" seed ], measure)
+            if not fresh then s.Env.Reporter.Message(sprintf "%s: curvature and held-out NLL measured before" name)
             figures[0], figures[1]
 
-        /// Trains (or continues) one student, then samples and scores it.
-        let student (m: Method) (coupling: Nfm.Couple.Coupling) (pairsPath: string) =
-            let path = Path.Combine(outDir, m.Name + ".ckpt")
-            let s = { settings with Checkpoint = Some path; Reporter = Reporter.labelled (sprintf "%-12s" m.Name) report }
-            let logStep = e.Log |> Option.map (fun l -> l.Training(m.Name))
-            let st = Student.trainWith (fun p -> logStep |> Option.iter (fun f -> f.Invoke p)) coupling (couplingText m pairsPath) s data
+        /// Trains (or continues) one student from its checkpoint in the folder (METHOD.ckpt); `couplingText` is the
+        /// coupling's description recorded in it.
+        let train (s: Setup) (m: Method) (coupling: Nfm.Couple.Coupling) (couplingText: string) : TrainedStudent =
+            let path = Path.Combine(s.OutDir, m.Name + ".ckpt")
+            let settings = { s.Settings with Checkpoint = Some path; Cancel = s.Env.Cancel
+                                             Reporter = Reporter.labelled (sprintf "%-12s" m.Name) s.Env.Reporter }
+            let logStep = s.Env.Log |> Option.map (fun l -> l.Training(m.Name))
+            let st = Student.trainWith (fun p -> logStep |> Option.iter (fun f -> f.Invoke p)) coupling couplingText settings s.Data
             // From the checkpoint, so that a student trained by an earlier process reports its own loss and time.
             let last, secs = st.State.LastLoss, st.State.TrainSeconds
-            report.Message(sprintf "%s: final loss %.4f, %.1fs of training" m.Name last secs)
-            let curve, rows = evaluate m.Name st None
-            { Method = m; Student = st; Coupling = coupling; FinalLoss = last; TrainSeconds = secs; Rows = rows
-              Curve = curve; Curvature = nan; Nll = nan }
+            s.Env.Reporter.Message(sprintf "%s: final loss %.4f, %.1fs of training" m.Name last secs)
+            { Method = m; Student = st; Coupling = coupling; FinalLoss = last; TrainSeconds = secs }
 
         /// Sequential network passes of the teacher's autoregressive sampling: one per block and token after the first.
-        let nfeOf (t: TrainedTeacher) = int (int64 t.Spec.Model.Blocks * (t.Spec.Model.Tokens - 1L))
+        let private nfeOf (t: TrainedTeacher) = int (int64 t.Spec.Model.Blocks * (t.Spec.Model.Tokens - 1L))
 
-        /// NFM pairs of a teacher at an eta (four noise draws per row: one encode pass over the data instead of one
-        /// per training batch), reused from the output folder when they match, else computed (resuming a partial file).
-        let pairsOf (t: TrainedTeacher) (suffix: string) (pairEta: float) =
+        /// NFM pairs of a teacher at an eta (four noise draws per row: one encode pass over the data instead of one per
+        /// training batch), reused from the output folder when they match, else computed (resuming a partial file).
+        /// Returns the pairs, their file and the encodes per second (NaN when reused).
+        let pairs (s: Setup) (t: TrainedTeacher) (suffix: string) (pairEta: float) =
+            let seed, report = s.Plan.Seed, s.Env.Reporter
             let pairsPath =
-                if pairEta = eta then Path.Combine(outDir, sprintf "nfm%s.pairs" suffix)
-                else Path.Combine(outDir, sprintf "nfm%s-eta%g.pairs" suffix pairEta)
+                if pairEta = s.Eta then Path.Combine(s.OutDir, sprintf "nfm%s.pairs" suffix)
+                else Path.Combine(s.OutDir, sprintf "nfm%s-eta%g.pairs" suffix pairEta)
             let id = t.Identity()
             let existing =
                 if not (File.Exists pairsPath) then None
@@ -559,78 +409,83 @@ module Experiment =
             | Some p -> report.Message(sprintf "pairs: reusing %s" pairsPath); p, pairsPath, nan
             | None ->
                 let progress = Reporter.blocks report (sprintf "%-12s" ("pairs" + suffix))
-                let p = Nfm.Couple.TeacherPairs.Compute(t, data.X, trainLabels, pairEta, 4, seed, partialPath = pairsPath + ".partial",
-                                                        progress = progress, cancel = e.Cancel)
-                if e.Cancel.IsCancellationRequested then
+                let p = Nfm.Couple.TeacherPairs.Compute(t, s.Data.X, s.TrainLabels, pairEta, 4, seed, partialPath = pairsPath + ".partial",
+                                                        progress = progress, cancel = s.Env.Cancel)
+                if s.Env.Cancel.IsCancellationRequested then
                     raise (OperationCanceledException "interrupted; the pairs so far are saved in the output folder")
                 p.Save pairsPath
                 if File.Exists(pairsPath + ".partial") then File.Delete(pairsPath + ".partial")
-                p, pairsPath, float (data.X.shape[0] * 4L) / watch.Elapsed.TotalSeconds
+                p, pairsPath, float (s.Data.X.shape[0] * 4L) / watch.Elapsed.TotalSeconds
 
-        /// A teacher at a budget: trained (or continued), scored on the held-out set, and its NFM pairs at eta.
-        let teacherChain (steps: int) (suffix: string) =
-            let (teacher, selection), loss, trainSeconds =
-                match e.Teacher with
-                | Some file when suffix = "" ->
-                    let t = Teacher.read file
-                    if t.Spec.Model.InputShape <> rowShape then
-                        invalidArg "teacher" (sprintf "%s is a teacher of rows %s; the data's rows are %s" file (Nfm.Shapes.Show t.Spec.Model.InputShape) (Nfm.Shapes.Show rowShape))
-                    if t.Spec.Model.IsConditional <> e.Conditional then
-                        invalidArg "teacher" (sprintf "%s is %s; this comparison is %s" file (if t.Spec.Model.IsConditional then "class-conditional" else "unconditional")
-                                                  (if e.Conditional then "class-conditional" else "unconditional"))
-                    report.Message(sprintf "teacher: pretrained %s (%d steps, identity %s)" file t.State.Step (t.Identity()))
-                    (t, None), nan, 0.0
-                | _ ->
-                    let tspec = teacherSpec e data isImage steps
-                    let path = Path.Combine(outDir, sprintf "teacher%s.ckpt" suffix)
-                    let s = { Teacher.settings with Checkpoint = Some path; Cancel = e.Cancel
-                                                    Reporter = Reporter.labelled (sprintf "%-12s" ("teacher" + suffix)) report }
-                    let logStep = e.Log |> Option.map (fun l -> l.Training("teacher" + suffix))
-                    let onStep (p: TrainingProgress) = logStep |> Option.iter (fun f -> f.Invoke p)
-                    let started = Teacher.start report (Some path) tspec
-                    let teacher, selection =
-                        if budget.TeacherHeldOut > 0 then
-                            let n, h = data.X.shape[0], int64 budget.TeacherHeldOut
-                            if n < 2L * h then invalidArg "data" (sprintf "%d training rows: the budget holds %d out of the teacher's data and needs at least twice that" n h)
-                            let part (start: int64) (len: int64) (x: torch.Tensor) = if isNull x then null else x.narrow(0L, start, len)
-                            let fit = Dataset(part 0L (n - h) data.X, part 0L (n - h) data.Labels, data.Name)
-                            let heldOut = Dataset(part (n - h) h data.X, part (n - h) h data.Labels, data.Name)
-                            let t, sel = Teacher.continueSelecting heldOut (Path.Combine(outDir, sprintf "teacher%s-best.ckpt" suffix)) onStep s fit started
-                            report.Message(sprintf "teacher%s: the checkpoint at step %d has the best held-out NLL (%.4f nats on %d training rows kept out)" suffix sel.Step sel.HeldOutNll h)
-                            t, Some sel
-                        else Teacher.continueWith onStep s data started, None
-                    // The run's last loss and training seconds as its checkpoints record them (summed over the
-                    // processes that continued it), not this process's: a finished teacher is only loaded here.
-                    let loss, secs =
-                        match selection with
-                        | Some sel -> sel.FinalLoss, sel.TrainSeconds
-                        | None -> teacher.State.LastLoss, teacher.State.TrainSeconds
-                    (teacher, selection), loss, secs
+        /// The teacher at a budget: trained (or continued; the pretrained one for the main teacher of `withTeacher`).
+        /// Returns it, its checkpoint selection, its last loss and its training seconds.
+        let trainTeacher (s: Setup) (steps: int) (suffix: string) =
+            let e, report = s.Plan, s.Env.Reporter
+            match e.Teacher with
+            | Some file when suffix = "" ->
+                let t = Teacher.read file
+                if t.Spec.Model.InputShape <> s.RowShape then
+                    invalidArg "teacher" (sprintf "%s is a teacher of rows %s; the data's rows are %s" file (Nfm.Shapes.Show t.Spec.Model.InputShape) (Nfm.Shapes.Show s.RowShape))
+                if t.Spec.Model.IsConditional <> e.Conditional then
+                    invalidArg "teacher" (sprintf "%s is %s; this comparison is %s" file (if t.Spec.Model.IsConditional then "class-conditional" else "unconditional")
+                                              (if e.Conditional then "class-conditional" else "unconditional"))
+                report.Message(sprintf "teacher: pretrained %s (%d steps, identity %s)" file t.State.Step (t.Identity()))
+                t, None, nan, 0.0
+            | _ ->
+                let budget, data = e.Budget, s.Data
+                let tspec = teacherSpec e data s.IsImage steps
+                let path = Path.Combine(s.OutDir, sprintf "teacher%s.ckpt" suffix)
+                let settings = { Teacher.settings with Checkpoint = Some path; Cancel = s.Env.Cancel
+                                                       Reporter = Reporter.labelled (sprintf "%-12s" ("teacher" + suffix)) report }
+                let logStep = s.Env.Log |> Option.map (fun l -> l.Training("teacher" + suffix))
+                let onStep (p: TrainingProgress) = logStep |> Option.iter (fun f -> f.Invoke p)
+                let started = Teacher.start report (Some path) tspec
+                if budget.TeacherHeldOut > 0 then
+                    let n, h = data.X.shape[0], int64 budget.TeacherHeldOut
+                    if n < 2L * h then invalidArg "data" (sprintf "%d training rows: the budget holds %d out of the teacher's data and needs at least twice that" n h)
+                    let part (start: int64) (len: int64) (x: torch.Tensor) = if isNull x then null else x.narrow(0L, start, len)
+                    let fit = Dataset(part 0L (n - h) data.X, part 0L (n - h) data.Labels, data.Name)
+                    let heldOut = Dataset(part (n - h) h data.X, part (n - h) h data.Labels, data.Name)
+                    let t, sel = Teacher.continueSelecting heldOut (Path.Combine(s.OutDir, sprintf "teacher%s-best.ckpt" suffix)) onStep settings fit started
+                    report.Message(sprintf "teacher%s: the checkpoint at step %d has the best held-out NLL (%.4f nats on %d training rows kept out)" suffix sel.Step sel.HeldOutNll h)
+                    // The run's last loss and seconds as its checkpoints record them (summed over the processes).
+                    t, Some sel, sel.FinalLoss, sel.TrainSeconds
+                else
+                    let t = Teacher.continueWith onStep settings data started
+                    t, None, t.State.LastLoss, t.State.TrainSeconds
+
+        /// A teacher at a budget: trained (or continued), scored on the reference (held-out NLL; its samples at every
+        /// guidance weight, the stream "teacher samples"; denoised at the best weight), its NFM pairs at eta and how
+        /// Gaussian its encodings of the reference rows are.
+        let teacher (s: Setup) (steps: int) (suffix: string) : TeacherResult =
+            let e, report, metric = s.Plan, s.Env.Reporter, s.Metric
+            let evalCount, reference = s.EvalCount, s.Reference.X
+            let teacher, selection, loss, trainSeconds = trainTeacher s steps suffix
             let steps = if e.Teacher.IsSome && suffix = "" then int teacher.State.Step else steps
             let model = teacher.InferenceModel()
-            let teacherId = teacher.Identity()
-            let teacherKey (parts: string list) = keyOf (("teacher" + suffix) :: teacherId :: parts)
+            let teacherKey (parts: string list) = s.Key(("teacher" + suffix) :: teacher.Identity() :: parts)
             let nllFigures, _ =
-                cache.GetOrMeasure(teacherKey [ "held-out NLL" ], fun () ->
-                    let struct (nll, bpd) = Nfm.Invert.Teacher.MeanNll(model, reference, referenceLabels)
+                s.Cache.GetOrMeasure(teacherKey [ "held-out NLL" ], fun () ->
+                    let struct (nll, bpd) = Nfm.Invert.Teacher.MeanNll(model, reference, s.ReferenceLabels)
                     [| nll; bpd |])
             let nll, bpd = nllFigures[0], nllFigures[1]
             // The teacher's own samples (at every guidance weight of a conditional run, the same noise each time),
             // timed, then scored as they are and, at the best weight, after one denoising step.
             let labels = Data.samplingLabels model.Spec.Classes (int64 evalCount) None torch.CPU |> Option.toObj
+            let sampleSeed = s.Seed "teacher samples"
             let sampleAt (w: float) =
-                use g = new torch.Generator(uint64 (seed + 3L))
+                use g = new torch.Generator(uint64 sampleSeed)
                 Nfm.Invert.Teacher.Sample(model, int64 evalCount, g, labels, (if e.Conditional then Nullable w else Nullable()))
             let kept = Collections.Generic.Dictionary<float, torch.Tensor>()
             let sampled =
                 [ for w in e.Guidance ->
                     let figures, fresh =
-                        cache.GetOrMeasure(teacherKey [ sprintf "guidance %g" w ], fun () ->
+                        s.Cache.GetOrMeasure(teacherKey [ sprintf "samples seed %d" sampleSeed; sprintf "guidance %g" w ], fun () ->
                             let sw = Diagnostics.Stopwatch.StartNew()
                             let x = sampleAt w
                             let secs = sw.Elapsed.TotalSeconds / float evalCount
                             kept[w] <- x
-                            [| quality x reference; secs |])
+                            [| s.Quality x reference; secs |])
                     let v = figures[0]
                     if e.Guidance.Length > 1 || not fresh then
                         report.Message(sprintf "teacher%s, guidance %g: %s %.4f%s" suffix w metric v (if fresh then "" else " (measured before)"))
@@ -646,181 +501,136 @@ module Experiment =
                                     let y = if isNull labels then null else labels.narrow(0L, i, len)
                                     Nfm.Invert.Teacher.Denoise(model, chunk, model.Spec.NoiseSigma, y).detach() |], 0L))
             let denoisedFigures, _ =
-                cache.GetOrMeasure(teacherKey [ sprintf "guidance %g" curve.Best; "denoised" ], fun () -> [| quality (denoised.Force()) reference |])
+                s.Cache.GetOrMeasure(teacherKey [ sprintf "samples seed %d" sampleSeed; sprintf "guidance %g" curve.Best; "denoised" ],
+                                     fun () -> [| s.Quality (denoised.Force()) reference |])
             let valueDenoised = denoisedFigures[0]
-            let nfe = nfeOf teacher
             // Grids are drawn when their samples were drawn in this process, or when the file is missing.
-            let samplesPng = Path.Combine(outDir, sprintf "samples-teacher%s.png" suffix)
-            let denoisedPng = Path.Combine(outDir, sprintf "samples-teacher%s-denoised.png" suffix)
+            let samplesPng = Path.Combine(s.OutDir, sprintf "samples-teacher%s.png" suffix)
+            let denoisedPng = Path.Combine(s.OutDir, sprintf "samples-teacher%s-denoised.png" suffix)
             let drawNow (png: string) = kept.ContainsKey curve.Best || not (File.Exists png)
             if drawNow samplesPng then Plot.samples samplesPng (sprintf "teacher%s, %s %.3f" suffix metric value) (samples.Force())
-            e.Log |> Option.iter (fun l ->
+            s.Env.Log |> Option.iter (fun l ->
                 let step = int64 teacher.State.Step
                 l.Scalar(sprintf "teacher%s/heldout_nll_nats" suffix, nll, step)
-                if isImage then l.Scalar(sprintf "teacher%s/heldout_bits_per_dim" suffix, bpd, step)
+                if s.IsImage then l.Scalar(sprintf "teacher%s/heldout_bits_per_dim" suffix, bpd, step)
                 l.Scalar(sprintf "teacher%s/%s" suffix metric, value, step)
                 l.Image(sprintf "teacher%s/samples" suffix, samplesPng, step))
             if drawNow denoisedPng then
                 Plot.samples denoisedPng (sprintf "teacher%s denoised, %s %.3f" suffix metric valueDenoised) (denoised.Force())
             report.Message(sprintf "teacher%s: %s %.4f (denoised %.4f), held-out NLL %.4f nats%s" suffix metric value valueDenoised nll
-                               (if isImage then sprintf ", %.4f bits/dim" bpd else ""))
-            let pairs, pairsPath, encodes = pairsOf teacher suffix eta
+                               (if s.IsImage then sprintf ", %.4f bits/dim" bpd else ""))
+            let pairs, pairsPath, encodes = pairs s teacher suffix s.Eta
             // How Gaussian the teacher's NFM encodings of rows it never trained on (the reference) are, as an excess
             // over what exact N(0, I) samples of the same size give.
-            let gaussianity = Teacher.encodingsGaussianity eta pairs.Spec.SigmaF (seed + 8L) referenceSet teacher
+            let gaussianity = Teacher.encodingsGaussianity s.Eta pairs.Spec.SigmaF (s.Seed "encodings gaussianity") s.Reference teacher
             report.Message(sprintf "teacher%s encodings of the %d reference rows: Frechet distance to N(0, I) %.3f; exact N(0, I) of that size %.3f ± %.3f; excess %.3f ± %.3f (eigenvalues %.3f..%.3f, exact %.3f..%.3f)"
                                suffix gaussianity.Count gaussianity.Statistic gaussianity.FloorMean gaussianity.FloorSpread gaussianity.Excess gaussianity.Spread
                                gaussianity.Gap.MinEigenvalue gaussianity.Gap.MaxEigenvalue gaussianity.FloorGap.MinEigenvalue gaussianity.FloorGap.MaxEigenvalue)
             { Steps = steps; Teacher = teacher; Loss = loss; TrainSeconds = trainSeconds; Nll = nll; Bpd = bpd; Value = value
-              ValueDenoised = valueDenoised; SampleSeconds = sampleSecs; Nfe = nfe; Pairs = pairs; PairsPath = pairsPath
+              ValueDenoised = valueDenoised; SampleSeconds = sampleSecs; Nfe = nfeOf teacher; Pairs = pairs; PairsPath = pairsPath
               EncodesPerSecond = encodes; Gaussianity = gaussianity; Curve = (if e.Conditional then Some curve else None); Selection = selection }
 
-        // NFM couplings of a teacher per eta, computed once each.
-        let nfmCoupling (t: TeacherResult) (suffix: string) =
-            let cache = Collections.Generic.Dictionary<float, Nfm.Couple.TeacherPairs * string>()
-            cache[eta] <- (t.Pairs, t.PairsPath)
+        /// A teacher's NFM coupling at any eta, its pairs computed once per eta (the teacher's own at the comparison's eta).
+        let nfmCouplings (s: Setup) (t: TeacherResult) (suffix: string) : float -> Nfm.Couple.Coupling * string =
+            let computed = Collections.Generic.Dictionary<float, Nfm.Couple.TeacherPairs * string>()
+            computed[s.Eta] <- (t.Pairs, t.PairsPath)
             fun (pairEta: float) ->
-                let pairs, path =
-                    match cache.TryGetValue pairEta with
+                let p, path =
+                    match computed.TryGetValue pairEta with
                     | true, v -> v
                     | _ ->
-                        let p, path, _ = pairsOf t.Teacher suffix pairEta
-                        cache[pairEta] <- (p, path)
+                        let p, path, _ = pairs s t.Teacher suffix pairEta
+                        computed[pairEta] <- (p, path)
                         p, path
-                pairs.ToCoupling(data.X, trainLabels), path
+                p.ToCoupling(s.Data.X, s.TrainLabels), path
 
-        let teacherSteps (m: Method) =
-            match m.Coupling with
-            | Nfm (_, Some s) when s <> budget.TeacherSteps -> Some s
-            | _ -> None
-        let needsMainTeacher (m: Method) =
-            match m.Coupling with
-            | Nfm (_, None) | Custom _ -> true
-            | Nfm (_, Some s) -> s = budget.TeacherSteps
-            | _ -> false
-        let smallSteps = e.Methods |> List.choose teacherSteps |> List.distinct
-        if smallSteps.Length > 1 then invalidArg "methods" "NFM methods may use the main teacher and at most one smaller one"
-        let small = lazy (smallSteps |> List.tryHead |> Option.map (fun s -> teacherChain s (sprintf "-t%d" s)))
-        let baseStudent (m: Method) =
-            match m.Coupling with
-            | Independent -> student m Couple.independent ""
-            | Ot -> student m Couple.ot ""
-            | OtPerLabel -> student m (Couple.perLabel (fun _ -> Couple.ot)) ""
-            | Nfm (methodEta, Some _) ->
-                let t = small.Force().Value
-                let c, p = nfmCoupling t (sprintf "-t%d" t.Steps) (defaultArg methodEta eta)
-                student m c p
-            | _ -> failwith "not a method without the main teacher"
-
-        // The chain that needs no main teacher: the feature classifier, the baseline students and the smaller teacher
-        // with its NFM student.
-        let side () =
-            if isMnist then classifier.Force() |> ignore
-            [ for m in e.Methods do if not (needsMainTeacher m) then yield m.Name, baseStudent m ]
-        // The main chain: the teacher, its NFM and custom students.
-        let main () =
-            let t = teacherChain budget.TeacherSteps ""
-            let nfmOf = nfmCoupling t ""
-            let ctx = { Data = data; Teacher = t.Teacher; Nfm = fun pairEta -> fst (nfmOf pairEta) }
-            t, [ for m in e.Methods do
-                   if needsMainTeacher m then
-                       match m.Coupling with
-                       | Nfm (methodEta, _) ->
-                           let c, p = nfmOf (defaultArg methodEta eta)
-                           yield m.Name, student m c p
-                       | Custom (_, make) -> yield m.Name, student m (make ctx) ""
-                       | _ -> () ]
-        let sideRuns, (teacher, mainRuns) =
-            if e.Workers = 1 then
-                let mainResult = main ()
-                side (), mainResult
-            else
-                let sideTask = Threading.Tasks.Task.Run(Func<_>(side))
-                let mainResult = main ()
-                let sideResult =
-                    try sideTask.Result
-                    with :? AggregateException as ex -> Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(ex.InnerException).Throw(); failwith "unreachable"
-                sideResult, mainResult
-        let byName = dict (sideRuns @ mainRuns)
-        let students = [ for m in e.Methods -> byName[m.Name] ]
-        let small = small.Force()
-
-        // The mean pair cost E||x1 - x0||^2 per dimension of each coupling on one batch of up to 2,000 rows.
-        let pairCosts =
-            let rows = min data.X.shape[0] 2000L
+        /// The mean pair cost E||x1 - x0||^2 per dimension of each student's coupling on one batch of up to 2,000 rows
+        /// (the stream "pair costs", the same for every coupling).
+        let pairCosts (s: Setup) (couplings: (string * Nfm.Couple.Coupling) list) : (string * float) list =
+            let rows = min s.Data.X.shape[0] 2000L
             let idx = torch.arange(rows, dtype = torch.int64)
-            let batch = Nfm.Couple.Batch(data.X.narrow(0L, 0L, rows), (if isNull trainLabels then null else trainLabels.narrow(0L, 0L, rows)), idx)
-            [ for s in students ->
-                use g = new torch.Generator(uint64 (seed + 5L))
-                let p = s.Coupling.Invoke(batch, g)
-                s.Method.Name, ((p.X1 - p.X0).square().mean().item<float32>() |> float) ]
-        report.Message(sprintf "pair cost per dimension: %s" (pairCosts |> List.map (fun (k, v) -> sprintf "%s %s" k ((JsonFile.num v).ToString())) |> String.concat ", "))
-        // The data floor: as many training rows as the reference has, scored against it (real data against real data).
-        // And the primary NFM student (the first NFM method of the main teacher) started from the teacher's encodings
-        // of those training rows (never of the reference, which would pair samples with the rows they are scored
-        // against) instead of fresh noise.
-        let roles = roles e
-        let primary = roles.UnderTest |> Option.map (fun n -> students |> List.find (fun s -> s.Method.Name = n))
-        let primaryName = roles.UnderTest |> Option.defaultValue "nfm"
-        let trainRows = min data.X.shape[0] (int64 evalCount)
-        let trainX = data.X.narrow(0L, 0L, trainRows)
-        let trainY = if isNull trainLabels then null else trainLabels.narrow(0L, 0L, trainRows)
-        let dataFloor = quality trainX reference
-        report.Message(sprintf "data floor: %d training rows against the reference: %s %.4f" trainRows metric dataFloor)
-        let encodedRows =
-            match primary with
-            | None -> []
-            | Some p ->
-                let pEta = match p.Method.Coupling with Nfm (Some x, _) -> x | _ -> eta
-                let enc = Nfm.Couple.TeacherPairs.Compute(teacher.Teacher, trainX, trainY, pEta, budget.Draws, seed + 7L, sigmaF = Nullable teacher.Pairs.Spec.SigmaF)
-                snd (evaluate (sprintf "%s-from-train-encodings" p.Method.Name) p.Student (Some (enc.X0, trainY, p.Curve.Best)))
-        // Latency of one sample and throughput at batch 64, per method and step count, and the teacher's (KV-cached).
-        let latencySteps = budget.Steps |> List.filter (fun s -> s <= 4)
-        let latency =
-            [ for s in students do
-                for steps in latencySteps do
-                    let solver = Spec.paperSolver steps
-                    // The sampling network is built once per student (Student.SamplingNet), before any timing.
-                    s.Student.SamplingNet() |> ignore
-                    let mutable nfe = 0
-                    let once n () =
-                        use _ = torch.NewDisposeScope()
-                        nfe <- snd (Student.sampleWith (Student.labels n None s.Student) s.Curve.Best solver grid n seed s.Student)
-                    let single = Nfm.Timing.MedianSeconds(Action(once 1L), 9, 2)
-                    let batch = Nfm.Timing.MedianSeconds(Action(once 64L), 3, 2)
-                    yield { Method = s.Method.Name; Steps = steps; Nfe = nfe; SingleSeconds = single; SecondsPer1000AtBatch64 = batch * 1000.0 / 64.0 } ]
-        let teacherModel = teacher.Teacher.InferenceModel()
-        let teacherLatency =
-            use g = new torch.Generator(uint64 seed)
-            let guidance = match teacher.Curve with Some c -> Nullable c.Best | None -> Nullable()
-            let once n () =
-                let labels = Data.samplingLabels teacherModel.Spec.Classes n None torch.CPU |> Option.toObj
-                Nfm.Invert.Teacher.Sample(teacherModel, n, g, labels, guidance).Dispose()
-            let single = Nfm.Timing.MedianSeconds(Action(once 1L), 5, 2)
-            let batch = Nfm.Timing.MedianSeconds(Action(once 64L), 1, 2)
-            { Method = "teacher"; Steps = teacher.Nfe; Nfe = (if guidance.HasValue then 2 else 1) * teacher.Nfe
-              SingleSeconds = single; SecondsPer1000AtBatch64 = batch * 1000.0 / 64.0 }
-        for l in latency @ [ teacherLatency ] do
-            report.Message(sprintf "latency %s%s: %.2f ms per sample alone, %.3f s per 1,000 at batch 64"
-                               l.Method (if l.Method = "teacher" then " (KV cache)" else sprintf " %d steps" l.Steps)
-                               (l.SingleSeconds * 1000.0) l.SecondsPer1000AtBatch64)
+            let batch = Nfm.Couple.Batch(s.Data.X.narrow(0L, 0L, rows), (if isNull s.TrainLabels then null else s.TrainLabels.narrow(0L, 0L, rows)), idx)
+            let costs =
+                [ for name, coupling in couplings ->
+                    use g = new torch.Generator(uint64 (s.Seed "pair costs"))
+                    let p = coupling.Invoke(batch, g)
+                    name, ((p.X1 - p.X0).square().mean().item<float32>() |> float) ]
+            s.Env.Reporter.Message(sprintf "pair cost per dimension: %s" (costs |> List.map (fun (k, v) -> sprintf "%s %s" k ((JsonFile.num v).ToString())) |> String.concat ", "))
+            costs
 
-        let studentRows = (students |> List.collect (fun s -> s.Rows)) @ encodedRows
-        let teacherRows =
+        /// The data floor: as many training rows as the reference has, scored against it (real data against real data).
+        let dataFloor (s: Setup) : float =
+            let rows = min s.Data.X.shape[0] (int64 s.EvalCount)
+            let v = s.Quality (s.Data.X.narrow(0L, 0L, rows)) s.Reference.X
+            s.Env.Reporter.Message(sprintf "data floor: %d training rows against the reference: %s %.4f" rows s.Metric v)
+            v
+
+        /// Where the NFM student under test starts to show what the starting noise costs: the teacher's encodings
+        /// (at the student's eta, one set per draw, the stream "from-encodings") of as many training rows as the
+        /// reference has (never of the reference, which would pair samples with the rows they are scored against),
+        /// at the student's best guidance weight.
+        let encodedStart (s: Setup) (teacher: TeacherResult) (eta: float) (guidance: float) : EvaluationStart =
+            let rows = min s.Data.X.shape[0] (int64 s.EvalCount)
+            let x = s.Data.X.narrow(0L, 0L, rows)
+            let y = if isNull s.TrainLabels then null else s.TrainLabels.narrow(0L, 0L, rows)
+            let enc = Nfm.Couple.TeacherPairs.Compute(teacher.Teacher, x, y, eta, s.Plan.Budget.Draws, s.Seed "from-encodings",
+                                                      sigmaF = Nullable teacher.Pairs.Spec.SigmaF)
+            { X0 = enc.X0; Labels = y; Guidance = guidance }
+
+        /// Latency of one sample (median of 9) and throughput at batch 64 (median of 3), per student at 4 steps or fewer
+        /// at its best guidance weight, and of the KV-cached teacher (median of 5 and of 1); sampling only: every
+        /// network is built before the clock starts.
+        let latency (s: Setup) (teacher: TeacherResult) (students: StudentResult list) : Latency list =
+            let seed = s.Seed "latency"
+            let latencySteps = s.Plan.Budget.Steps |> List.filter (fun n -> n <= 4)
+            let studentLatency =
+                [ for st in students do
+                    for steps in latencySteps do
+                        st.Student.SamplingNet() |> ignore
+                        let mutable nfe = 0
+                        let once n () =
+                            use _ = torch.NewDisposeScope()
+                            let request = { Student.request steps n seed with Labels = Student.labels n None st.Student; Guidance = st.Curve.Best; Grid = s.Plan.Grid }
+                            nfe <- snd (Student.draw request st.Student)
+                        let single = Nfm.Timing.MedianSeconds(Action(once 1L), 9, 2)
+                        let batch = Nfm.Timing.MedianSeconds(Action(once 64L), 3, 2)
+                        yield { Method = st.Method.Name; Steps = steps; Nfe = nfe; SingleSeconds = single; SecondsPer1000AtBatch64 = batch * 1000.0 / 64.0 } ]
+            let model = teacher.Teacher.InferenceModel()
+            let teacherLatency =
+                use g = new torch.Generator(uint64 seed)
+                let guidance = match teacher.Curve with Some c -> Nullable c.Best | None -> Nullable()
+                let once n () =
+                    let labels = Data.samplingLabels model.Spec.Classes n None torch.CPU |> Option.toObj
+                    Nfm.Invert.Teacher.Sample(model, n, g, labels, guidance).Dispose()
+                let single = Nfm.Timing.MedianSeconds(Action(once 1L), 5, 2)
+                let batch = Nfm.Timing.MedianSeconds(Action(once 64L), 1, 2)
+                { Method = "teacher"; Steps = teacher.Nfe; Nfe = (if guidance.HasValue then 2 else 1) * teacher.Nfe
+                  SingleSeconds = single; SecondsPer1000AtBatch64 = batch * 1000.0 / 64.0 }
+            let all = studentLatency @ [ teacherLatency ]
+            for l in all do
+                s.Env.Reporter.Message(sprintf "latency %s%s: %.2f ms per sample alone, %.3f s per 1,000 at batch 64"
+                                           l.Method (if l.Method = "teacher" then " (KV cache)" else sprintf " %d steps" l.Steps)
+                                           (l.SingleSeconds * 1000.0) l.SecondsPer1000AtBatch64)
+            all
+
+        /// The teachers' rows (autoregressive sampling, no spread): the teacher, its denoised samples, the smaller teacher.
+        let teacherRows (teacher: TeacherResult) (small: TeacherResult option) : ResultRow list =
             let rowOf name value (t: TeacherResult) =
                 { Method = name; Kind = RowKind.Teacher; Solver = "autoregressive"; Grid = "-"; Steps = t.Nfe; Nfe = t.Nfe; Value = value; Spread = 0.0; Draws = 1
                   SecondsPer1000 = t.SampleSeconds * 1000.0
                   Guidance = (match t.Curve with Some c -> c.Best | None -> 0.0) }
             [ rowOf "teacher" teacher.Value teacher; rowOf "teacher-denoised" teacher.ValueDenoised teacher ]
             @ (small |> Option.map (fun t -> [ rowOf (sprintf "teacher-t%d" t.Steps) t.Value t ]) |> Option.defaultValue [])
-        if not isImage then
-            Plot.scatter (Path.Combine(outDir, "data.png")) (sprintf "%s: %d held-out points" (DataSources.DisplayName e.Data.Source) evalCount) [ "data", reference ]
-        // The paper's claims at this scale, as measured: ratios of the primary NFM student's metric to the others', each
-        // with its standard error from the rows' spreads over their draws (the teacher and latency have none).
-        let rowOf name steps = studentRows |> List.tryFind (fun r -> r.Method = name && r.Steps = steps)
-        let relativeVariance (r: ResultRow) = if r.Draws > 1 && r.Value <> 0.0 then (r.Spread / r.Value) ** 2.0 / float r.Draws else 0.0
-        let ratio (a: ResultRow) (b: ResultRow) = let q = a.Value / b.Value in q, q * sqrt (relativeVariance a + relativeVariance b)
-        let claimsWithErrors =
+
+        /// The paper's claims at this scale, as measured: ratios of the NFM student under test to the baselines (by role),
+        /// to its teacher, and the teacher's latency over its own, each with its standard error from the rows' spreads
+        /// over their draws (the teacher and latency have none).
+        let claims (s: Setup) (teacher: TeacherResult) (studentRows: ResultRow list) (latency: Latency list) : (string * (float * float)) list =
+            let budget, roles = s.Plan.Budget, roles s.Plan
+            let primaryName = roles.UnderTest |> Option.defaultValue "nfm"
+            let rowOf name steps = studentRows |> List.tryFind (fun r -> r.Method = name && r.Steps = steps)
+            let relativeVariance (r: ResultRow) = if r.Draws > 1 && r.Value <> 0.0 then (r.Spread / r.Value) ** 2.0 / float r.Draws else 0.0
+            let ratio (a: ResultRow) (b: ResultRow) = let q = a.Value / b.Value in q, q * sqrt (relativeVariance a + relativeVariance b)
             [ for steps in budget.Steps do
                 let baseline (name: string option) = name |> Option.bind (fun n -> rowOf n steps)
                 match rowOf primaryName steps with
@@ -828,36 +638,99 @@ module Experiment =
                     match baseline roles.Independent with Some i -> yield sprintf "nfm_over_independent_%dstep" steps, ratio n i | None -> ()
                     match baseline roles.Ot with Some o -> yield sprintf "nfm_over_ot_%dstep" steps, ratio n o | None -> ()
                 | None -> ()
-              match budget.Steps |> List.filter (fun s -> s <= 16) |> List.choose (rowOf primaryName) with
+              match budget.Steps |> List.filter (fun n -> n <= 16) |> List.choose (rowOf primaryName) with
               | [] -> ()
               | rows ->
                   let best = rows |> List.minBy (fun r -> r.Value)
                   let q = best.Value / teacher.Value
                   yield "nfm_best_at_most_16_steps_over_teacher", (q, q * sqrt (relativeVariance best))
-              match latency |> List.tryFind (fun l -> l.Method = primaryName && l.Steps = List.max latencySteps) with
-              | Some l -> yield sprintf "teacher_latency_over_nfm_%dstep" l.Steps, (teacherLatency.SingleSeconds / l.SingleSeconds, 0.0)
-              | None -> () ]
-        let claims = claimsWithErrors |> List.map (fun (k, (q, _)) -> k, q)
-        let claimErrors = claimsWithErrors |> List.map (fun (k, (_, se)) -> k, se)
-        let students =
-            [ for s in students ->
-                let curvature, nll = diagnostics s.Method.Name s.Student
-                report.Message(sprintf "%s: path curvature %.4f per dimension, held-out NLL %.4f nats per dimension" s.Method.Name curvature nll)
-                { s with Curvature = curvature; Nll = nll } ]
-        { Experiment = e; Metric = metric; IsImage = isImage; Eta = eta; Rows = studentRows @ teacherRows
-          Teacher = teacher; SmallTeacher = small; Students = students; PairCosts = pairCosts; DataFloor = dataFloor
-          Latency = latency @ [ teacherLatency ]; Claims = claims; ClaimErrors = claimErrors
-          ClaimChecks = Claims.checkAllWith claimErrors claims
-          Guidance = (if e.Conditional then (students |> List.map (fun s -> s.Curve)) @ (teacher.Curve |> Option.toList) else [])
-          NReference = evalCount; FeatureNetwork = (if isMnist then Some (classifier.Force().Identity()) else None) }
+              let teacherLatency = latency |> List.tryFind (fun l -> l.Method = "teacher")
+              let longest = latency |> List.filter (fun l -> l.Method = primaryName) |> List.sortBy (fun l -> l.Steps) |> List.tryLast
+              match teacherLatency, longest with
+              | Some t, Some l -> yield sprintf "teacher_latency_over_nfm_%dstep" l.Steps, (t.SingleSeconds / l.SingleSeconds, 0.0)
+              | _ -> () ]
 
-    /// Runs a comparison: trains (or continues) the teachers and students, samples and scores them (resuming the
-    /// evaluation from the folder's evaluation-cache.json), measures the diagnostics, latency and claims, and writes the
-    /// sample PNGs; `Experiment.write` saves results.json, results.md and the plots. It holds its output folder: a second process on the same folder stops with one
-    /// line naming the holder, and a lock left by a process that is no longer running is taken over (FolderLock).
-    let run (e: Experiment) : ExperimentResult =
-        use _ = FolderLock.Acquire(e.OutDir, e.Reporter)
-        runUnlocked e
+    /// The standard stages (`Stage.teacher`, `train`, `evaluate`, `diagnostics`, `latency`).
+    let stages : Stages =
+        { Teacher = Stage.teacher; Train = Stage.train; Evaluate = Stage.evaluate; Diagnostics = Stage.diagnostics; Latency = Stage.latency }
+
+    /// Runs a comparison with the given stages: the teachers, each method's coupling and student (the students that
+    /// need no teacher on a second worker when the environment has two), their evaluation, the diagnostics, latency and
+    /// claims. It holds its output folder (FolderLock): a second process on the same folder stops with one line naming
+    /// the holder, and a lock left by a process that is no longer running is taken over.
+    let runWith (stages: Stages) (env: RunEnvironment) (e: Experiment) : ExperimentResult =
+        use _ = FolderLock.Acquire(e.OutDir, env.Reporter)
+        let s = Stage.setup env e
+        let mainSteps = e.Budget.TeacherSteps
+        let smallSteps = e.Methods |> List.choose (fun m -> match m.Coupling with Nfm (_, Some n) when n <> mainSteps -> Some n | _ -> None) |> List.distinct
+        if smallSteps.Length > 1 then invalidArg "methods" "NFM methods may use the main teacher and at most one smaller one"
+        let small = lazy (smallSteps |> List.tryHead |> Option.map (fun n -> stages.Teacher s n (sprintf "-t%d" n)))
+        let needsMainTeacher (m: Method) = match m.Coupling with Nfm (_, None) | Custom _ -> true | Nfm (_, Some n) -> n = mainSteps | _ -> false
+        let student (m: Method) (coupling: Nfm.Couple.Coupling) (pairsPath: string) =
+            let t = stages.Train s m coupling (couplingText m pairsPath)
+            let curve, rows = stages.Evaluate s m.Name t.Student None
+            { Method = m; Student = t.Student; Coupling = coupling; FinalLoss = t.FinalLoss; TrainSeconds = t.TrainSeconds; Rows = rows; Curve = curve; Curvature = nan; Nll = nan }
+        let nfmStudent (m: Method) (t: TeacherResult) (suffix: string) (methodEta: float option) =
+            let c, p = Stage.nfmCouplings s t suffix (defaultArg methodEta s.Eta) in student m c p
+        // The chain that needs no main teacher: the feature classifier, the baselines, the smaller teacher's students.
+        let side () =
+            if s.IsMnist then s.Classifier.Force() |> ignore
+            [ for m in e.Methods |> List.filter (needsMainTeacher >> not) ->
+                m.Name, match m.Coupling with
+                        | Independent -> student m Couple.independent ""
+                        | Ot -> student m Couple.ot ""
+                        | OtPerLabel -> student m (Couple.perLabel (fun _ -> Couple.ot)) ""
+                        | Nfm (methodEta, _) -> let t = small.Force().Value in nfmStudent m t (sprintf "-t%d" t.Steps) methodEta
+                        | Custom _ -> failwith "a custom coupling needs the main teacher" ]
+        // The main chain: the teacher, its NFM and custom students.
+        let main () =
+            let t = stages.Teacher s mainSteps ""
+            let ctx = { Data = s.Data; Teacher = t.Teacher; Nfm = fun pairEta -> fst (Stage.nfmCouplings s t "" pairEta) }
+            t, [ for m in e.Methods |> List.filter needsMainTeacher ->
+                   m.Name, match m.Coupling with
+                           | Custom (_, make) -> student m (make ctx) ""
+                           | Nfm (methodEta, _) -> nfmStudent m t "" methodEta
+                           | _ -> failwith "a baseline needs no teacher" ]
+        let sideRuns, (teacher, mainRuns) =
+            if env.Workers = 1 then let mainResult = main () in side (), mainResult
+            else
+                let sideTask = Threading.Tasks.Task.Run(Func<_>(side))
+                let mainResult = main ()
+                try sideTask.Result, mainResult
+                with :? AggregateException as ex -> Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(ex.InnerException).Throw(); failwith "unreachable"
+        let byName = dict (sideRuns @ mainRuns)
+        let students = [ for m in e.Methods -> byName[m.Name] ]
+        let pairCosts = Stage.pairCosts s [ for st in students -> st.Method.Name, st.Coupling ]
+        let dataFloor = Stage.dataFloor s
+        let encodedRows =
+            match (roles e).UnderTest |> Option.map (fun n -> students |> List.find (fun st -> st.Method.Name = n)) with
+            | None -> []
+            | Some p ->
+                let eta = match p.Method.Coupling with Nfm (Some x, _) -> x | _ -> s.Eta
+                snd (stages.Evaluate s (p.Method.Name + "-from-train-encodings") p.Student (Some (Stage.encodedStart s teacher eta p.Curve.Best)))
+        let latency = stages.Latency s teacher students
+        let studentRows = (students |> List.collect (fun st -> st.Rows)) @ encodedRows
+        if not s.IsImage then
+            Plot.scatter (Path.Combine(s.OutDir, "data.png")) (sprintf "%s: %d held-out points" (DataSources.DisplayName e.Data.Source) s.EvalCount) [ "data", s.Reference.X ]
+        let claims = Stage.claims s teacher studentRows latency
+        let students =
+            [ for st in students ->
+                let curvature, nll = stages.Diagnostics s st.Method.Name st.Student
+                env.Reporter.Message(sprintf "%s: path curvature %.4f per dimension, held-out NLL %.4f nats per dimension" st.Method.Name curvature nll)
+                { st with Curvature = curvature; Nll = nll } ]
+        let small = small.Force()
+        { Experiment = e; Environment = env; Metric = s.Metric; IsImage = s.IsImage; Eta = s.Eta; Rows = studentRows @ Stage.teacherRows teacher small
+          Teacher = teacher; SmallTeacher = small; Students = students; PairCosts = pairCosts; DataFloor = dataFloor
+          Latency = latency; Claims = claims |> List.map (fun (k, (q, _)) -> k, q); ClaimErrors = claims |> List.map (fun (k, (_, se)) -> k, se)
+          ClaimChecks = Claims.checkAllWith (claims |> List.map (fun (k, (_, se)) -> k, se)) (claims |> List.map (fun (k, (q, _)) -> k, q))
+          Guidance = (if e.Conditional then (students |> List.map (fun st -> st.Curve)) @ (teacher.Curve |> Option.toList) else [])
+          NReference = s.EvalCount; FeatureNetwork = (if s.IsMnist then Some (s.Classifier.Force().Identity()) else None) }
+
+    /// Runs a comparison with the standard stages (`runWith stages`): trains (or continues) the teachers and students,
+    /// samples and scores them (resuming the evaluation from the folder's evaluation-cache.json), measures the
+    /// diagnostics, latency and claims, and writes the sample PNGs; `Experiment.write` saves results.json, results.md
+    /// and the plots.
+    let run (env: RunEnvironment) (e: Experiment) : ExperimentResult = runWith stages env e
 
     /// Rows of the teacher (autoregressive sampling, not solver steps) are reported beside the table and drawn as levels.
     let isTeacherRow (r: ResultRow) = r.Kind = RowKind.Teacher
@@ -921,10 +794,10 @@ module Experiment =
         let rowJson = Report.rowJson e.Conditional
         let mainTeacher = teacherJson r.IsImage r.Teacher
         j ([ "data", str e.Data.Source; "metric", str r.Metric; "rows", JsonFile.arr (r.Rows |> List.map rowJson)
-             "command", str e.Command; "commit", str (Provenance.commit ())
+             "command", str r.Environment.Command; "commit", str (Provenance.commit ())
              "machine", j [ "processor", str (Provenance.processor ()); "libtorch_threads", int (int64 (torch.get_num_threads ())) ]
              "budget", str e.Budget.Name; "seed", int e.Seed; "student_steps", int (int64 e.Budget.StudentSteps)
-             "workers", int (int64 e.Workers); "precision", str (e.Precision.Name())
+             "workers", int (int64 r.Environment.Workers); "precision", str (e.Precision.Name())
              "teacher", mainTeacher
              "teachers", JsonFile.arr ([ mainTeacher.DeepClone() ] @ (r.SmallTeacher |> Option.map (teacherJson r.IsImage) |> Option.toList))
              "nfm", j [ "eta", num r.Eta; "sigma_f", num r.Teacher.Pairs.Spec.SigmaF ]

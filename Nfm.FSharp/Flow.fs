@@ -63,6 +63,21 @@ module Data =
     /// Writes a tensor as .npy (atomically).
     let writeNpy (path: string) (t: torch.Tensor) = Npy.Write(path, t)
 
+/// One request for samples from a student: `Student.request steps count seed` gives one (the paper's solver at that
+/// many steps, the quadratic grid, no guidance) to change with `with`; `Student.draw request student` answers it.
+type SampleRequest =
+    { /// How many samples.
+      Count: int64
+      /// The seed of the starting noise.
+      Seed: int64
+      Solver: Solver
+      Grid: Grid
+      /// The labels of a conditional student's samples (None: it cycles through its classes; an unconditional student
+      /// takes none).
+      Labels: torch.Tensor option
+      /// The classifier-free guidance weight (0 = none).
+      Guidance: float }
+
 /// What a student run needs besides its data and coupling; `Student.settings` gives defaults to change with `with`.
 type StudentSettings =
     { /// The network: Mlp (vectors; Width x Depth) or UNet (images; Width = base channels, Depth = levels).
@@ -156,18 +171,24 @@ module Student =
     let labels (count: int64) (label: int option) (st: Student) =
         Data.samplingLabels st.Spec.Net.Classes count label (st.Spec.Device.ToDevice())
 
-    /// Samples with labels and classifier-free guidance weight `guidance` (0 = none): samples and network passes per sample.
-    let sampleWith (labels: torch.Tensor option) (guidance: float) (solver: Solver) (grid: Grid) (count: int64) (seed: int64) (st: Student) =
+    /// A request for `count` samples from the noise of `seed` with the paper's solver at `steps` (Euler up to 4 steps,
+    /// Heun above) on the quadratic grid, without guidance; change the rest with `with`.
+    let request (steps: int) (count: int64) (seed: int64) : SampleRequest =
+        { Count = count; Seed = seed; Solver = Spec.paperSolver steps; Grid = Quadratic; Labels = None; Guidance = 0.0 }
+
+    /// Answers a sample request: the samples and the network passes per sample (guidance included).
+    let draw (r: SampleRequest) (st: Student) : torch.Tensor * int =
         let device = st.Spec.Device.ToDevice()
-        use g = new torch.Generator(uint64 seed, device)
-        let r = StudentSampler.Sample(st.SamplingNet(), st.Spec.Net.InputShape, count, Spec.solver grid solver, g, device,
-                                      Option.toObj labels, guidance)
-        r.X, r.Nfe
+        use g = new torch.Generator(uint64 r.Seed, device)
+        let labels = match r.Labels with Some y -> Some y | None -> labels r.Count None st
+        let x = StudentSampler.Sample(st.SamplingNet(), st.Spec.Net.InputShape, r.Count, Spec.solver r.Grid r.Solver, g, device,
+                                      Option.toObj labels, r.Guidance)
+        x.X, x.Nfe
 
     /// count samples with a solver on a grid, noise drawn with seed; EMA weights are used when the run kept them
     /// (a conditional student cycles through its classes).
     let sample (solver: Solver) (grid: Grid) (count: int64) (seed: int64) (st: Student) : torch.Tensor =
-        fst (sampleWith (labels count None st) 0.0 solver grid count seed st)
+        fst (draw { request 1 count seed with Solver = solver; Grid = grid } st)
 
     /// Integrates given starting points (e.g. a teacher's encodings) instead of fresh noise.
     let integrate (solver: Solver) (grid: Grid) (x0: torch.Tensor) (st: Student) : torch.Tensor =

@@ -16,5 +16,5 @@ let experiment =
         Eta = Some 0.02
         Budget = { e.Budget with Steps = [ 1; 2; 4; 8 ]; EvalCount = exampleSize 2000 300 } }
 
-let result = Experiment.run experiment
+let result = Experiment.run RunEnvironment.lines experiment
 printfn "%s" (Experiment.write result)

@@ -91,7 +91,7 @@ for cell in chosen do
         let cache = Path.Combine(dir, "evaluation-cache.json")
         if cell.Name <> "base" && File.Exists baseCache && not (File.Exists cache) then File.Copy(baseCache, cache)
         let watch = Diagnostics.Stopwatch.StartNew()
-        let r = Experiment.run { e with Command = sprintf "dotnet fsi scripts/ablation.fsx cells=%s" cell.Name }
+        let r = Experiment.run { RunEnvironment.lines with Command = sprintf "dotnet fsi scripts/ablation.fsx cells=%s" cell.Name } e
         Experiment.write r |> ignore
         File.WriteAllText(Path.Combine(dir, "cell.json"),
                           (JsonFile.obj [ "cell", JsonFile.str cell.Name; "what", JsonFile.str cell.What

@@ -13,6 +13,9 @@ open Nfm.Descriptions
 open Nfm.FSharp
 open Nfm.Tests.DataTests
 
+/// Comparisons in these tests run silently on one worker.
+let private quiet = Nfm.FSharp.RunEnvironment.silent
+
 /// One JPEG quantisation step is at most a few levels on a flat colour: 3 levels of 255, in [-1, 1] units.
 let jpegTolerance = 3.0 / 127.5
 
@@ -155,16 +158,15 @@ let tests =
             let x = Student.sample (Solver.Euler 2) Grid.Uniform 6L 0L student
             Expect.equal x.shape [| 6L; 3L; 8L; 8L |] "the student samples 3-channel images"
             let e = Experiment.create (DataSpec spec) "4" (Path.Combine(dir.Path, "compare"))
-            let e = { e with Budget = { e.Budget with EvalCount = 12; Steps = [ 1; 2 ] }; Methods = [ { Name = "independent"; Coupling = Independent }; { Name = "nfm"; Coupling = Nfm(None, None) } ]
-                             Reporter = Reporter.silent }
-            let r = Experiment.run e
+            let e = { e with Budget = { e.Budget with EvalCount = 12; Steps = [ 1; 2 ] }; Methods = [ { Name = "independent"; Coupling = Independent }; { Name = "nfm"; Coupling = Nfm(None, None) } ] }
+            let r = Experiment.run quiet e
             Experiment.write r |> ignore
             Expect.equal r.Metric "w2" "no classifier for this data: W2"
             Expect.isTrue (r.Rows |> List.forall (fun row -> Double.IsFinite row.Value)) "every row scored"
             Expect.isTrue (File.Exists(Path.Combine(dir.Path, "compare", "samples-nfm-2step.png"))) "a colour sample grid"
             // The same comparison with the SiT transformer students, recorded in experiment.json.
             let es = { e with OutDir = Path.Combine(dir.Path, "compare-sit"); StudentNet = Architecture.Sit; StudentWidth = Some 32; StudentDepth = Some 1 }
-            let rs = Experiment.run es
+            let rs = Experiment.run quiet es
             for st in rs.Students do
                 Expect.equal st.Student.Spec.Net.Architecture Architecture.Sit (st.Method.Name + " is a SiT student")
                 Expect.equal (st.Student.Spec.Net.Width, st.Student.Spec.Net.Depth) (32, 1) "at the width and depth asked"

@@ -9,6 +9,9 @@ open Expecto
 open TorchSharp
 open Nfm.FSharp
 
+/// Comparisons in these tests run silently on one worker.
+let private quiet = Nfm.FSharp.RunEnvironment.silent
+
 let private tempDir () =
     let d = Path.Combine(Path.GetTempPath(), "nfm-lib-" + Guid.NewGuid().ToString("N"))
     Directory.CreateDirectory d |> ignore
@@ -25,7 +28,7 @@ let private tinyTeacher =
 /// A comparison on moons at a tiny budget: 12 teacher and student steps, 200 reference points, 1 and 4 steps.
 let private tinyExperiment (outDir: string) =
     let e = Experiment.create (Nfm.Descriptions.DataSpec("moons")) "12" outDir
-    { e with Budget = { e.Budget with EvalCount = 200; Steps = [ 1; 4 ] }; Reporter = Reporter.silent }
+    { e with Budget = { e.Budget with EvalCount = 200; Steps = [ 1; 4 ] } }
 
 /// Expects an InvalidDataException whose message mentions `mentions`.
 let private refused (mentions: string) (f: unit -> unit) =
@@ -137,7 +140,7 @@ let tests =
                 [ { Name = "independent"; Coupling = Independent }; { Name = "ot"; Coupling = Ot } ]
                 @ Experiment.etaMethods [ 0.02; 0.1 ] @ [ mix ]
             let e = { e with Methods = methods; Eta = Some 0.02 }
-            let r = Experiment.run e
+            let r = Experiment.run quiet e
             let md = Experiment.write r
             let names = r.Rows |> List.map (fun x -> x.Method) |> List.distinct
             Expect.equal names [ "independent"; "ot"; "nfm-eta0.02"; "nfm-eta0.1"; "mix"; "nfm-eta0.02-from-train-encodings"; "teacher"; "teacher-denoised" ]
@@ -172,7 +175,7 @@ let tests =
             Expect.equal (j.RootElement.GetProperty("nfm").GetProperty("eta").GetDouble()) 0.02 "the experiment's eta"
             // The same comparison again: every checkpoint is continued (nothing retrained) and the figures agree.
             let reporter, lines = messages ()
-            let again = Experiment.run { e with Reporter = reporter }
+            let again = Experiment.run { quiet with Reporter = reporter } e
             Expect.exists lines (fun l -> l.Contains "continuing from") "continues the checkpoints"
             Expect.exists lines (fun l -> l.Contains "pairs: reusing") "reuses the pairs"
             let values (x: ExperimentResult) = x.Rows |> List.filter (Experiment.isTeacherRow >> not) |> List.map (fun x -> x.Method, x.Steps, x.Value)
@@ -193,15 +196,53 @@ let tests =
             keys |> List.iteri (fun i k -> if i % 2 = 0 then cached.Remove k |> ignore)
             File.WriteAllText(cachePath, cached.ToJsonString())
             let reporter3, lines3 = messages ()
-            let third = Experiment.run { e with Reporter = reporter3 }
+            let third = Experiment.run { quiet with Reporter = reporter3 } e
             Expect.exists lines3 (fun l -> l.Contains "measured before") "reads what is left"
             Expect.equal (values third) (values r) "a half-measured evaluation resumes to the same figures"
             Expect.equal (Text.Json.Nodes.JsonNode.Parse(File.ReadAllText cachePath).AsObject().Count) keys.Length "and keeps them all again"
             // A damaged cache is refused with one line naming it.
             File.WriteAllText(cachePath, "{ \"x\": [ 1, ")
-            refused "evaluation-cache.json" (fun () -> Experiment.run e |> ignore)
+            refused "evaluation-cache.json" (fun () -> Experiment.run quiet e |> ignore)
             // Another comparison in the same folder is refused, naming the folder.
-            refused "other settings" (fun () -> Experiment.run { e with Seed = 1L } |> ignore)
+            refused "other settings" (fun () -> Experiment.run quiet { e with Seed = 1L } |> ignore)
+        }
+
+        test "the comparison is its stages: one runs alone, a script swaps the evaluation, and seeds are named" {
+            let dir = tempDir ()
+            let e = { tinyExperiment dir with Methods = [ { Name = "independent"; Coupling = Independent }; { Name = "nfm"; Coupling = Nfm(None, None) } ] }
+            // One stage alone: the setup, then the teacher (trained, scored and its pairs written).
+            let s = Experiment.Stage.setup quiet e
+            Expect.equal (s.EvalCount, s.Metric, s.IsImage) (200, "w2", false) "the setup: 200 reference rows scored by W2"
+            let t = Experiment.Stage.teacher s e.Budget.TeacherSteps ""
+            Expect.isTrue (Double.IsFinite t.Nll && Double.IsFinite t.Value && File.Exists t.PairsPath) "the teacher stage scores the teacher and writes its pairs"
+            // The whole comparison with the script's own evaluation: every student (and the encodings row) is scored by it.
+            let called = Collections.Generic.List<string>()
+            let mine (s: Setup) (name: string) (_: Nfm.Regress.Student) (start: EvaluationStart option) =
+                called.Add name
+                let rows : ResultRow list =
+                    [ for steps in s.Plan.Budget.Steps ->
+                        { Method = name; Kind = RowKind.Student; Solver = "mine"; Grid = "-"; Steps = steps; Nfe = steps
+                          Value = float steps + (if start.IsSome then 0.5 else 0.0); Spread = 0.0; Draws = 1; SecondsPer1000 = 0.0; Guidance = 0.0 } ]
+                { Method = name; Best = 0.0; Points = [ for r in rows -> 0.0, r.Steps, r.Value ] }, rows
+            let r = Experiment.runWith { Experiment.stages with Evaluate = mine } quiet e
+            Expect.equal (List.ofSeq called) [ "nfm"; "independent"; "nfm-from-train-encodings" ] "the swapped stage scored every student and the encodings row"
+            let students = r.Rows |> List.filter (Experiment.isTeacherRow >> not)
+            Expect.equal [ for x in students -> x.Method, x.Steps, x.Value ]
+                [ "independent", 1, 1.0; "independent", 4, 4.0; "nfm", 1, 1.0; "nfm", 4, 4.0; "nfm-from-train-encodings", 1, 1.5; "nfm-from-train-encodings", 4, 4.5 ]
+                "its rows are the results' rows"
+            Expect.equal r.Teacher.Value t.Value "the teacher the stage trained is continued, its figures read back"
+            Expect.equal (r.Claims |> List.find (fun (k, _) -> k = "nfm_over_independent_4step") |> snd) 1.0 "the claims are computed on the swapped rows"
+            // A student answers a sample request as it answers the positional call.
+            let st = (r.Students |> List.find (fun x -> x.Method.Name = "nfm")).Student
+            let x, nfe = Student.draw { Student.request 4 10L 7L with Grid = Grid.Uniform } st
+            Expect.equal nfe 4 "four Euler steps, no guidance: four network passes per sample"
+            Expect.isTrue (x.allclose(Student.sample (Solver.Euler 4) Grid.Uniform 10L 7L st, 0.0, 0.0)) "draw = sample"
+            // Seeds by name: one per stream, the same every time, none shared by two names or two comparison seeds.
+            let names = [ "evaluation noise, draw 0"; "evaluation noise, draw 1"; "teacher samples"; "pair costs"; "latency"; "from-encodings" ]
+            let seeds = [ for seed in [ 0L; 1L; 2L ] do for n in names -> Seeds.derive seed n ]
+            Expect.equal (List.distinct seeds).Length seeds.Length "every (seed, name) has its own seed"
+            Expect.isTrue (seeds |> List.forall (fun x -> x >= 0L)) "seeds are non-negative"
+            Expect.equal (s.Seed "teacher samples") (Seeds.derive e.Seed "teacher samples") "the setup's seeds are the comparison's"
         }
 
         test "budgets are read in any case: --budget Quick on images is the quick teacher, not the full-width one" {
@@ -223,7 +264,7 @@ let tests =
                   { Name = "ours"; Coupling = Nfm(None, None) }; { Name = "teacher-x"; Coupling = Custom("ot again", fun _ -> Couple.ot) } ]
             let e = { e with Methods = methods; Budget = { e.Budget with Steps = [ 1 ] } }
             Expect.equal (Experiment.roles e) { UnderTest = Some "ours"; Independent = Some "indep"; Ot = Some "minibatch" } "roles by coupling"
-            let r = Experiment.run e
+            let r = Experiment.run quiet e
             for k in [ "nfm_over_independent_1step"; "nfm_over_ot_1step"; "nfm_best_at_most_16_steps_over_teacher" ] do
                 Expect.exists r.Claims (fun (c, _) -> c = k) (k + " is measured")
             let x = r.Rows |> List.find (fun x -> x.Method = "teacher-x")
@@ -255,7 +296,7 @@ let tests =
         test "validation scores on the last training rows, which nothing trains on, never on the held-out set" {
             let e = tinyExperiment (tempDir ())
             let e = { e with Budget = { e.Budget with Steps = [ 1 ] }; Methods = [ { Name = "independent"; Coupling = Independent } ]; Validation = true }
-            let r = Experiment.run e
+            let r = Experiment.run quiet e
             Experiment.write r |> ignore
             let train, _ = Experiment.split e.Data e.Budget.EvalCount
             let n = train.X.shape[0]
@@ -274,14 +315,14 @@ let tests =
             Directory.CreateDirectory dir |> ignore
             // A lock naming a running process (this one): refused with one line naming it, nothing run.
             FolderLock.Write(dir, FolderLock.Me())
-            refused (sprintf "in use by process %d" (FolderLock.Me()).Pid) (fun () -> Experiment.run e |> ignore)
+            refused (sprintf "in use by process %d" (FolderLock.Me()).Pid) (fun () -> Experiment.run quiet e |> ignore)
             Expect.isFalse (File.Exists(Path.Combine(dir, "experiment.json"))) "nothing started"
             // A lock left by a process that has exited: taken over, with a message, and released at the end.
             use gone = Diagnostics.Process.Start(Diagnostics.ProcessStartInfo("true", UseShellExecute = false))
             gone.WaitForExit()
             FolderLock.Write(dir, { FolderLock.Me() with Pid = gone.Id; Started = DateTime.UtcNow.AddHours -1.0 })
             let reporter, lines = messages ()
-            Experiment.run { e with Reporter = reporter } |> ignore
+            Experiment.run { quiet with Reporter = reporter } e |> ignore
             Expect.exists lines (fun l -> l.Contains "taking over the lock left by process" && l.Contains "no longer running") "says so"
             Expect.isFalse (File.Exists(Path.Combine(dir, ".nfm-lock"))) "released"
             // Two holders in one process: the second is refused while the first holds the folder.
@@ -303,7 +344,7 @@ let tests =
                 Expect.isTrue (z.allclose(z0, 1e-6, 1e-6)) (sprintf "%s encodes like the teacher" (Path.GetFileName path))
             let e = tinyExperiment (Path.Combine(dir, "c")) |> Experiment.withTeacher ckpt
             let e = { e with Methods = e.Methods |> List.filter (fun m -> m.Name <> "independent") }
-            let r = Experiment.run e
+            let r = Experiment.run quiet e
             Expect.equal r.Teacher.Steps 40 "the pretrained teacher's own step count"
             Expect.equal r.Teacher.TrainSeconds 0.0 "not trained"
             Expect.isFalse (File.Exists(Path.Combine(dir, "c", "teacher.ckpt"))) "no teacher trained in the folder"
@@ -318,8 +359,8 @@ let tests =
             Data.writeNpy (Path.Combine(dir, "y.npy")) labels
             let spec = Nfm.Descriptions.DataSpec(Path.Combine(dir, "x.npy"), Labels = Path.Combine(dir, "y.npy"))
             let e = Experiment.create spec "12" (Path.Combine(dir, "c")) |> Experiment.conditional [ 0.0; 1.0 ]
-            let e = { e with Budget = { e.Budget with EvalCount = 200; Steps = [ 1; 4 ] }; Reporter = Reporter.silent }
-            let r = Experiment.run e
+            let e = { e with Budget = { e.Budget with EvalCount = 200; Steps = [ 1; 4 ] }}
+            let r = Experiment.run quiet e
             Expect.isTrue (r.Teacher.Teacher.Spec.Model.IsConditional) "a conditional teacher"
             Expect.isTrue (r.Students |> List.forall (fun s -> s.Student.Spec.Net.Classes = 2)) "conditional students of 2 classes"
             Expect.equal (r.Guidance |> List.map (fun c -> c.Method)) [ "independent"; "ot"; "ot-label-blind"; "nfm"; "teacher" ] "a curve per method and the teacher"
@@ -347,9 +388,9 @@ let tests =
         test "a comparison with no methods, or two of one name, is refused before any work" {
             let dir = tempDir ()
             let e = tinyExperiment dir
-            Expect.throwsT<ArgumentException> (fun () -> Experiment.run { e with Methods = [] } |> ignore) "no methods"
+            Expect.throwsT<ArgumentException> (fun () -> Experiment.run quiet { e with Methods = [] } |> ignore) "no methods"
             Expect.throwsT<ArgumentException> (fun () ->
-                Experiment.run { e with Methods = [ { Name = "a"; Coupling = Ot }; { Name = "a"; Coupling = Independent } ] } |> ignore) "two named a"
+                Experiment.run quiet { e with Methods = [ { Name = "a"; Coupling = Ot }; { Name = "a"; Coupling = Independent } ] } |> ignore) "two named a"
             Expect.isEmpty (Directory.GetFiles dir) "nothing written"
         }
 
@@ -385,7 +426,7 @@ let tests =
             let e = tinyExperiment dir
             let e = { e with Budget = { e.Budget with TeacherSteps = 8; TeacherEma = 0.9; TeacherHeldOut = 300 }
                              Methods = [ { Name = "nfm"; Coupling = Nfm(None, None) } ] }
-            let r = Experiment.run { e with Budget = { e.Budget with Steps = [ 1 ] } }
+            let r = Experiment.run quiet { e with Budget = { e.Budget with Steps = [ 1 ] } }
             let sel = Expect.wantSome r.Teacher.Selection "a selection"
             Expect.equal sel.HeldOutRows 300L "300 rows held out"
             Expect.isNonEmpty sel.History "a curve"

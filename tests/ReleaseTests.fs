@@ -9,6 +9,9 @@ open System.Text.Json.Nodes
 open Expecto
 open Nfm.FSharp
 
+/// Comparisons in these tests run silently on one worker.
+let private quiet = Nfm.FSharp.RunEnvironment.silent
+
 /// Every release folder under models/ (a folder holding a card).
 let private releaseFolders () =
     match Nfm.Tests.DataTests.repoRoot () with
@@ -57,8 +60,8 @@ let tests =
             let dir = Path.Combine(Path.GetTempPath(), "nfm-release-" + Guid.NewGuid().ToString("N"))
             let e = Experiment.create (Nfm.Descriptions.DataSpec("moons")) "12" dir
             let e = { e with Budget = { e.Budget with EvalCount = 200; Steps = [ 1 ]; TeacherEma = 0.9; TeacherHeldOut = 300 }
-                             Methods = [ { Name = "independent"; Coupling = Independent } ]; Reporter = Reporter.silent }
-            let r = Experiment.run e
+                             Methods = [ { Name = "independent"; Coupling = Independent } ]}
+            let r = Experiment.run quiet e
             Experiment.write r |> ignore
             let out = Path.Combine(dir, "release")
             let card = Release.teacher dir out
