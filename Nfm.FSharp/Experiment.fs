@@ -769,63 +769,6 @@ module Experiment =
            else "\nclassifier-free guidance (rows at each method's best weight):\n"
                 + String.concat "" [ for c in r.Guidance -> sprintf "- %s: best weight %g\n" c.Method c.Best ])
 
-    let private teacherJson (isImage: bool) (t: TeacherResult) : JsonNode =
-        JsonFile.obj
-            [ "steps", JsonFile.int (int64 t.Steps); "final_loss", JsonFile.num t.Loss; "train_seconds", JsonFile.num t.TrainSeconds
-              "test_nll_nats", JsonFile.num t.Nll; "test_bpd", (if isImage then JsonFile.num t.Bpd else JsonFile.str "n/a")
-              "value", JsonFile.num t.Value; "value_denoised", JsonFile.num t.ValueDenoised; "nfe", JsonFile.int (int64 t.Nfe)
-              "seconds_per_1000", JsonFile.num (t.SampleSeconds * 1000.0)
-              "encodes_per_second", JsonFile.num t.EncodesPerSecond; "id", JsonFile.str t.Pairs.Spec.TeacherId
-              "sigma_f", JsonFile.num t.Pairs.Spec.SigmaF
-              "encodings_gaussianity", Report.gaussianityJson t.Gaussianity ]
-        |> fun o ->
-            t.Selection |> Option.iter (fun sel ->
-                o["selected_step"] <- JsonFile.int sel.Step
-                o["heldout_train_rows"] <- JsonFile.int sel.HeldOutRows
-                o["heldout_train_nll_nats"] <- JsonFile.num sel.HeldOutNll
-                o["heldout_train_curve"] <- JsonFile.arr [ for (k, v) in sel.History -> JsonFile.obj [ "step", JsonFile.int k; "nll_nats", JsonFile.num v ] :> JsonNode ])
-            o :> JsonNode
-
-    /// results.json (the fields CLI.md names), with the run's command, the library's commit and the processor.
-    let toJson (r: ExperimentResult) : JsonObject =
-        let e = r.Experiment
-        let j = JsonFile.obj
-        let num, int, str = JsonFile.num, JsonFile.int, JsonFile.str
-        let rowJson = Report.rowJson e.Conditional
-        let mainTeacher = teacherJson r.IsImage r.Teacher
-        j ([ "data", str e.Data.Source; "metric", str r.Metric; "rows", JsonFile.arr (r.Rows |> List.map rowJson)
-             "command", str r.Environment.Command; "commit", str (Provenance.commit ())
-             "machine", j [ "processor", str (Provenance.processor ()); "libtorch_threads", int (int64 (torch.get_num_threads ())) ]
-             "budget", str e.Budget.Name; "seed", int e.Seed; "student_steps", int (int64 e.Budget.StudentSteps)
-             "workers", int (int64 r.Environment.Workers); "precision", str (e.Precision.Name())
-             "teacher", mainTeacher
-             "teachers", JsonFile.arr ([ mainTeacher.DeepClone() ] @ (r.SmallTeacher |> Option.map (teacherJson r.IsImage) |> Option.toList))
-             "nfm", j [ "eta", num r.Eta; "sigma_f", num r.Teacher.Pairs.Spec.SigmaF ]
-             "diagnostics", j [ "encodings_gaussianity", Report.gaussianityJson r.Teacher.Gaussianity
-                                "data_floor", num r.DataFloor
-                                "pair_cost_per_dimension", j [ for (k, v) in r.PairCosts -> k, num v ] ]
-             "latency", JsonFile.arr [ for l in r.Latency ->
-                                         j [ "method", str l.Method; "steps", int (int64 l.Steps); "nfe", int (int64 l.Nfe); "single_sample_seconds", num l.SingleSeconds
-                                             "seconds_per_1000_at_batch_64", num l.SecondsPer1000AtBatch64 ] ]
-             "claims", j [ for (k, v) in r.Claims -> k, num v ]
-             "claims_standard_error", j [ for (k, v) in r.ClaimErrors -> k, num v ]
-             "claim_checks", JsonFile.arr [ for c in r.ClaimChecks ->
-                                              j [ "claim", str c.Statement; "ratio", num c.Ratio; "standard_error", num c.StandardError
-                                                  "target", str c.Target; "verdict", str (Claims.verdictText c.Verdict); "holds", JsonFile.bool c.Holds ] ]
-             "students", j [ for s in r.Students ->
-                               s.Method.Name, j [ "final_loss", num s.FinalLoss; "train_seconds", num s.TrainSeconds
-                                                  "path_curvature_per_dim", num s.Curvature; "nll_nats_per_dim", num s.Nll ] :> JsonNode ]
-             "n_reference", int (int64 r.NReference); "reference", str (if e.Validation then "validation" else "held-out"); "draws", int (int64 e.Budget.Draws); "format_version", int (int64 Report.formatVersion) ]
-           @ (r.FeatureNetwork |> Option.map (fun f -> "feature_network", str f) |> Option.toList)
-           @ (if not e.Conditional then []
-              else
-                [ "conditional", JsonFile.bool true
-                  "guidance", j [ "weights", JsonFile.arr [ for w in e.Guidance -> num w ]
-                                  "methods", j [ for c in r.Guidance ->
-                                                   c.Method, j [ "best", num c.Best
-                                                                 "curve", JsonFile.arr [ for (w, steps, v) in c.Points ->
-                                                                                           j [ "weight", num w; "steps", int (int64 steps); "value", num v ] ] ] :> JsonNode ] ] ]))
-
     /// The metric against sampling steps, one line per student method, the teachers as dashed levels.
     let qualityPlot (path: string) (r: ExperimentResult) =
         let students = r.Rows |> List.filter (isTeacherRow >> not)
@@ -844,7 +787,7 @@ module Experiment =
     /// Writes results.json, results.md and quality.png into the experiment's output folder; returns the summary.
     let write (r: ExperimentResult) =
         let dir = r.Experiment.OutDir
-        JsonFile.write (Path.Combine(dir, "results.json")) (toJson r)
+        JsonFile.write (Path.Combine(dir, "results.json")) (Report.toJson r)
         qualityPlot (Path.Combine(dir, "quality.png")) r
         let md = markdown r
         AtomicFile.WriteAllBytes(Path.Combine(dir, "results.md"), ReadOnlyMemory(Text.Encoding.UTF8.GetBytes md))
