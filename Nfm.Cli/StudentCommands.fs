@@ -26,9 +26,11 @@ let parseTimes (s: string) =
 
 let train (args: ParseResults<StudentTrainArgs>) =
     let out = outputPath (args.GetResult StudentTrainArgs.Out)
-    let steps = positive "steps" (args.GetResult(StudentTrainArgs.Steps, 2000))
-    let batch = positive "batch" (args.GetResult(StudentTrainArgs.Batch, 256))
-    let saveEvery = args.GetResult(StudentTrainArgs.Save_Every, 0)
+    // The library's defaults (Student.settings) are the command line's: one place says what they are.
+    let defaults = Student.settings
+    let steps = positive "steps" (args.GetResult(StudentTrainArgs.Steps, defaults.Steps))
+    let batch = positive "batch" (args.GetResult(StudentTrainArgs.Batch, defaults.Batch))
+    let saveEvery = args.GetResult(StudentTrainArgs.Save_Every, defaults.SaveEvery)
     if saveEvery < 0 then fail (sprintf "--save-every must be >= 0, got %d" saveEvery)
     // Checked before training, so that a mistyped --json folder does not cost the whole run.
     let json = args.TryGetResult StudentTrainArgs.Json |> Option.map outputPath
@@ -42,13 +44,13 @@ let train (args: ParseResults<StudentTrainArgs>) =
         if not (isNull path) then existing "coupling's checkpoint" path |> ignore
     let coupling = Couple.ofSpec couplingSpec data
     let settings =
-        { Student.settings with
-            Width = positive "width" (args.GetResult(StudentTrainArgs.Width, 256))
-            Depth = positive "depth" (args.GetResult(StudentTrainArgs.Depth, 3))
+        { defaults with
+            Width = positive "width" (args.GetResult(StudentTrainArgs.Width, defaults.Width))
+            Depth = positive "depth" (args.GetResult(StudentTrainArgs.Depth, defaults.Depth))
             Steps = steps; Batch = batch; SaveEvery = saveEvery
-            LearningRate = args.GetResult(StudentTrainArgs.Lr, 1e-3)
-            Warmup = args.GetResult(StudentTrainArgs.Warmup, 0)
-            Ema = args.GetResult(StudentTrainArgs.Ema, 0.999)
+            LearningRate = args.GetResult(StudentTrainArgs.Lr, defaults.LearningRate)
+            Warmup = args.GetResult(StudentTrainArgs.Warmup, defaults.Warmup)
+            Ema = args.GetResult(StudentTrainArgs.Ema, defaults.Ema)
             Seed = int64 seed
             Times = parseTimes (args.GetResult(StudentTrainArgs.Time_Sampling, "uniform"))
             Device = args.GetResult(StudentTrainArgs.Device, "cpu")
@@ -68,17 +70,18 @@ let train (args: ParseResults<StudentTrainArgs>) =
     if File.Exists out then eprintfn "resuming %s at step %d of %d" out startStep steps
     let log = tensorBoard (args.TryGetResult StudentTrainArgs.Logdir)
     let logStep = log |> Option.map (fun l -> l.Training("student"))
-    let bar = Progress.Bar("student", int64 steps)
     let mutable lastLoss = nan
     let losses = Collections.Generic.List<float>()
     let watch = Diagnostics.Stopwatch.StartNew()
+    let observe (p: Nfm.Training.TrainingProgress) =
+        lastLoss <- p.Loss
+        logStep |> Option.iter (fun f -> f.Invoke p)
+        losses.Add p.Loss
+    // The library's trainer (which also refuses a coupling text that misstates the coupling), continuing `out`; Ctrl+C
+    // saves what was trained and stops with exit code 130 (Common.fs).
     let trained =
-        StudentTraining.Run(student, data.X, (if spec.Net.Classes > 0 then data.Labels else null), coupling, out,
-                            Action<_>(fun p ->
-                                lastLoss <- p.Loss
-                                logStep |> Option.iter (fun f -> f.Invoke p)
-                                losses.Add p.Loss
-                                bar.Update(p.Step, sprintf "loss %.4f" p.Loss)), cancellation)
+        Student.trainIn { Checkpoint = Some out; Reporter = Reporter.labelled "student" Progress.reporter; Cancel = cancellation; OnStep = observe }
+                        coupling couplingText settings data
     let secs = watch.Elapsed.TotalSeconds
     let ran = trained.State.Step - startStep
     printfn "student: %d steps in %.1fs (%.1f steps/s), final loss %.5f, skipped %d; saved %s"

@@ -41,10 +41,7 @@ let train (args: ParseResults<TeacherTrainArgs>) =
             Seed = int64 seed
             SaveEvery = args.GetResult(TeacherTrainArgs.Save_Every, 500)
             Ema = args.GetResult(TeacherTrainArgs.Ema, 0.0)
-            Device = args.GetResult(TeacherTrainArgs.Device, "cpu")
-            Checkpoint = Some out
-            Reporter = Progress.reporter
-            Cancel = cancellation }
+            Device = args.GetResult(TeacherTrainArgs.Device, "cpu") }
     let settings = { settings with Precision = precision (args.TryGetResult TeacherTrainArgs.Precision) }
     let spec = Teacher.spec settings data
     if File.Exists out && not (args.Contains TeacherTrainArgs.Resume) then
@@ -73,7 +70,7 @@ let train (args: ParseResults<TeacherTrainArgs>) =
         if evalEvery > 0 && p.Step % int64 evalEvery = 0L && p.Step < int64 steps then
             heldOut (teacher.InferenceModel()) p.Step |> Option.iter (fun r -> eprintfn "\nstep %d: %s" p.Step (describeNll r))
             teacher.Model.train()
-    let trained = Teacher.continueWith onStep settings data teacher
+    let trained = Teacher.continueIn { Checkpoint = Some out; Reporter = Progress.reporter; Cancel = cancellation; OnStep = onStep } data teacher
     let secs = watch.Elapsed.TotalSeconds
     let ran = trained.State.Step - startStep
     let last = if losses.Count > 0 then losses[losses.Count - 1] else nan

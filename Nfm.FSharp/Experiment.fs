@@ -378,10 +378,10 @@ module Experiment =
         /// coupling's description recorded in it.
         let train (s: Setup) (m: Method) (coupling: Nfm.Couple.Coupling) (couplingText: string) : TrainedStudent =
             let path = Path.Combine(s.OutDir, m.Name + ".ckpt")
-            let settings = { s.Settings with Checkpoint = Some path; Cancel = s.Env.Cancel
-                                             Reporter = Reporter.labelled (sprintf "%-12s" m.Name) s.Env.Reporter }
             let logStep = s.Env.Log |> Option.map (fun l -> l.Training(m.Name))
-            let st = Student.trainWith (fun p -> logStep |> Option.iter (fun f -> f.Invoke p)) coupling couplingText settings s.Data
+            let options = { Checkpoint = Some path; Cancel = s.Env.Cancel; Reporter = Reporter.labelled (sprintf "%-12s" m.Name) s.Env.Reporter
+                            OnStep = fun p -> logStep |> Option.iter (fun f -> f.Invoke p) }
+            let st = Student.trainIn options coupling couplingText s.Settings s.Data
             // From the checkpoint, so that a student trained by an earlier process reports its own loss and time.
             let last, secs = st.State.LastLoss, st.State.TrainSeconds
             s.Env.Reporter.Message(sprintf "%s: final loss %.4f, %.1fs of training" m.Name last secs)
@@ -435,10 +435,9 @@ module Experiment =
                 let budget, data = e.Budget, s.Data
                 let tspec = teacherSpec e data s.IsImage steps
                 let path = Path.Combine(s.OutDir, sprintf "teacher%s.ckpt" suffix)
-                let settings = { Teacher.settings with Checkpoint = Some path; Cancel = s.Env.Cancel
-                                                       Reporter = Reporter.labelled (sprintf "%-12s" ("teacher" + suffix)) report }
                 let logStep = s.Env.Log |> Option.map (fun l -> l.Training("teacher" + suffix))
-                let onStep (p: TrainingProgress) = logStep |> Option.iter (fun f -> f.Invoke p)
+                let options = { Checkpoint = Some path; Cancel = s.Env.Cancel; Reporter = Reporter.labelled (sprintf "%-12s" ("teacher" + suffix)) report
+                                OnStep = fun p -> logStep |> Option.iter (fun f -> f.Invoke p) }
                 let started = Teacher.start report (Some path) tspec
                 if budget.TeacherHeldOut > 0 then
                     let n, h = data.X.shape[0], int64 budget.TeacherHeldOut
@@ -446,12 +445,12 @@ module Experiment =
                     let part (start: int64) (len: int64) (x: torch.Tensor) = if isNull x then null else x.narrow(0L, start, len)
                     let fit = Dataset(part 0L (n - h) data.X, part 0L (n - h) data.Labels, data.Name)
                     let heldOut = Dataset(part (n - h) h data.X, part (n - h) h data.Labels, data.Name)
-                    let t, sel = Teacher.continueSelecting heldOut (Path.Combine(s.OutDir, sprintf "teacher%s-best.ckpt" suffix)) onStep settings fit started
+                    let t, sel = Teacher.continueSelecting heldOut (Path.Combine(s.OutDir, sprintf "teacher%s-best.ckpt" suffix)) options fit started
                     report.Message(sprintf "teacher%s: the checkpoint at step %d has the best held-out NLL (%.4f nats on %d training rows kept out)" suffix sel.Step sel.HeldOutNll h)
                     // The run's last loss and seconds as its checkpoints record them (summed over the processes).
                     t, Some sel, sel.FinalLoss, sel.TrainSeconds
                 else
-                    let t = Teacher.continueWith onStep settings data started
+                    let t = Teacher.continueIn options data started
                     t, None, t.State.LastLoss, t.State.TrainSeconds
 
         /// A teacher at a budget: trained (or continued), scored on the reference (held-out NLL; its samples at every
@@ -491,7 +490,21 @@ module Experiment =
                         report.Message(sprintf "teacher%s, guidance %g: %s %.4f%s" suffix w metric v (if fresh then "" else " (measured before)"))
                     w, figures[1], v ]
             let curve = bestOf ("teacher" + suffix) [ for (w, _, v) in sampled -> w, nfeOf teacher, v ]
-            let _, sampleSecs, value = sampled |> List.find (fun (w, _, _) -> w = curve.Best)
+            let _, sampleSecs, first = sampled |> List.find (fun (w, _, _) -> w = curve.Best)
+            // At the best weight, more draws of fresh noise (the streams "teacher samples, draw K"), so that the teacher's
+            // row carries a spread as the students' rows do.
+            let values =
+                first :: [ for k in 1 .. e.Budget.Draws - 1 ->
+                             let drawSeed = s.Seed(sprintf "teacher samples, draw %d" k)
+                             let figures, fresh =
+                                 s.Cache.GetOrMeasure(teacherKey [ sprintf "samples seed %d" drawSeed; sprintf "guidance %g" curve.Best ], fun () ->
+                                     use _ = torch.NewDisposeScope()
+                                     use g = new torch.Generator(uint64 drawSeed)
+                                     let x = Nfm.Invert.Teacher.Sample(model, int64 evalCount, g, labels, (if e.Conditional then Nullable curve.Best else Nullable()))
+                                     [| s.Quality x reference |])
+                             if not fresh then report.Message(sprintf "teacher%s, draw %d: %s %.4f (measured before)" suffix k metric figures[0])
+                             figures[0] ]
+            let value, spread = Report.meanSd values
             let samples = lazy (match kept.TryGetValue curve.Best with | true, x -> x | _ -> sampleAt curve.Best)
             let denoised =
                 lazy (let samples = samples.Force()
@@ -508,7 +521,7 @@ module Experiment =
             let samplesPng = Path.Combine(s.OutDir, sprintf "samples-teacher%s.png" suffix)
             let denoisedPng = Path.Combine(s.OutDir, sprintf "samples-teacher%s-denoised.png" suffix)
             let drawNow (png: string) = kept.ContainsKey curve.Best || not (File.Exists png)
-            if drawNow samplesPng then Plot.samples samplesPng (sprintf "teacher%s, %s %.3f" suffix metric value) (samples.Force())
+            if drawNow samplesPng then Plot.samples samplesPng (sprintf "teacher%s, %s %.3f" suffix metric first) (samples.Force())
             s.Env.Log |> Option.iter (fun l ->
                 let step = int64 teacher.State.Step
                 l.Scalar(sprintf "teacher%s/heldout_nll_nats" suffix, nll, step)
@@ -517,7 +530,7 @@ module Experiment =
                 l.Image(sprintf "teacher%s/samples" suffix, samplesPng, step))
             if drawNow denoisedPng then
                 Plot.samples denoisedPng (sprintf "teacher%s denoised, %s %.3f" suffix metric valueDenoised) (denoised.Force())
-            report.Message(sprintf "teacher%s: %s %.4f (denoised %.4f), held-out NLL %.4f nats%s" suffix metric value valueDenoised nll
+            report.Message(sprintf "teacher%s: %s %.4f ± %.4f over %d draws (denoised %.4f), held-out NLL %.4f nats%s" suffix metric value spread values.Length valueDenoised nll
                                (if s.IsImage then sprintf ", %.4f bits/dim" bpd else ""))
             let pairs, pairsPath, encodes = pairs s teacher suffix s.Eta
             // How Gaussian the teacher's NFM encodings of rows it never trained on (the reference) are, as an excess
@@ -527,7 +540,7 @@ module Experiment =
                                suffix gaussianity.Count gaussianity.Statistic gaussianity.FloorMean gaussianity.FloorSpread gaussianity.Excess gaussianity.Spread
                                gaussianity.Gap.MinEigenvalue gaussianity.Gap.MaxEigenvalue gaussianity.FloorGap.MinEigenvalue gaussianity.FloorGap.MaxEigenvalue)
             { Steps = steps; Teacher = teacher; Loss = loss; TrainSeconds = trainSeconds; Nll = nll; Bpd = bpd; Value = value
-              ValueDenoised = valueDenoised; SampleSeconds = sampleSecs; Nfe = nfeOf teacher; Pairs = pairs; PairsPath = pairsPath
+              Spread = spread; Draws = values.Length; ValueDenoised = valueDenoised; SampleSeconds = sampleSecs; Nfe = nfeOf teacher; Pairs = pairs; PairsPath = pairsPath
               EncodesPerSecond = encodes; Gaussianity = gaussianity; Curve = (if e.Conditional then Some curve else None); Selection = selection }
 
         /// A teacher's NFM coupling at any eta, its pairs computed once per eta (the teacher's own at the comparison's eta).
@@ -613,18 +626,19 @@ module Experiment =
                                            (l.SingleSeconds * 1000.0) l.SecondsPer1000AtBatch64)
             all
 
-        /// The teachers' rows (autoregressive sampling, no spread): the teacher, its denoised samples, the smaller teacher.
+        /// The teachers' rows (autoregressive sampling): the teacher (its mean over the draws, with their spread), its
+        /// denoised samples (the first draw), the smaller teacher.
         let teacherRows (teacher: TeacherResult) (small: TeacherResult option) : ResultRow list =
-            let rowOf name value (t: TeacherResult) =
-                { Method = name; Kind = RowKind.Teacher; Solver = "autoregressive"; Grid = "-"; Steps = t.Nfe; Nfe = t.Nfe; Value = value; Spread = 0.0; Draws = 1
+            let rowOf name value spread draws (t: TeacherResult) =
+                { Method = name; Kind = RowKind.Teacher; Solver = "autoregressive"; Grid = "-"; Steps = t.Nfe; Nfe = t.Nfe; Value = value; Spread = spread; Draws = draws
                   SecondsPer1000 = t.SampleSeconds * 1000.0
                   Guidance = (match t.Curve with Some c -> c.Best | None -> 0.0) }
-            [ rowOf "teacher" teacher.Value teacher; rowOf "teacher-denoised" teacher.ValueDenoised teacher ]
-            @ (small |> Option.map (fun t -> [ rowOf (sprintf "teacher-t%d" t.Steps) t.Value t ]) |> Option.defaultValue [])
+            [ rowOf "teacher" teacher.Value teacher.Spread teacher.Draws teacher; rowOf "teacher-denoised" teacher.ValueDenoised 0.0 1 teacher ]
+            @ (small |> Option.map (fun t -> [ rowOf (sprintf "teacher-t%d" t.Steps) t.Value t.Spread t.Draws t ]) |> Option.defaultValue [])
 
         /// The paper's claims at this scale, as measured: ratios of the NFM student under test to the baselines (by role),
         /// to its teacher, and the teacher's latency over its own, each with its standard error from the rows' spreads
-        /// over their draws (the teacher and latency have none).
+        /// over their draws (latency has none).
         let claims (s: Setup) (teacher: TeacherResult) (studentRows: ResultRow list) (latency: Latency list) : (string * (float * float)) list =
             let budget, roles = s.Plan.Budget, roles s.Plan
             let primaryName = roles.UnderTest |> Option.defaultValue "nfm"
@@ -643,7 +657,8 @@ module Experiment =
               | rows ->
                   let best = rows |> List.minBy (fun r -> r.Value)
                   let q = best.Value / teacher.Value
-                  yield "nfm_best_at_most_16_steps_over_teacher", (q, q * sqrt (relativeVariance best))
+                  let teacherVariance = if teacher.Draws > 1 && teacher.Value <> 0.0 then (teacher.Spread / teacher.Value) ** 2.0 / float teacher.Draws else 0.0
+                  yield "nfm_best_at_most_16_steps_over_teacher", (q, q * sqrt (relativeVariance best + teacherVariance))
               let teacherLatency = latency |> List.tryFind (fun l -> l.Method = "teacher")
               let longest = latency |> List.filter (fun l -> l.Method = primaryName) |> List.sortBy (fun l -> l.Steps) |> List.tryLast
               match teacherLatency, longest with

@@ -125,15 +125,14 @@ module RunEnvironment =
 
 /// Seeds of a comparison's random streams, derived from its seed and a stream's name (for example
 /// "evaluation noise, draw 2"), so that no two streams share a seed by an accident of offsets and a new stream changes
-/// none of the others. The derivation (64-bit FNV-1a of the seed and the name, kept to 62 bits) is part of the results:
+/// none of the others. The derivation (the first 8 bytes of SHA-256 of "SEED/NAME", kept to 62 bits; libtorch's CPU
+/// generator reads the low 32 bits, which SHA-256 makes as unrelated between names as the rest) is part of the results:
 /// changing it changes every figure.
 [<RequireQualifiedAccess>]
 module Seeds =
     let derive (seed: int64) (name: string) : int64 =
-        let mutable h = 14695981039346656037UL
-        for b in Text.Encoding.UTF8.GetBytes(sprintf "%d/%s" seed name) do
-            h <- (h ^^^ uint64 b) * 1099511628211UL
-        int64 (h >>> 2)
+        let hash = Security.Cryptography.SHA256.HashData(Text.Encoding.UTF8.GetBytes(sprintf "%d/%s" seed name))
+        int64 (BitConverter.ToUInt64(hash, 0) >>> 2)
 
 /// The methods the claims compare, found by their couplings (never by their names): the NFM method under test and the
 /// two baselines.
@@ -146,7 +145,9 @@ type GuidanceCurve = { Method: string; Best: float; Points: (float * int * float
 /// A teacher budget's figures on the held-out set, and the pairs of its NFM coupling at the experiment's eta.
 type TeacherResult =
     { Steps: int; Teacher: TrainedTeacher; Loss: float; TrainSeconds: float; Nll: float; Bpd: float
-      Value: float; ValueDenoised: float; SampleSeconds: float; Nfe: int; Pairs: Nfm.Couple.TeacherPairs; PairsPath: string
+      /// The metric of its samples at the best guidance weight: the mean over `Draws` noise draws, with their standard
+      /// deviation `Spread` (the denoised figure is of the first draw).
+      Value: float; Spread: float; Draws: int; ValueDenoised: float; SampleSeconds: float; Nfe: int; Pairs: Nfm.Couple.TeacherPairs; PairsPath: string
       EncodesPerSecond: float
       /// How Gaussian its NFM encodings (at eta, scaled by sigma_f) of the held-out reference rows are, as an excess over
       /// the floor of exact N(0, I) samples of the same size.

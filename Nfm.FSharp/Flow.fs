@@ -89,12 +89,8 @@ type StudentSettings =
       /// Class-conditional on the data's labels, with label dropout `LabelDropout` (for classifier-free guidance).
       Conditional: bool
       LabelDropout: float
-      /// Checkpoint every this many steps (0 = only at the end); needs `Checkpoint`.
-      SaveEvery: int
-      /// Where the run is saved; an existing checkpoint of the same run is continued.
-      Checkpoint: string option
-      Reporter: Reporter
-      Cancel: System.Threading.CancellationToken }
+      /// Checkpoint every this many steps (0 = only at the end) when the run options give a checkpoint.
+      SaveEvery: int }
 
 /// Flow-matching students: train on a coupling, sample by integrating from noise.
 [<RequireQualifiedAccess>]
@@ -102,8 +98,7 @@ module Student =
     /// Defaults sized for 2-D data on a CPU (MLP 256 x 3, 2,000 steps of 256, EMA 0.999), silent.
     let settings =
         { Architecture = Architecture.Mlp; Width = 256; Depth = 3; Steps = 2000; Batch = 256; LearningRate = 1e-3; Warmup = 0
-          Ema = 0.999; Seed = 0L; Times = UniformTimes; Device = "cpu"; Precision = Precision.Float32; Conditional = false; LabelDropout = 0.1; SaveEvery = 0
-          Checkpoint = None; Reporter = Reporter.silent; Cancel = System.Threading.CancellationToken.None }
+          Ema = 0.999; Seed = 0L; Times = UniformTimes; Device = "cpu"; Precision = Precision.Float32; Conditional = false; LabelDropout = 0.1; SaveEvery = 0 }
 
     /// Defaults for 28 x 28 images on a CPU: the small U-Net, logit-normal times, checkpoints every 500 steps.
     let imageSettings =
@@ -134,10 +129,10 @@ module Student =
                             (fun c -> Json.Write(c.DescriptionAs<StudentSpec>()))
                             (fun c -> Student.FromCheckpoint(spec, c)) (fun () -> Student.Create spec)
 
-    /// Trains (or continues, from `s.Checkpoint`) a student on a coupling, calling `onStep` after every step.
-    /// Raises OperationCanceledException when `s.Cancel` fires (what was trained is saved first).
-    let trainWith (onStep: TrainingProgress -> unit) (coupling: Nfm.Couple.Coupling) (couplingName: string)
-                  (s: StudentSettings) (data: Dataset) : Student =
+    /// Trains (or continues, from the options' checkpoint) a student on a coupling recorded as `couplingName`, with the
+    /// options' reporter and step observer. Raises OperationCanceledException when the options' token fires (what was
+    /// trained is saved first).
+    let trainIn (o: RunOptions) (coupling: Nfm.Couple.Coupling) (couplingName: string) (s: StudentSettings) (data: Dataset) : Student =
         // A student records the coupling it was trained on: a name in the command-line form must be what the coupling is.
         let declared = CouplingSpec.Named couplingName
         match Couple.describe coupling with
@@ -145,26 +140,29 @@ module Student =
             invalidArg "couplingName" (sprintf "the coupling is %s, but the student would record it as %s" (known.Format()) couplingName)
         | _ -> ()
         let spec = spec s couplingName data
-        let st = start s.Reporter s.Checkpoint spec
-        let update = s.Reporter.Stage couplingName (int64 s.Steps)
+        let st = start o.Reporter o.Checkpoint spec
+        let update = o.Reporter.Stage couplingName (int64 s.Steps)
         let trained =
             StudentTraining.Run(st, data.X, (if spec.Net.Classes > 0 then data.Labels else null), coupling,
-                                Option.toObj s.Checkpoint,
-                                System.Action<_>(fun p -> update p.Step (sprintf "loss %.4f" p.Loss); onStep p), s.Cancel)
-        if s.Cancel.IsCancellationRequested then
+                                Option.toObj o.Checkpoint,
+                                System.Action<_>(fun p -> update p.Step (sprintf "loss %.4f" p.Loss); o.OnStep p), o.Cancel)
+        if o.Cancel.IsCancellationRequested then
             raise (System.OperationCanceledException("interrupted; the student trained so far is saved"))
         trained
 
-    /// Trains a student on a coupling: `data |> Student.train Couple.ot "ot" settings`.
+    /// Trains a student on a coupling, silently and unsaved: `data |> Student.train Couple.ot "ot" settings`.
     let train (coupling: Nfm.Couple.Coupling) (couplingName: string) (s: StudentSettings) (data: Dataset) : Student =
-        trainWith ignore coupling couplingName s data
+        trainIn RunOptions.silent coupling couplingName s data
+
+    /// `fit` with run options (a checkpoint, a reporter, cancellation).
+    let fitIn (o: RunOptions) (coupling: Nfm.Couple.Coupling) (s: StudentSettings) (data: Dataset) : Student =
+        match Couple.describe coupling with
+        | Some _ -> trainIn o coupling (Couple.describeText coupling) s data
+        | None -> invalidArg "coupling" "this coupling carries no description; name it with Couple.named NAME (or use Student.train with a name)"
 
     /// Trains a student on a coupling that carries its description (every built-in, combinator and `Couple.named`
     /// coupling does), recording that: `data |> Student.fit Couple.ot settings`.
-    let fit (coupling: Nfm.Couple.Coupling) (s: StudentSettings) (data: Dataset) : Student =
-        match Couple.describe coupling with
-        | Some d -> trainWith ignore coupling (Couple.describeText coupling) s data
-        | None -> invalidArg "coupling" "this coupling carries no description; name it with Couple.named NAME (or use Student.train with a name)"
+    let fit (coupling: Nfm.Couple.Coupling) (s: StudentSettings) (data: Dataset) : Student = fitIn RunOptions.silent coupling s data
 
     /// Labels for `count` samples of a conditional student: one class, or cycling through the classes; None for an
     /// unconditional one.

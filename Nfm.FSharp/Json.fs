@@ -72,3 +72,24 @@ module Reporter =
                     update <- Some u
                     u
             u done_ "blocks")
+
+/// How a training run is kept and watched, never what it learns: where it is saved (an existing checkpoint of the same
+/// run is continued), the reporter, cancellation, and an observer called after every step (e.g. a TensorBoard log).
+/// The hyperparameters are the settings records (`Student.settings`, `Teacher.settings`); these are passed beside them
+/// (`Student.trainIn`, `Teacher.trainIn`).
+type RunOptions =
+    { /// Where the run is saved (every `SaveEvery` steps of its settings and at the end); None: not saved.
+      Checkpoint: string option
+      Reporter: Reporter
+      Cancel: Threading.CancellationToken
+      /// Called after every training step.
+      OnStep: Nfm.Training.TrainingProgress -> unit }
+
+[<RequireQualifiedAccess>]
+module RunOptions =
+    /// Not saved, nothing printed, not cancellable.
+    let silent = { Checkpoint = None; Reporter = Reporter.silent; Cancel = Threading.CancellationToken.None; OnStep = ignore }
+    /// Not saved, progress lines on stderr (`Reporter.lines`).
+    let lines = { silent with Reporter = Reporter.lines }
+    /// Progress lines on stderr, saved to (and continued from) `path`.
+    let saved (path: string) = { lines with Checkpoint = Some path }

@@ -118,7 +118,8 @@ module Report =
         JsonFile.obj
             [ "steps", JsonFile.int (int64 t.Steps); "final_loss", JsonFile.num t.Loss; "train_seconds", JsonFile.num t.TrainSeconds
               "test_nll_nats", JsonFile.num t.Nll; "test_bpd", (if isImage then JsonFile.num t.Bpd else JsonFile.str "n/a")
-              "value", JsonFile.num t.Value; "value_denoised", JsonFile.num t.ValueDenoised; "nfe", JsonFile.int (int64 t.Nfe)
+              "value", JsonFile.num t.Value; "spread", JsonFile.num t.Spread; "draws", JsonFile.int (int64 t.Draws)
+              "value_denoised", JsonFile.num t.ValueDenoised; "nfe", JsonFile.int (int64 t.Nfe)
               "seconds_per_1000", JsonFile.num (t.SampleSeconds * 1000.0)
               "encodes_per_second", JsonFile.num t.EncodesPerSecond; "id", JsonFile.str t.Pairs.Spec.TeacherId
               "sigma_f", JsonFile.num t.Pairs.Spec.SigmaF

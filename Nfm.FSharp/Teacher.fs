@@ -32,13 +32,9 @@ type TeacherSettings =
       Seed: int64
       /// float32, or bfloat16 mixed precision for the training steps' matrix products.
       Precision: Precision
-      /// Checkpoint every this many steps (0 = only at the end); needs `Checkpoint`.
+      /// Checkpoint every this many steps (0 = only at the end) when the run options give a checkpoint.
       SaveEvery: int
-      Device: string
-      /// Where the run is saved; an existing checkpoint of the same run is continued.
-      Checkpoint: string option
-      Reporter: Reporter
-      Cancel: CancellationToken }
+      Device: string }
 
 /// The checkpoint a teacher run kept as its best by the likelihood of rows held out of its training data.
 type TeacherSelection =
@@ -59,11 +55,11 @@ type TeacherSelection =
 /// The TarFlow teacher: train (and resume), encode, decode, sample, likelihood, denoising, ml-tarflow interop.
 [<RequireQualifiedAccess>]
 module Teacher =
-    /// Defaults: the data's default shape, 2,000 steps at lr 1e-3, no EMA, seed 0, progress lines on stderr.
+    /// Defaults: the data's default shape, 2,000 steps at lr 1e-3, no EMA, seed 0.
     let settings =
         { TokenSize = None; Width = None; Blocks = None; Layers = None; HeadDim = None; Noise = None; Affine = true
           Conditional = false; LabelDropout = 0.1; Steps = 2000; Batch = None; LearningRate = 1e-3; Ema = 0.0; Seed = 0L; Precision = Precision.Float32
-          SaveEvery = 500; Device = "cpu"; Checkpoint = None; Reporter = Reporter.lines; Cancel = CancellationToken.None }
+          SaveEvery = 500; Device = "cpu" }
 
     /// The number of classes of labelled data (largest label + 1).
     let classesOf (data: Dataset) =
@@ -99,25 +95,24 @@ module Teacher =
                             (fun c -> Json.Write(c.DescriptionAs<TeacherRunSpec>()))
                             (fun c -> TrainedTeacher.FromCheckpoint(spec, c)) (fun () -> TrainedTeacher.Create spec)
 
-    /// Trains a started teacher (see `start`) on `data` to its description's step count, calling `onStep` after every
-    /// step; saves to `s.Checkpoint` when given (every `SaveEvery` steps and at the end). Raises
-    /// OperationCanceledException when `s.Cancel` fires (what was trained is saved first).
-    let continueWith (onStep: TrainingProgress -> unit) (s: TeacherSettings) (data: Dataset) (t: TrainedTeacher) : TrainedTeacher =
-        let update = s.Reporter.Stage "teacher" (int64 t.Spec.Training.Steps)
+    /// Trains a started teacher (see `start`) on `data` to its description's step count, calling the options' observer
+    /// after every step; saves to the options' checkpoint when given (every `SaveEvery` steps of its description and at
+    /// the end). Raises OperationCanceledException when the options' token fires (what was trained is saved first).
+    let continueIn (o: RunOptions) (data: Dataset) (t: TrainedTeacher) : TrainedTeacher =
+        let update = o.Reporter.Stage "teacher" (int64 t.Spec.Training.Steps)
         let trained =
-            TeacherTraining.Run(t, data.X, (if t.Spec.Model.IsConditional then data.Labels else null), Option.toObj s.Checkpoint,
-                                System.Action<_>(fun p -> update p.Step (sprintf "loss %.4f" p.Loss); onStep p), s.Cancel)
-        if s.Cancel.IsCancellationRequested then
+            TeacherTraining.Run(t, data.X, (if t.Spec.Model.IsConditional then data.Labels else null), Option.toObj o.Checkpoint,
+                                System.Action<_>(fun p -> update p.Step (sprintf "loss %.4f" p.Loss); o.OnStep p), o.Cancel)
+        if o.Cancel.IsCancellationRequested then
             raise (System.OperationCanceledException("interrupted; the teacher trained so far is saved"))
         trained
 
-    /// Trains a started teacher like `continueWith`, scoring every checkpoint it writes (every `SaveEvery` steps and the
+    /// Trains a started teacher like `continueIn`, scoring every checkpoint it writes (every `SaveEvery` steps and the
     /// last) by the mean NLL of `heldOut` (rows kept out of `data`), and returns the best of them, kept at `bestPath`:
-    /// early stopping by held-out likelihood, never by the test set. Needs `s.Checkpoint`. A resumed run keeps the
+    /// early stopping by held-out likelihood, never by the test set. Needs the options' checkpoint. A resumed run keeps the
     /// earlier best and curve when `bestPath` holds the same run.
-    let continueSelecting (heldOut: Dataset) (bestPath: string) (onStep: TrainingProgress -> unit) (s: TeacherSettings)
-                          (data: Dataset) (t: TrainedTeacher) : TrainedTeacher * TeacherSelection =
-        if s.Checkpoint.IsNone then invalidArg "settings" "selecting a teacher by held-out likelihood needs a checkpoint path (Checkpoint)"
+    let continueSelecting (heldOut: Dataset) (bestPath: string) (o: RunOptions) (data: Dataset) (t: TrainedTeacher) : TrainedTeacher * TeacherSelection =
+        if o.Checkpoint.IsNone then invalidArg "options" "selecting a teacher by held-out likelihood needs a checkpoint path (Checkpoint)"
         if heldOut.X.shape[0] = 0L then invalidArg "heldOut" "the held-out set has no rows"
         let historyPath = bestPath + ".json"
         let labels = if t.Spec.Model.IsConditional then heldOut.Labels else null
@@ -150,25 +145,26 @@ module Teacher =
                 JsonFile.write historyPath
                     (JsonFile.obj [ "heldout_rows", JsonFile.int heldOut.X.shape[0]
                                     "history", JsonFile.arr [ for (k, v) in history -> JsonFile.obj [ "step", JsonFile.int k; "heldout_nll_nats", JsonFile.num v ] :> JsonNode ] ])
-                s.Reporter.Message(sprintf "teacher step %d: held-out NLL %.4f nats (%.4f bits/dim)%s" step nll bpd (if isBest then ", the best so far" else ""))
-        let update = s.Reporter.Stage "teacher" (int64 t.Spec.Training.Steps)
+                o.Reporter.Message(sprintf "teacher step %d: held-out NLL %.4f nats (%.4f bits/dim)%s" step nll bpd (if isBest then ", the best so far" else ""))
+        let update = o.Reporter.Stage "teacher" (int64 t.Spec.Training.Steps)
         let final =
-            TeacherTraining.Run(t, data.X, (if t.Spec.Model.IsConditional then data.Labels else null), s.Checkpoint.Value,
-                                System.Action<_>(fun p -> update p.Step (sprintf "loss %.4f" p.Loss); onStep p), s.Cancel,
+            TeacherTraining.Run(t, data.X, (if t.Spec.Model.IsConditional then data.Labels else null), o.Checkpoint.Value,
+                                System.Action<_>(fun p -> update p.Step (sprintf "loss %.4f" p.Loss); o.OnStep p), o.Cancel,
                                 System.Action<_>(score))
-        if s.Cancel.IsCancellationRequested then
+        if o.Cancel.IsCancellationRequested then
             raise (System.OperationCanceledException("interrupted; the teacher trained so far is saved"))
         let step, nll = best.Value
         let chosen = TrainedTeacher.Load bestPath
         chosen, { Path = bestPath; Step = step; HeldOutNll = nll; HeldOutRows = heldOut.X.shape[0]; History = history
                   FinalLoss = final.State.LastLoss; TrainSeconds = final.State.TrainSeconds }
 
-    /// Trains (or continues, from `s.Checkpoint`) a teacher on `data`, calling `onStep` after every step.
-    let trainWith (onStep: TrainingProgress -> unit) (s: TeacherSettings) (data: Dataset) : TrainedTeacher =
-        spec s data |> start s.Reporter s.Checkpoint |> continueWith onStep s data
+    /// Trains (or continues, from the options' checkpoint) a teacher on `data` with its settings.
+    let trainIn (o: RunOptions) (s: TeacherSettings) (data: Dataset) : TrainedTeacher =
+        spec s data |> start o.Reporter o.Checkpoint |> continueIn o data
 
-    /// Trains (or continues) a teacher on `data`: `data |> Teacher.train Teacher.settings`.
-    let train (s: TeacherSettings) (data: Dataset) : TrainedTeacher = trainWith ignore s data
+    /// Trains a teacher on `data` with progress lines on stderr, unsaved: `data |> Teacher.train Teacher.settings`
+    /// (`Teacher.trainIn (RunOptions.saved "t.ckpt")` keeps it and continues it).
+    let train (s: TeacherSettings) (data: Dataset) : TrainedTeacher = trainIn RunOptions.lines s data
 
     /// The model to encode and decode with (EMA weights when the run kept them).
     let inference (t: TrainedTeacher) : TeacherModel = t.InferenceModel()

@@ -15,8 +15,8 @@ let test = DataSource.Load(folder, 0L, 0L, DataSplit.Test)
 
 // A quick teacher: width 64, 2 layers per block (the default MNIST shape is width 128, 4 layers), lr 2e-3.
 let teacher =
-    train |> Teacher.train { Teacher.settings with Width = Some 64; Layers = Some 2; Steps = exampleSteps 300
-                                                   LearningRate = 2e-3; Checkpoint = Some (exampleOut "mnist-teacher.ckpt") }
+    train |> Teacher.trainIn (RunOptions.saved (exampleOut "mnist-teacher.ckpt"))
+                             { Teacher.settings with Width = Some 64; Layers = Some 2; Steps = exampleSteps 300; LearningRate = 2e-3 }
 let _, bpd = Teacher.nll teacher (Data.heldOut folder 0L 500).Value
 printfn "teacher: %.3f bits/dim on 500 test digits" bpd
 

@@ -12,7 +12,7 @@ let reference = (Data.toy "checkerboard" 2000L 1L).X
 
 // The teacher: the default 2-D shape, 3,000 steps; checkpointed, so a second run continues (or reuses) it.
 let teacher =
-    data |> Teacher.train { Teacher.settings with Steps = exampleSteps 3000; Checkpoint = Some (exampleOut "pipeline-teacher.ckpt") }
+    data |> Teacher.trainIn (RunOptions.saved (exampleOut "pipeline-teacher.ckpt")) { Teacher.settings with Steps = exampleSteps 3000 }
 let nll, _ = Teacher.nll teacher (Data.toy "checkerboard" 2000L 1L)
 printfn "teacher: held-out NLL %.3f nats" nll
 

@@ -150,11 +150,11 @@ let tests =
             colourFolder (Path.Combine(dir.Path, "data")) 20 8 8
             let spec = sprintf "images:%s?size=8" (Path.Combine(dir.Path, "data"))
             let data = Data.load spec 0L 0L
-            let teacher = Teacher.train { Teacher.settings with Width = Some 16; Blocks = Some 2; Layers = Some 1; HeadDim = Some 8; Steps = 20
-                                                                Batch = Some 16; Reporter = Reporter.silent } data
+            let teacher = Teacher.trainIn RunOptions.silent { Teacher.settings with Width = Some 16; Blocks = Some 2; Layers = Some 1; HeadDim = Some 8; Steps = 20
+                                                                                    Batch = Some 16 } data
             let z, _ = Teacher.encode teacher data.X
             Expect.equal z.shape data.X.shape "encodings keep [N, 3, 8, 8]"
-            let student = Student.train (Couple.teacher 0.05 data teacher) "nfm" { Student.imageSettings with Steps = 10; Batch = 16; Reporter = Reporter.silent } data
+            let student = Student.train (Couple.teacher 0.05 data teacher) "nfm" { Student.imageSettings with Steps = 10; Batch = 16 } data
             let x = Student.sample (Solver.Euler 2) Grid.Uniform 6L 0L student
             Expect.equal x.shape [| 6L; 3L; 8L; 8L |] "the student samples 3-channel images"
             let e = Experiment.create (DataSpec spec) "4" (Path.Combine(dir.Path, "compare"))

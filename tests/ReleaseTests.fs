@@ -73,8 +73,8 @@ let tests =
             Expect.equal (card["selected_step"].GetValue<int64>()) (Expect.wantSome r.Teacher.Selection "selected").Step "the held-out choice"
             Expect.isTrue (File.Exists(Path.Combine(out, "README.md"))) "a model card"
             // Another teacher in the folder's place: refused, naming both identities.
-            let other = Teacher.train { Teacher.settings with Width = Some 8; Blocks = Some 2; Layers = Some 1; HeadDim = Some 4; Steps = 2
-                                                              Batch = Some 64; Reporter = Reporter.silent } (Data.toy "moons" 500L 0L)
+            let other = Teacher.trainIn RunOptions.silent { Teacher.settings with Width = Some 8; Blocks = Some 2; Layers = Some 1; HeadDim = Some 4; Steps = 2
+                                                                                  Batch = Some 64 } (Data.toy "moons" 500L 0L)
             Teacher.save (Path.Combine(dir, "teacher-best.ckpt")) other
             Expect.throwsC (fun () -> Release.teacher dir (Path.Combine(dir, "again")) |> ignore)
                 (fun ex -> Expect.stringContains ex.Message "describes teacher" "names the mismatch")
