@@ -321,6 +321,8 @@ module Experiment =
                 if not fresh then report.Message(sprintf "%s, %d steps, guidance %g, draw %d: %s %.4f (measured before)" name steps w k s.Metric figures[0])
                 figures[0], int figures[1], figures[2]
             let weights = match start with Some z -> [ z.Guidance ] | None -> e.Guidance
+            // Given starting points hold one set per draw; fresh noise is drawn the budget's number of times.
+            let draws = match start with Some z -> int z.X0.shape[0] | None -> budget.Draws
             let sampled =
                 [ for w in weights do
                     for steps in budget.Steps do
@@ -333,7 +335,7 @@ module Experiment =
             [ for (w, steps, nfe, secs, value) in sampled |> List.filter (fun (w, _, _, _, _) -> w = curve.Best) do
                 let solver = Spec.paperSolver steps
                 let values =
-                    value :: [ for k in 1 .. budget.Draws - 1 ->
+                    value :: [ for k in 1 .. draws - 1 ->
                                  use _ = torch.NewDisposeScope()
                                  let v, _, _ = measure k w steps
                                  v ]

@@ -68,7 +68,7 @@ let tests =
             let longer = Teacher.trainIn { RunOptions.silent with Checkpoint = Some path; Reporter = reporter } { s with Steps = 9 } data
             Expect.equal longer.State.Step 9L "continued to 9 steps"
             Expect.exists lines (fun l -> l.Contains "continuing from") "says it continued"
-            refused "other settings" (fun () -> Teacher.trainIn RunOptions.silent { s with Width = Some 16 } data |> ignore)
+            refused "other settings" (fun () -> Teacher.trainIn { RunOptions.silent with Checkpoint = Some path } { s with Width = Some 16 } data |> ignore)
         }
 
         test "the NFM coupling on the fly keeps each data row and gives noise of unit scale; a student trains on it" {
