@@ -246,6 +246,25 @@ let tests =
             Expect.equal (s.Seed "teacher samples") (Seeds.derive e.Seed "teacher samples") "the setup's seeds are the comparison's"
         }
 
+        test "settings are hyperparameters compared by value; where a run is saved and how it reports is apart" {
+            Expect.equal { Student.settings with Width = 256 } Student.settings "the same student hyperparameters are equal"
+            Expect.notEqual { Student.settings with Width = 128 } Student.settings "others are not"
+            Expect.equal { Teacher.settings with Steps = 2000 } Teacher.settings "the same teacher hyperparameters are equal"
+            Expect.notEqual { Teacher.settings with Ema = 0.9 } Teacher.settings "others are not"
+            // A run's options change nothing it learns: the same settings trained silently and with a checkpoint and a
+            // reporter give the same weights.
+            let data = Data.toy "moons" 500L 0L
+            let s = { Student.settings with Width = 16; Depth = 1; Steps = 5; Batch = 32 }
+            let updates = Collections.Concurrent.ConcurrentQueue<int64>()
+            let reporter = { Reporter.silent with Stage = fun _ _ -> fun step _ -> updates.Enqueue step }
+            let path = Path.Combine(tempDir (), "s.ckpt")
+            let a = Student.train Couple.independent "independent" s data
+            let b = Student.trainIn { RunOptions.silent with Checkpoint = Some path; Reporter = reporter } Couple.independent "independent" s data
+            Expect.equal (a.Identity()) (b.Identity()) "the same student either way"
+            Expect.isTrue (File.Exists path) "the options' checkpoint is written"
+            Expect.equal (Seq.last updates) 5L "and its reporter hears every step"
+        }
+
         test "budgets are read in any case: --budget Quick on images is the quick teacher, not the full-width one" {
             Expect.equal (Experiment.budget "Quick" true).Kind BudgetKind.Quick "Quick"
             Expect.equal (Experiment.budget "STANDARD" false).Name "standard" "written as standard"
