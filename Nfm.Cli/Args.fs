@@ -28,6 +28,7 @@ type CompareArgs =
     | Teacher of file: string
     | Conditional
     | Guidance of list: string
+    | Guidance_Per_Steps
     | Precision of string
     | Classifier of file: string
     | Workers of int
@@ -46,6 +47,7 @@ type CompareArgs =
             | Teacher _ -> "a pretrained teacher to distil instead of training one: a teacher checkpoint, or ml-tarflow weights (.safetensors, .pt, .pth); its figures are measured, the smaller teacher's student is left out."
             | Conditional -> "class-conditional teacher and students on the data's labels (label dropout 0.1), each sampled with classifier-free guidance at every --guidance weight; rows at each method's best weight, every curve in results.json."
             | Guidance _ -> "with --conditional: the guidance weights to sweep, comma-separated (default 0,0.5,1,2,3)."
+            | Guidance_Per_Steps -> "with --conditional: each row at the best guidance weight for its step count, not at the method's one best weight."
             | Precision _ -> "float32 or bfloat16: mixed precision for every training step of teachers and students (evaluation stays float32); default float32 for vectors; for images bfloat16 where this machine's bfloat16 matmul is measured at least 2x float32's (AMX), else float32 (printed at the start)."
             | Classifier _ -> "MNIST: the FD-MNIST feature classifier checkpoint (default fd-classifier.ckpt; trained with the fixed recipe when missing)."
             | Data _ -> "data: a built-in 2-D set (checkerboard, moons, 8gaussians, 2spirals, rings), mnist:DIR, images:FOLDER[?size=N&channels=C] (PNG/JPEG, one subfolder per class) or FILE.npy."

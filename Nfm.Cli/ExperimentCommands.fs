@@ -82,6 +82,8 @@ let compare (args: ParseResults<CompareArgs>) =
     let guidance = args.TryGetResult CompareArgs.Guidance |> Option.map (parseList "guidance")
     if guidance.IsSome && not (args.Contains CompareArgs.Conditional) then fail "--guidance needs --conditional"
     let e = if args.Contains CompareArgs.Conditional then Experiment.conditional (defaultArg guidance Experiment.defaultGuidance) e else e
+    if args.Contains CompareArgs.Guidance_Per_Steps && not (args.Contains CompareArgs.Conditional) then fail "--guidance-per-steps needs --conditional"
+    let e = { e with GuidancePerSteps = args.Contains CompareArgs.Guidance_Per_Steps }
     let e = match args.TryGetResult CompareArgs.Teacher with
             | Some f -> Experiment.withTeacher (existing "teacher" f) e
             | None -> e

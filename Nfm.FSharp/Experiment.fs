@@ -103,7 +103,7 @@ module Experiment =
             if not image then Precision.Float32
             else match savedPrecision outDir with Some p -> p | None -> (Nfm.PrecisionProbe.Of "cpu").Preferred
         { Data = data; Budget = b; Methods = defaultMethods b; Eta = None; Seed = data.Seed; Grid = Quadratic
-          Conditional = false; Guidance = [ 0.0 ]; Precision = precision; StudentNet = Architecture.UNet; StudentWidth = None; StudentDepth = None; Validation = false; Teacher = None; OutDir = outDir; Classifier = Path.Combine(outDir, "fd-classifier.ckpt") }
+          Conditional = false; Guidance = [ 0.0 ]; GuidancePerSteps = false; Precision = precision; StudentNet = Architecture.UNet; StudentWidth = None; StudentDepth = None; Validation = false; Teacher = None; OutDir = outDir; Classifier = Path.Combine(outDir, "fd-classifier.ckpt") }
 
     /// Every student trains `steps` steps instead of the budget's (the same for every coupling).
     let withStudentSteps (steps: int) (e: Experiment) : Experiment =
@@ -205,6 +205,7 @@ module Experiment =
               "teacher", (match e.Teacher with Some f -> JsonFile.str (Path.GetFullPath f) | None -> JsonFile.str "trained")
               "seed", JsonFile.int e.Seed; "grid", JsonFile.str (Spec.gridName e.Grid) ]
             @ (if e.Conditional then [ "conditional", JsonFile.bool true; "guidance", JsonFile.arr [ for w in e.Guidance -> JsonFile.num w ] ] else [])
+            @ (if e.GuidancePerSteps then [ "guidance_per_steps", JsonFile.bool true ] else [])
             @ (if e.Precision <> Precision.Float32 then [ "precision", JsonFile.str (e.Precision.Name()) ] else [])
             @ (if e.Validation then [ "reference", JsonFile.str "validation: the last eval_count training rows" ] else [])
             @ (if e.StudentNet <> Architecture.UNet || e.StudentWidth.IsSome || e.StudentDepth.IsSome then
@@ -236,6 +237,7 @@ module Experiment =
             if List.isEmpty e.Guidance || e.Guidance |> List.exists (fun w -> not (Double.IsFinite w)) then
                 invalidArg "guidance" "guidance weights must be a non-empty list of finite numbers"
             if not e.Conditional && e.Guidance <> [ 0.0 ] then invalidArg "guidance" "guidance weights need a conditional comparison"
+            if e.GuidancePerSteps && not e.Conditional then invalidArg "guidance" "guidance chosen per step count needs a conditional comparison"
             let outDir = Directory.CreateDirectory(e.OutDir).FullName
             // A checkpoint alone may be continued to more steps; a comparison at another budget is not the same run.
             let described = describe e
@@ -331,8 +333,13 @@ module Experiment =
                         if weights.Length > 1 then report.Message(sprintf "%s, %d steps, guidance %g: %s %.4f" name steps w s.Metric value)
                         yield w, steps, nfe, secs, value ]
             let curve = bestOf name [ for (w, steps, _, _, v) in sampled -> w, steps, v ]
+            // The rows: at the method's one best weight, or at each step count's best weight (by the first draw).
+            let chosen =
+                if e.GuidancePerSteps && start.IsNone then
+                    [ for steps in budget.Steps -> sampled |> List.filter (fun (_, s, _, _, _) -> s = steps) |> List.minBy (fun (_, _, _, _, v) -> v) ]
+                else sampled |> List.filter (fun (w, _, _, _, _) -> w = curve.Best)
             curve,
-            [ for (w, steps, nfe, secs, value) in sampled |> List.filter (fun (w, _, _, _, _) -> w = curve.Best) do
+            [ for (w, steps, nfe, secs, value) in chosen do
                 let solver = Spec.paperSolver steps
                 let values =
                     value :: [ for k in 1 .. draws - 1 ->

@@ -87,6 +87,10 @@ type Experiment =
       Conditional: bool
       /// The guidance weights swept at sampling (0 = plain conditional); one weight, 0, for an unconditional run.
       Guidance: float list
+      /// false (default): each method's rows are at its one best weight (the lowest mean log metric over the step
+      /// counts); true: each row at the best weight for its step count (a method may want guidance at 1 step and none
+      /// at 16). Either way the choice is made on the reference the rows are scored on: choose with `Validation`.
+      GuidancePerSteps: bool
       /// float32, or bfloat16 mixed precision for every training step (teachers and students).
       Precision: Precision
       /// The students' network for images: the U-Net (default) or the SiT transformer (`Architecture.Sit`, at

@@ -403,6 +403,15 @@ let tests =
             Expect.isTrue (j.RootElement.GetProperty("conditional").GetBoolean()) "results.json says conditional"
             Expect.equal (j.RootElement.GetProperty("guidance").GetProperty("methods").GetProperty("nfm").GetProperty("curve").GetArrayLength()) 4
                 "nfm's curve: 2 weights x 2 step counts"
+            // The weight chosen per step count: every student row is at the weight whose first draw scored lowest at its
+            // step count.
+            let rp = Experiment.run quiet { e with OutDir = Path.Combine(dir, "per-steps"); GuidancePerSteps = true }
+            for c in rp.Guidance |> List.filter (fun c -> c.Method <> "teacher") do
+                for x in rp.Rows |> List.filter (fun x -> x.Method = c.Method) do
+                    let best, _, _ = c.Points |> List.filter (fun (_, st, _) -> st = x.Steps) |> List.minBy (fun (_, _, v) -> v)
+                    Expect.equal x.Guidance best (sprintf "%s at %d steps: the best weight at that step count" c.Method x.Steps)
+            Expect.throwsT<ArgumentException> (fun () -> Experiment.run quiet { tinyExperiment (tempDir ()) with GuidancePerSteps = true } |> ignore)
+                "a weight per step count needs a conditional comparison"
         }
 
         test "a comparison with no methods, or two of one name, is refused before any work" {
