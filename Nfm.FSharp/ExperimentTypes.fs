@@ -1,8 +1,6 @@
 namespace Nfm.FSharp
 
 open System
-open System.IO
-open System.Text.Json.Nodes
 open System.Threading
 open TorchSharp
 open Nfm.Data
@@ -10,6 +8,7 @@ open Nfm.Descriptions
 open Nfm.Invert
 open Nfm.Regress
 open Nfm.Training
+
 /// Training budgets: teacher and student steps and batches, the reference set's size, the sampling step counts, and
 /// optionally a second, smaller teacher budget whose NFM student shows how the students follow the teacher.
 /// Which budget a comparison runs at: one of the two named ones, or a number of steps for teacher and students.
