@@ -23,7 +23,7 @@ let private tinyTeacher =
         let data = Data.toy "moons" 2000L 0L
         let s = { Teacher.settings with Width = Some 16; Blocks = Some 2; Layers = Some 1; HeadDim = Some 8; Steps = 40
                                         Batch = Some 128 }
-        data, Teacher.train s data)
+        data, Teacher.trainIn RunOptions.silent s data)
 
 /// A comparison on moons at a tiny budget: 12 teacher and student steps, 200 reference points, 1 and 4 steps.
 let private tinyExperiment (outDir: string) =
