@@ -11,7 +11,7 @@ type PathPoint =
 
 /// The four steps of flow matching as functions, for scripts that write their own loop instead of calling the
 /// checkpointing trainer: couple a batch, sample the path, regress the velocity (loss and one optimiser step), and
-/// integrate any velocity field. `Student.trainWith` runs the same core steps (FlowMatching.TrainStep) with checkpoints.
+/// integrate any velocity field. `Student.trainIn` runs the same core steps (FlowMatching.TrainStep) with checkpoints.
 [<RequireQualifiedAccess>]
 module Steps =
     /// Step 1, couple: noise paired with a batch of data rows (and labels) by a coupling.
