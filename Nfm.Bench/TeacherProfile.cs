@@ -19,8 +19,11 @@ public sealed record ProfileLine(string Part, int PerStep, double MillisecondsPe
 /// multiplied by how often a step runs it. The operations' sum falls short of the phases' by what they leave out
 /// (the flow's element-wise arithmetic, views, the autograd engine's own work).
 /// </summary>
+/// <paramref name="PerTensorStepMs"/> is the same step with the optimiser, clipping and EMA updating tensor by tensor
+/// (<c>flatParameters: false</c>), timed in the same run: the saving of one parameter buffer.
 public sealed record TeacherProfileFigures(string Name, Precision Precision, int Threads, int Batch, double StepMs,
-    IReadOnlyList<ProfileLine> Phases, IReadOnlyList<ProfileLine> Operations);
+    IReadOnlyList<ProfileLine> Phases, IReadOnlyList<ProfileLine> Operations, double PerTensorStepMs = double.NaN,
+    IReadOnlyList<ProfileLine>? PerTensorPhases = null);
 
 /// <summary>Profiles a teacher step (see <see cref="TeacherProfileFigures"/>).</summary>
 public static class TeacherProfile
@@ -47,26 +50,38 @@ public static class TeacherProfile
             using var s = NewDisposeScope();
             Teacher.Loss(model, x, null, precision).backward();
         });
-        var ps = model.parameters().Where(p => p.requires_grad).ToArray();
-        double clip = Fastest(() => nn.utils.clip_grad_norm_(ps, 1.0));
-        double adam = Fastest(() => state.Optimizer.Step(1e-9));
-        double zero = Fastest(() => state.Optimizer.ZeroGrad());
-        double step = Fastest(() =>
+        int tensors = model.parameters().Count(p => p.requires_grad);
+        (double Step, List<ProfileLine> Phases) Optimiser(TrainingState st, string how)
         {
-            using var s = NewDisposeScope();
-            var loss = Teacher.Loss(model, x, null, precision);
-            Optimisation.Apply(state, loss);
-        });
-        var phases = new List<ProfileLine>
-        {
-            new("forward (loss)", 1, forward),
-            new("backward", 1, forwardBackward - forward),
-            new("zero grad", 1, zero),
-            new("clip grad norm", 1, clip),
-            new($"AdamW ({ps.Length} tensors)", 1, adam),
-            new("rest of the step (guard, loss read, EMA, scopes)", 1, step - forwardBackward - zero - clip - adam),
-        };
-        return new TeacherProfileFigures(name, precision, get_num_threads(), batch, step, phases, Operations(spec, batch, precision, repeats));
+            double clip = Fastest(() => st.Optimizer.ClipGradNorm(1.0));
+            double adam = Fastest(() => st.Optimizer.Step(1e-9));
+            double zero = Fastest(() => st.Optimizer.ZeroGrad());
+            double step = Fastest(() =>
+            {
+                using var s = NewDisposeScope();
+                var loss = Teacher.Loss((TeacherModel)st.Model, x, null, precision);
+                Optimisation.Apply(st, loss);
+            });
+            return (step, new List<ProfileLine>
+            {
+                new("forward (loss)", 1, forward),
+                new("backward", 1, forwardBackward - forward),
+                new($"zero grad ({how})", 1, zero),
+                new($"clip grad norm ({how})", 1, clip),
+                new($"AdamW ({tensors} tensors, {how})", 1, adam),
+                new("rest of the step (guard, loss read, EMA, scopes)", 1, step - forwardBackward - zero - clip - adam),
+            });
+        }
+        var (step, phases) = Optimiser(state, state.Optimizer.Flat is null ? "tensor by tensor" : "one buffer");
+        // The same model updated tensor by tensor, for the comparison within this run.
+        var otherModel = new TeacherModel(spec, new Generator((ulong)seed));
+        Parameters.Copy(model.state_dict(), otherModel);
+        otherModel.train();
+        var perTensor = TrainingState.Start(otherModel, training, CPU, flatParameters: false);
+        using (var s = NewDisposeScope()) Teacher.Loss((TeacherModel)perTensor.Model, x, null, precision).backward();
+        var (perTensorStep, perTensorPhases) = Optimiser(perTensor, "tensor by tensor");
+        return new TeacherProfileFigures(name, precision, get_num_threads(), batch, step, phases, Operations(spec, batch, precision, repeats),
+            perTensorStep, perTensorPhases);
     }
 
     /// <summary>The transformer's operations alone, forward and backward, at the step's shapes.</summary>

@@ -111,7 +111,9 @@ public static class TarFlowStateDict
         var model = teacher.InferenceModel();
         var entries = model.named_parameters().Select(p => (p.name, (Tensor)p.parameter))
             .Concat(model.named_buffers())
-            .Select(e => KeyValuePair.Create(e.Item1, e.Item2.detach().cpu().contiguous()))
+            // A copy of each: a trained model's parameters are views into one shared buffer (FlatParameters), and the
+            // .pt pickler writes a tensor's storage, which would be the whole buffer at an offset.
+            .Select(e => KeyValuePair.Create(e.Item1, e.Item2.detach().cpu().contiguous().clone()))
             .ToList();
         if (ext == ".safetensors")
         {

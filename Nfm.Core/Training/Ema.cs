@@ -7,15 +7,29 @@ namespace Nfm.Training;
 public sealed class Ema
 {
     private readonly Dictionary<string, Tensor> shadow = new();
+    // When the module's parameters live in one buffer: the average as one buffer too (shadow holds named views).
+    private readonly FlatParameters? flat;
+    private readonly Tensor? flatShadow;
 
     /// <summary>Decay per update; 0 means the average is the current weights.</summary>
     public double Decay { get; }
 
-    /// <summary>Starts the average at the module's current parameters.</summary>
-    public Ema(nn.Module module, double decay)
+    /// <summary>
+    /// Starts the average at the module's current parameters. Given the buffer the optimiser moved them into
+    /// (<paramref name="flat"/>, when it holds every parameter of the module), each update is two operations over it.
+    /// </summary>
+    public Ema(nn.Module module, double decay, FlatParameters? flat = null)
     {
         Decay = decay;
         using var _ = no_grad();
+        var names = module.named_parameters().Select(p => p.name).ToList();
+        if (flat is not null && flat.Slots.Select(s => s.Name).SequenceEqual(names))
+        {
+            this.flat = flat;
+            flatShadow = flat.Values.detach().clone().DetachFromDisposeScope();
+            for (int i = 0; i < flat.Slots.Count; i++) shadow[flat.Slots[i].Name] = flat.View(flatShadow, i).DetachFromDisposeScope();
+            return;
+        }
         foreach (var (name, p) in module.named_parameters())
             shadow[name] = p.detach().clone().DetachFromDisposeScope();
     }
@@ -30,6 +44,11 @@ public sealed class Ema
         using var _ = no_grad();
         // Held to the end, not implicit temporaries: see AdamW.Step.
         using Scalar keep = d, take = 1 - d;
+        if (flat is not null)
+        {
+            flatShadow!.mul_(keep).add_(flat.Values, alpha: take);
+            return;
+        }
         foreach (var (name, p) in module.named_parameters())
         {
             using var current = p.detach();

@@ -15,13 +15,17 @@ namespace Nfm.Training;
 public sealed record TrainingState(nn.Module Model, AdamW Optimizer, Ema? Ema, TrainingSpec Spec, Generator Generator,
     long Step = 0, int BadStepsInARow = 0, int SkippedSteps = 0, double LastLoss = double.NaN, double TrainSeconds = 0)
 {
-    /// <summary>A fresh state: AdamW over the model's parameters, EMA when the spec asks for it, generator seeded from the spec.</summary>
-    public static TrainingState Start(nn.Module model, TrainingSpec spec, Device device)
+    /// <summary>
+    /// A fresh state: AdamW over the model's parameters, EMA when the spec asks for it, generator seeded from the spec.
+    /// The parameters move into one buffer (<see cref="FlatParameters"/>) unless <paramref name="flatParameters"/> is
+    /// false; place the model on its device before this call.
+    /// </summary>
+    public static TrainingState Start(nn.Module model, TrainingSpec spec, Device device, bool flatParameters = true)
     {
         spec.Validate();
         var named = model.named_parameters().Select(p => (p.name, p.parameter));
-        var opt = new AdamW(named, spec.Beta1, spec.Beta2, weightDecay: spec.WeightDecay);
-        var ema = spec.EmaDecay > 0 ? new Ema(model, spec.EmaDecay) : null;
+        var opt = new AdamW(named, spec.Beta1, spec.Beta2, weightDecay: spec.WeightDecay, flat: flatParameters);
+        var ema = spec.EmaDecay > 0 ? new Ema(model, spec.EmaDecay, opt.Flat) : null;
         var gen = new Generator((ulong)spec.Seed, device);
         return new TrainingState(model, opt, ema, spec, gen);
     }
@@ -101,9 +105,8 @@ public static class Optimisation
         if (double.IsFinite(l))
         {
             loss.backward();
-            var ps = s.Model.parameters().Where(p => p.requires_grad).ToArray();
             double clip = s.Spec.GradClip > 0 ? s.Spec.GradClip : double.PositiveInfinity;
-            norm = nn.utils.clip_grad_norm_(ps, clip);
+            norm = s.Optimizer.ClipGradNorm(clip);
         }
         if (!double.IsFinite(l) || !double.IsFinite(norm))
         {
