@@ -117,6 +117,8 @@ let bench (args: ParseResults<BenchArgs>) =
             printfn "teacher-profile %s (%s, %d threads, batch %d): step %.1f ms" r.Name precisionName r.Threads r.Batch r.StepMs
             for l in r.Phases do printfn "  phase %-50s %8.2f ms" l.Part l.MillisecondsPerStep
             for l in r.Operations do printfn "  op    %-40s x%-4d %8.2f ms" l.Part l.PerStep l.MillisecondsPerStep
+            printfn "  the same step updating tensor by tensor: %.1f ms (one buffer %.2fx faster)" r.PerTensorStepMs (r.PerTensorStepMs / r.StepMs)
+            for l in r.PerTensorPhases do printfn "  phase %-50s %8.2f ms" l.Part l.MillisecondsPerStep
             toNode r
         add "profile" (jarr [ one "mnist" Nfm.Bench.TeacherBenchmark.Mnist Nfm.Bench.TeacherBenchmark.MnistBatch
                               one "2d" Nfm.Bench.TeacherBenchmark.Toy Nfm.Bench.TeacherBenchmark.ToyBatch ])
@@ -153,7 +155,14 @@ let bench (args: ParseResults<BenchArgs>) =
     if run "ot" then
         let r = Nfm.Bench.OtBenchmark.Run()
         let node = toNode r
-        printfn "ot: %s" (node.ToJsonString())
+        for t in r.Assignment do
+            printfn "ot: %-24s n %4d, %s points: median %8.2f ms, fastest %8.2f ms" t.Solver t.N t.Case t.MedianMs t.MinMs
+        let time solver n case = r.Assignment |> Seq.find (fun t -> t.Solver = solver && t.N = n && t.Case = case)
+        for n in Nfm.Bench.OtBenchmark.AssignmentSizes do
+            for case in [ "near"; "far" ] do
+                printfn "ot: n %4d, %s points: the initial reductions make the solve %.1fx faster"
+                    n case ((time "assignment, search only" n case).MedianMs / (time "assignment" n case).MedianMs)
+        printfn "ot: sinkhorn n %d: median %.2f ms (%d iterations, converged %b)" r.Sinkhorn.N r.Sinkhorn.MedianMs r.SinkhornIterations r.SinkhornConverged
         add "ot" node
     writeJson out (jobj (List.ofSeq figures))
     printfn "wrote %s" out

@@ -125,6 +125,33 @@ let assignment =
                         let expected = Array.init n (fun i -> qInv[r.Permutation[p[i]]])
                         Expect.equal r'.Permutation expected "conjugated permutation")
 
+        testPropertyWithConfig config "the initial reductions change nothing: the same optimal cost as the search alone" <|
+            Prop.forAll (Arb.fromGen (Generators.cost 40)) (fun (n, c) ->
+                let r, reference = Assignment.Solve(c, n), Assignment.SolveBySearchOnly(c, n)
+                Expect.isTrue (isPermutation n r.Permutation) "a permutation"
+                Expect.isTrue (close r.Cost reference.Cost) $"full solver {r.Cost} vs search alone {reference.Cost}")
+
+        testPropertyWithConfig config "on point clouds (near, far apart, duplicated) the full solver's cost is the search's" <|
+            Prop.forAll (Arb.fromGen (Gen.zip3 (Gen.choose (1, 300)) (Gen.elements [ 1; 2; 8 ]) Generators.seed)) (fun (n, dim, seed) ->
+                use _ = torch.NewDisposeScope()
+                use g = new torch.Generator(uint64 seed)
+                let a = torch.randn([| int64 n; int64 dim |], dtype = torch.float64, generator = g)
+                // Far apart (a one-step student against the data), or few distinct points (ties everywhere).
+                let b =
+                    match seed % 3 with
+                    | 0 -> torch.randn([| int64 n; int64 dim |], dtype = torch.float64, generator = g) * 0.3 + 4.0
+                    | 1 -> torch.randint(0L, 3L, [| int64 n; int64 dim |], generator = g).to_type(torch.float64)
+                    | _ -> torch.randn([| int64 n; int64 dim |], dtype = torch.float64, generator = g)
+                let c = (a.unsqueeze(1L) - b.unsqueeze(0L)).square().sum(2L).contiguous().data<float>().ToArray()
+                let r, reference = Assignment.Solve(c, n), Assignment.SolveBySearchOnly(c, n)
+                Expect.isTrue (isPermutation n r.Permutation) "a permutation"
+                Expect.isTrue (close r.Cost reference.Cost) $"full solver {r.Cost} vs search alone {reference.Cost}"
+                // From the points: both sets standardised first, the cost reported for the original points.
+                let p = Assignment.Solve(a, b)
+                Expect.isTrue (isPermutation n p.Permutation) "a permutation (points)"
+                Expect.isTrue (close p.Cost reference.Cost) $"from the points {p.Cost} vs search alone {reference.Cost}"
+                Expect.isTrue (close p.Cost (pairCost c n p.Permutation)) "its cost is the sum of its pairs")
+
         testPropertyWithConfig config "the 2-D array and tensor overloads agree with the flat one" <|
             Prop.forAll (Arb.fromGen (Generators.cost 20)) (fun (n, c) ->
                 use _ = torch.NewDisposeScope()

@@ -27,7 +27,10 @@ public static class Couplings
     /// </summary>
     public static Coupling MinibatchOt(Func<Tensor, Tensor, Tensor>? cost = null)
     {
-        var c = cost ?? SquaredDistances.Pairwise;
+        // The default squared distance goes through Assignment.Solve(rows, columns), which standardises both sets
+        // first (the same pairing, found far sooner when noise and data differ in location and scale).
+        if (cost is null) return PermutedNoise((x1, x0, _) => Assignment.Solve(x1, x0).Permutation);
+        var c = cost;
         return PermutedNoise((x1, x0, _) =>
         {
             var m = c(x1, x0);
