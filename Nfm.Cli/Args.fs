@@ -8,9 +8,13 @@ type DemoArgs =
     | Steps of int
     | Seed of int
     | Json of file: string
+    | Workers of int
+    | [<Hidden>] Baselines_Only of names: string
     interface IArgParserTemplate with
         member a.Usage =
             match a with
+            | Workers _ -> "1 or 2 (default 2 on a machine with two or more cores): with 2, the students that need no teacher train in a second process while the teacher trains, each process on one libtorch thread; the figures are the same."
+            | Baselines_Only _ -> "internal: train only these methods' students (the second process of --workers 2)."
             | Out _ -> "folder for results.json and the PNG plots (default: demo-out)."
             | Steps _ -> "training steps for the teacher and each student (default: the quick budget)."
             | Seed _ -> "random seed (default 0)."
@@ -37,13 +41,15 @@ type CompareArgs =
     | Student_Net of string
     | Student_Width of int
     | Student_Depth of int
+    | [<Hidden>] Baselines_Only of names: string
     interface IArgParserTemplate with
         member a.Usage =
             match a with
+            | Baselines_Only _ -> "internal: train only these methods' students (the second process of --workers 2)."
             | Student_Net _ -> "images: the students' network, unet (default) or sit (the transformer: 4 x 4 patches, adaLN-Zero time and label conditioning; width 128, 4 blocks by default); vectors always use the MLP."
             | Student_Width _ -> "images: the students' width (U-Net base channels, default 16; SiT hidden size, a multiple of 32, default 128)."
             | Student_Depth _ -> "images: the students' depth (U-Net levels, default 3; SiT blocks, default 4)."
-            | Workers _ -> "1 (default) or 2: with 2, the students that need no teacher train on a second thread while the teacher trains, each thread with one libtorch thread."
+            | Workers _ -> "1 (default) or 2: with 2, the students that need no teacher train in a second process while the teacher trains, each process on one libtorch thread; the figures are the same."
             | Teacher _ -> "a pretrained teacher to distil instead of training one: a teacher checkpoint, or ml-tarflow weights (.safetensors, .pt, .pth); its figures are measured, the smaller teacher's student is left out."
             | Conditional -> "class-conditional teacher and students on the data's labels (label dropout 0.1), each sampled with classifier-free guidance at every --guidance weight; rows at each method's best weight, every curve in results.json."
             | Guidance _ -> "with --conditional: the guidance weights to sweep, comma-separated (default 0,0.5,1,2,3)."

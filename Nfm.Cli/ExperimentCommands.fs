@@ -26,9 +26,46 @@ let parseList (name: string) (text: string) =
 let describe (data: Nfm.Descriptions.DataSpec) (budget: string) (outDir: string) (etas: float list) =
     Experiment.create data budget outDir |> Experiment.withEtas etas
 
-/// The command line's run environment: progress on this terminal, Ctrl+C, the command recorded, `workers` workers.
+/// The second process of a comparison on two workers: this program again, on the same arguments plus
+/// `--baselines-only NAMES`, with one libtorch thread and its output in a temporary log. The task ends when it exits;
+/// it fails with the log's last lines when the process does.
+let sideProcess (names: string list) : Threading.Tasks.Task =
+    let args = Environment.GetCommandLineArgs()
+    let exe = Environment.ProcessPath
+    let psi = Diagnostics.ProcessStartInfo(exe, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false)
+    // Under `dotnet nfm.dll` the program is the host: name the assembly; an apphost or a published program is itself.
+    if Path.GetFileNameWithoutExtension(exe) = "dotnet" then psi.ArgumentList.Add(Reflection.Assembly.GetEntryAssembly().Location)
+    for a in Array.skip 1 args do psi.ArgumentList.Add a
+    psi.ArgumentList.Add "--baselines-only"
+    psi.ArgumentList.Add(String.concat "," names)
+    psi.Environment["OMP_NUM_THREADS"] <- "1"
+    let log = Path.Combine(Path.GetTempPath(), sprintf "nfm-second-process-%d.log" Environment.ProcessId)
+    task {
+        use p = Diagnostics.Process.Start psi
+        let out = p.StandardOutput.ReadToEndAsync()
+        let err = p.StandardError.ReadToEndAsync()
+        do! p.WaitForExitAsync()
+        let! o = out
+        let! e = err
+        File.WriteAllText(log, o + e)
+        if p.ExitCode <> 0 then
+            let tail = (o + e).Split('\n', StringSplitOptions.RemoveEmptyEntries) |> Array.rev |> Array.truncate 3 |> Array.rev
+            failwithf "exit code %d: %s (log %s)" p.ExitCode (String.concat " | " tail) log
+        File.Delete log
+    } :> Threading.Tasks.Task
+
+/// The command line's run environment: progress on this terminal, Ctrl+C, the command recorded, `workers` workers (with
+/// two, the students that need no teacher train in a second process: `sideProcess`).
 let environment (workers: int) (log: Nfm.Training.TensorBoardLog option) : RunEnvironment =
-    { Workers = workers; Log = log; Reporter = Progress.reporter; Cancel = cancellation; Command = commandLine () }
+    { Workers = workers; SideProcess = (if workers = 2 then Some sideProcess else None); Log = log; Reporter = Progress.reporter
+      Cancel = cancellation; Command = commandLine () }
+
+/// The second process's part (`--baselines-only NAMES`): train and evaluate those students, quietly, on one libtorch thread.
+let trainBaselines (names: string) (e: Experiment) =
+    TorchSharp.torch.set_num_threads 1
+    let env = { RunEnvironment.silent with Cancel = cancellation; Command = commandLine () }
+    Experiment.runBaselines env e (names.Split(',', StringSplitOptions.RemoveEmptyEntries) |> List.ofArray)
+    0
 
 /// Says why an image comparison took the precision it did: the folder's comparison continues in its own, a new one
 /// takes the probe's (measured in Experiment.create).
@@ -49,10 +86,14 @@ let demo (args: ParseResults<DemoArgs>) =
     let outDir = outputFolder (args.GetResult(DemoArgs.Out, "demo-out"))
     let seed = int64 (args.GetResult(DemoArgs.Seed, 0))
     let budget = args.TryGetResult DemoArgs.Steps |> Option.map (positive "steps" >> string) |> Option.defaultValue "quick"
-    // One worker: with two training threads at once, the garbage collector can finalise a temporary TorchSharp Scalar
-    // while libtorch still reads it (CONTRIBUTING.md), which stopped about one demo in four; the figures are the same.
+    // Two workers in two processes (not two threads of one: CONTRIBUTING.md); the figures are the same with one.
+    let workers = args.GetResult(DemoArgs.Workers, (if Environment.ProcessorCount >= 2 then 2 else 1))
+    if workers < 1 || workers > 2 then fail (sprintf "--workers must be 1 or 2, got %d" workers)
     let e = describe (Nfm.Descriptions.DataSpec("checkerboard", Seed = seed)) budget outDir []
-    let json = runAndPrint (environment 1 None) e
+    match args.TryGetResult DemoArgs.Baselines_Only with
+    | Some names -> trainBaselines names e
+    | None ->
+    let json = runAndPrint (environment workers None) e
     printfn "%s" (Report.twoDReading (Report.read json))
     printfn "wrote %s" json
     args.TryGetResult DemoArgs.Json |> Option.iter (fun p -> File.Copy(json, outputPath p, true))
@@ -87,6 +128,9 @@ let compare (args: ParseResults<CompareArgs>) =
     let e = match args.TryGetResult CompareArgs.Teacher with
             | Some f -> Experiment.withTeacher (existing "teacher" f) e
             | None -> e
+    match args.TryGetResult CompareArgs.Baselines_Only with
+    | Some names -> trainBaselines names e
+    | None ->
     if not (args.Contains CompareArgs.Precision) then printPreferred e
     let json = runAndPrint (environment workers (tensorBoard (args.TryGetResult CompareArgs.Logdir))) e
     printfn "wrote %s" json
@@ -98,4 +142,5 @@ let mnistCompare (data: string) (budget: string) (outDir: string) (workers: int)
     let e = describe (Nfm.Descriptions.DataSpec(data)) budget outDir []
     let e = { e with Precision = precisionName |> Option.map (Some >> precision) |> Option.defaultValue e.Precision }
     if precisionName.IsNone then printPreferred e
-    runAndPrint (environment workers None) e
+    // Its second worker stays a thread: `bench` has no --baselines-only for a second process to run.
+    runAndPrint { environment workers None with SideProcess = None } e

@@ -67,5 +67,19 @@ type EvaluationCache private (path: string option) =
             lock gate (fun () -> values[key] <- v; save ())
             v, true
 
+    /// Adds the entries of another cache file that this one lacks (none when the file is missing) and saves; returns
+    /// how many it added. A comparison's second process measures into its own file, which the first merges.
+    member _.Merge(file: string) =
+        if not (File.Exists file) then 0
+        else
+            let other = EvaluationCache(Some file)
+            lock gate (fun () ->
+                let added = [ for kv in other.Entries do if not (values.ContainsKey kv.Key) then values[kv.Key] <- kv.Value; yield kv.Key ]
+                if not added.IsEmpty then save ()
+                added.Length)
+
+    /// Every entry (a copy).
+    member _.Entries : KeyValuePair<string, float[]> list = lock gate (fun () -> List.ofSeq values)
+
     /// How many entries the cache holds.
     member _.Count = lock gate (fun () -> values.Count)

@@ -142,6 +142,17 @@ module Experiment =
                 | _ -> [ m ])
         { e with Conditional = true; Guidance = weights; Methods = methods }
 
+    /// The evaluation cache file of a comparison's second process (merged into evaluation-cache.json when it ends).
+    let private secondProcessCache = "evaluation-cache-second-process.json"
+
+    /// The coupling of a method that needs no teacher (independent, OT, OT within each label); None for the others.
+    let private baselineCoupling (m: Method) =
+        match m.Coupling with
+        | Independent -> Some Couple.independent
+        | Ot -> Some Couple.ot
+        | OtPerLabel -> Some (Couple.perLabel (fun _ -> Couple.ot))
+        | _ -> None
+
     /// The coupling's spelling recorded in a student's description.
     let private couplingText (m: Method) (pairsPath: string) =
         match m.Coupling with
@@ -700,12 +711,10 @@ module Experiment =
         let side () =
             if s.IsMnist then s.Classifier.Force() |> ignore
             [ for m in e.Methods |> List.filter (needsMainTeacher >> not) ->
-                m.Name, match m.Coupling with
-                        | Independent -> student m Couple.independent ""
-                        | Ot -> student m Couple.ot ""
-                        | OtPerLabel -> student m (Couple.perLabel (fun _ -> Couple.ot)) ""
-                        | Nfm (methodEta, _) -> let t = small.Force().Value in nfmStudent m t (sprintf "-t%d" t.Steps) methodEta
-                        | Custom _ -> failwith "a custom coupling needs the main teacher" ]
+                m.Name, match baselineCoupling m, m.Coupling with
+                        | Some c, _ -> student m c ""
+                        | None, Nfm (methodEta, _) -> let t = small.Force().Value in nfmStudent m t (sprintf "-t%d" t.Steps) methodEta
+                        | None, _ -> failwith "a custom coupling needs the main teacher" ]
         // The main chain: the teacher, its NFM and custom students.
         let main () =
             let t = stages.Teacher s mainSteps ""
@@ -717,6 +726,22 @@ module Experiment =
                            | _ -> failwith "a baseline needs no teacher" ]
         let sideRuns, (teacher, mainRuns) =
             if env.Workers = 1 then let mainResult = main () in side (), mainResult
+            elif env.SideProcess.IsSome then
+                // The baselines' students train in the other process while this one trains the teacher; side () then
+                // finds their checkpoints finished (or continues what the other left) and evaluates them here.
+                let names = e.Methods |> List.filter (fun m -> (baselineCoupling m).IsSome) |> List.map (fun m -> m.Name)
+                if not names.IsEmpty then env.Reporter.Message(sprintf "%s: trained and evaluated in a second process" (String.concat ", " names))
+                let other = if names.IsEmpty then Threading.Tasks.Task.CompletedTask else env.SideProcess.Value names
+                let mainResult = main ()
+                try other.Wait()
+                with ex ->
+                    let inner = match ex with :? AggregateException as a -> a.InnerException | _ -> ex
+                    env.Reporter.Message(sprintf "the second process stopped (%s); its students continue here" inner.Message)
+                // Its figures, measured into its own cache file, join this process's cache (side () finds them there).
+                let secondCache = Path.Combine(s.OutDir, secondProcessCache)
+                s.Cache.Merge secondCache |> ignore
+                if File.Exists secondCache then File.Delete secondCache
+                side (), mainResult
             else
                 let sideTask = Threading.Tasks.Task.Run(Func<_>(side))
                 let mainResult = main ()
@@ -749,6 +774,28 @@ module Experiment =
           ClaimChecks = Claims.checkAllWith (claims |> List.map (fun (k, (_, se)) -> k, se)) (claims |> List.map (fun (k, (q, _)) -> k, q))
           Guidance = (if e.Conditional then (students |> List.map (fun st -> st.Curve)) @ (teacher.Curve |> Option.toList) else [])
           NReference = s.EvalCount; FeatureNetwork = (if s.IsMnist then Some (s.Classifier.Force().Identity()) else None) }
+
+    /// Trains (or continues) and evaluates the students of the named methods that need no teacher (independent and OT
+    /// couplings), and nothing else: the work a comparison on two workers gives its second process
+    /// (`RunEnvironment.SideProcess`). Its figures go to a cache file of its own (evaluation-cache-second-process.json,
+    /// which the comparison merges when this ends). It takes no folder lock: it runs for the comparison that holds the
+    /// folder. An MNIST comparison's students are evaluated here only when the feature classifier is already saved
+    /// (two processes must not train it at once).
+    let runBaselines (env: RunEnvironment) (e: Experiment) (names: string list) =
+        let s = Stage.setup env e
+        let cache = EvaluationCache.Open(Path.Combine(s.OutDir, secondProcessCache))
+        cache.Merge(Path.Combine(s.OutDir, "evaluation-cache.json")) |> ignore
+        let s = { s with Cache = cache }
+        let evaluate = not s.IsMnist || File.Exists e.Classifier
+        for name in names do
+            match e.Methods |> List.tryFind (fun m -> m.Name = name) with
+            | None -> invalidArg "names" (sprintf "the comparison has no method '%s'" name)
+            | Some m ->
+                match baselineCoupling m with
+                | Some c ->
+                    let t = stages.Train s m c (couplingText m "")
+                    if evaluate && not env.Cancel.IsCancellationRequested then stages.Evaluate s m.Name t.Student None |> ignore
+                | None -> invalidArg "names" (sprintf "method '%s' needs a teacher: it trains in the comparison's own process" name)
 
     /// Runs a comparison with the standard stages (`runWith stages`): trains (or continues) the teachers and students,
     /// samples and scores them (resuming the evaluation from the folder's evaluation-cache.json), measures the

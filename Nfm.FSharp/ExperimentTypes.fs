@@ -110,8 +110,15 @@ type Experiment =
 /// How a comparison runs, never what it measures: the workers, the TensorBoard log, the reporter, cancellation and the
 /// command recorded in results.json. Two runs of one `Experiment` in different environments give the same figures.
 type RunEnvironment =
-    { /// 1, or 2: the students that need no teacher train on a second thread while the teacher trains.
+    { /// 1, or 2: the students that need no teacher train beside the teacher (in `SideProcess`, else on a second
+      /// thread of this process).
       Workers: int
+      /// With two workers: trains the students of the named methods (those that need no teacher) in another process,
+      /// which leaves their finished checkpoints in the output folder, while this process trains the teacher; this
+      /// process then loads them (and trains in-process whatever the other left unfinished). The command line passes
+      /// one that starts itself. A second process has its own garbage collector, so the hazard of two training
+      /// threads in one process (TorchSharp's temporary scalars, CONTRIBUTING.md) cannot arise. None: a second thread.
+      SideProcess: (string list -> Tasks.Task) option
       /// A TensorBoard log for training curves, figures and sample grids.
       Log: TensorBoardLog option
       Reporter: Reporter
@@ -122,7 +129,7 @@ type RunEnvironment =
 [<RequireQualifiedAccess>]
 module RunEnvironment =
     /// One worker, no log, progress as lines on stdout, no cancellation, no command recorded.
-    let lines = { Workers = 1; Log = None; Reporter = Reporter.lines; Cancel = CancellationToken.None; Command = "" }
+    let lines = { Workers = 1; SideProcess = None; Log = None; Reporter = Reporter.lines; Cancel = CancellationToken.None; Command = "" }
     /// As `lines`, silent.
     let silent = { lines with Reporter = Reporter.silent }
 

@@ -91,13 +91,15 @@ let tests =
             for k in [ "nfm_over_independent_1step"; "nfm_over_ot_4step"; "nfm_best_at_most_16_steps_over_teacher"; "teacher_latency_over_nfm_4step" ] do
                 Expect.isTrue (claims.GetProperty(k).GetDouble() > 0.0) (sprintf "claim %s measured" k)
         }
-        test "compare on two workers gives the same figures as on one, and a second run continues from the checkpoints" {
+        test "compare on two workers (a second process) gives the same figures as on one, and a second run continues from the checkpoints" {
             let dir = tempDir ()
             // 1,500 rows of moons as a user's file: 300 held out, so that 75 exact W2 evaluations stay cheap.
             Nfm.FSharp.Data.writeNpy (Path.Combine(dir, "moons.npy")) (Nfm.FSharp.Data.toy "moons" 1500L 0L).X
             let compare out workers = runIn dir 600 [ "compare"; "--data"; "moons.npy"; "--out"; out; "--budget"; "12"; "--workers"; workers ]
             ok (compare "one" "1") "one worker"
-            ok (compare "two" "2") "two workers"
+            let two = compare "two" "2"
+            ok two "two workers"
+            Expect.stringContains two.Err "independent, ot: trained and evaluated in a second process" "the baselines train in a second process"
             let values out =
                 use j = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, out, "results.json")))
                 [ for row in j.RootElement.GetProperty("rows").EnumerateArray() ->
