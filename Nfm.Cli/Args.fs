@@ -33,6 +33,7 @@ type CompareArgs =
     | Conditional
     | Guidance of list: string
     | Guidance_Per_Steps
+    | Guidance_From of file: string
     | Precision of string
     | Classifier of file: string
     | Workers of int
@@ -54,6 +55,7 @@ type CompareArgs =
             | Conditional -> "class-conditional teacher and students on the data's labels (label dropout 0.1), each sampled with classifier-free guidance at every --guidance weight; rows at each method's best weight, every curve in results.json."
             | Guidance _ -> "with --conditional: the guidance weights to sweep, comma-separated (default 0,0.5,1,2,3)."
             | Guidance_Per_Steps -> "with --conditional: each row at the best guidance weight for its step count, not at the method's one best weight."
+            | Guidance_From _ -> "with --conditional: sample each method and step count (and the teacher) at the one weight its row has in this results.json (a comparison on validation digits), instead of sweeping --guidance on the digits that report."
             | Precision _ -> "float32 or bfloat16: mixed precision for every training step of teachers and students (evaluation stays float32); default float32 for vectors; for images bfloat16 where this machine's bfloat16 matmul is measured at least 2x float32's (AMX), else float32 (printed at the start)."
             | Classifier _ -> "MNIST: the FD-MNIST feature classifier checkpoint (default fd-classifier.ckpt; trained with the fixed recipe when missing)."
             | Data _ -> "data: a built-in 2-D set (checkerboard, moons, 8gaussians, 2spirals, rings), mnist:DIR, images:FOLDER[?size=N&channels=C] (PNG/JPEG, one subfolder per class) or FILE.npy."

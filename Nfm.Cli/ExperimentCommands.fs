@@ -125,6 +125,13 @@ let compare (args: ParseResults<CompareArgs>) =
     let e = if args.Contains CompareArgs.Conditional then Experiment.conditional (defaultArg guidance Experiment.defaultGuidance) e else e
     if args.Contains CompareArgs.Guidance_Per_Steps && not (args.Contains CompareArgs.Conditional) then fail "--guidance-per-steps needs --conditional"
     let e = { e with GuidancePerSteps = args.Contains CompareArgs.Guidance_Per_Steps }
+    let e = match args.TryGetResult CompareArgs.Guidance_From with
+            | Some f when not (args.Contains CompareArgs.Conditional) -> fail "--guidance-from needs --conditional"
+            | Some f ->
+                let chosen = try Experiment.guidanceFrom (existing "results" f) with :? IO.InvalidDataException as ex -> fail ex.Message
+                if chosen.IsEmpty then fail (sprintf "--guidance-from %s: the file has no student or teacher rows" f)
+                { e with ChosenGuidance = chosen; GuidancePerSteps = true }
+            | None -> e
     let e = match args.TryGetResult CompareArgs.Teacher with
             | Some f -> Experiment.withTeacher (existing "teacher" f) e
             | None -> e

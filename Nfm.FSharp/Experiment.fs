@@ -103,7 +103,18 @@ module Experiment =
             if not image then Precision.Float32
             else match savedPrecision outDir with Some p -> p | None -> (Nfm.PrecisionProbe.Of "cpu").Preferred
         { Data = data; Budget = b; Methods = defaultMethods b; Eta = None; Seed = data.Seed; Grid = Quadratic
-          Conditional = false; Guidance = [ 0.0 ]; GuidancePerSteps = false; Precision = precision; StudentNet = Architecture.UNet; StudentWidth = None; StudentDepth = None; Validation = false; Teacher = None; OutDir = outDir; Classifier = Path.Combine(outDir, "fd-classifier.ckpt") }
+          Conditional = false; Guidance = [ 0.0 ]; GuidancePerSteps = false; ChosenGuidance = Map.empty; Precision = precision; StudentNet = Architecture.UNet; StudentWidth = None; StudentDepth = None; Validation = false; Teacher = None; OutDir = outDir; Classifier = Path.Combine(outDir, "fd-classifier.ckpt") }
+
+    /// The guidance weights of another comparison's rows (its results.json), by method and step count, with the
+    /// teacher's under "teacher": run a comparison on validation digits (`Validation = true`) to choose them, then
+    /// give them to the run on the test digits as `ChosenGuidance`, which samples each row at that one weight.
+    let guidanceFrom (results: string) : Map<string, Map<int, float>> =
+        let r = Report.read results
+        r.Rows
+        |> List.filter (fun row -> row.Kind = RowKind.Student || (row.Kind = RowKind.Teacher && row.Method.StartsWith "teacher" && not (row.Method.Contains "denoised")))
+        |> List.groupBy (fun row -> row.Method)
+        |> List.map (fun (m, rows) -> m, rows |> List.map (fun row -> row.Steps, row.Guidance) |> Map.ofList)
+        |> Map.ofList
 
     /// Every student trains `steps` steps instead of the budget's (the same for every coupling).
     let withStudentSteps (steps: int) (e: Experiment) : Experiment =
@@ -217,6 +228,10 @@ module Experiment =
               "seed", JsonFile.int e.Seed; "grid", JsonFile.str (Spec.gridName e.Grid) ]
             @ (if e.Conditional then [ "conditional", JsonFile.bool true; "guidance", JsonFile.arr [ for w in e.Guidance -> JsonFile.num w ] ] else [])
             @ (if e.GuidancePerSteps then [ "guidance_per_steps", JsonFile.bool true ] else [])
+            @ (if e.ChosenGuidance.IsEmpty then []
+               else [ "chosen_guidance",
+                      JsonFile.obj [ for KeyValue(m, bySteps) in e.ChosenGuidance ->
+                                       m, JsonFile.obj [ for KeyValue(steps, w) in bySteps -> string steps, JsonFile.num w ] ] ])
             @ (if e.Precision <> Precision.Float32 then [ "precision", JsonFile.str (e.Precision.Name()) ] else [])
             @ (if e.Validation then [ "reference", JsonFile.str "validation: the last eval_count training rows" ] else [])
             @ (if e.StudentNet <> Architecture.UNet || e.StudentWidth.IsSome || e.StudentDepth.IsSome then
@@ -249,6 +264,10 @@ module Experiment =
                 invalidArg "guidance" "guidance weights must be a non-empty list of finite numbers"
             if not e.Conditional && e.Guidance <> [ 0.0 ] then invalidArg "guidance" "guidance weights need a conditional comparison"
             if e.GuidancePerSteps && not e.Conditional then invalidArg "guidance" "guidance chosen per step count needs a conditional comparison"
+            if not e.ChosenGuidance.IsEmpty && not e.Conditional then invalidArg "guidance" "chosen guidance weights need a conditional comparison"
+            for KeyValue(m, bySteps) in e.ChosenGuidance do
+                for KeyValue(steps, w) in bySteps do
+                    if not (Double.IsFinite w) then invalidArg "guidance" (sprintf "the chosen weight of %s at %d steps is %g, not a finite number" m steps w)
             let outDir = Directory.CreateDirectory(e.OutDir).FullName
             // A checkpoint alone may be continued to more steps; a comparison at another budget is not the same run.
             let described = describe e
@@ -334,19 +353,26 @@ module Experiment =
                 if not fresh then report.Message(sprintf "%s, %d steps, guidance %g, draw %d: %s %.4f (measured before)" name steps w k s.Metric figures[0])
                 figures[0], int figures[1], figures[2]
             let weights = match start with Some z -> [ z.Guidance ] | None -> e.Guidance
+            // Weights chosen elsewhere (on validation digits) replace the sweep where they name this method and step count.
+            let chosenHere = if start.IsNone then e.ChosenGuidance |> Map.tryFind name else None
+            let weightsAt (steps: int) =
+                match chosenHere |> Option.bind (Map.tryFind steps) with
+                | Some w -> [ w ]
+                | None -> weights
+            let allWeights = budget.Steps |> List.collect weightsAt |> List.distinct
             // Given starting points hold one set per draw; fresh noise is drawn the budget's number of times.
             let draws = match start with Some z -> int z.X0.shape[0] | None -> budget.Draws
             let sampled =
-                [ for w in weights do
-                    for steps in budget.Steps do
+                [ for w in allWeights do
+                    for steps in budget.Steps |> List.filter (fun n -> List.contains w (weightsAt n)) do
                         use _ = torch.NewDisposeScope()
                         let value, nfe, secs = measure 0 w steps
-                        if weights.Length > 1 then report.Message(sprintf "%s, %d steps, guidance %g: %s %.4f" name steps w s.Metric value)
+                        if (weightsAt steps).Length > 1 then report.Message(sprintf "%s, %d steps, guidance %g: %s %.4f" name steps w s.Metric value)
                         yield w, steps, nfe, secs, value ]
             let curve = bestOf name [ for (w, steps, _, _, v) in sampled -> w, steps, v ]
             // The rows: at the method's one best weight, or at each step count's best weight (by the first draw).
             let chosen =
-                if e.GuidancePerSteps && start.IsNone then
+                if (e.GuidancePerSteps || chosenHere.IsSome) && start.IsNone then
                     [ for steps in budget.Steps -> sampled |> List.filter (fun (_, s, _, _, _) -> s = steps) |> List.minBy (fun (_, _, _, _, v) -> v) ]
                 else sampled |> List.filter (fun (w, _, _, _, _) -> w = curve.Best)
             curve,
@@ -496,8 +522,12 @@ module Experiment =
                 use g = new torch.Generator(uint64 sampleSeed)
                 Nfm.Invert.Teacher.Sample(model, int64 evalCount, g, labels, (if e.Conditional then Nullable w else Nullable()))
             let kept = Collections.Generic.Dictionary<float, torch.Tensor>()
+            let teacherWeights =
+                match e.ChosenGuidance |> Map.tryFind ("teacher" + suffix) with
+                | Some bySteps when not bySteps.IsEmpty -> [ Seq.head bySteps.Values ]
+                | _ -> e.Guidance
             let sampled =
-                [ for w in e.Guidance ->
+                [ for w in teacherWeights ->
                     let figures, fresh =
                         s.Cache.GetOrMeasure(teacherKey [ sprintf "samples seed %d" sampleSeed; sprintf "guidance %g" w ], fun () ->
                             let sw = Diagnostics.Stopwatch.StartNew()
@@ -506,7 +536,7 @@ module Experiment =
                             kept[w] <- x
                             [| s.Quality x reference; secs |])
                     let v = figures[0]
-                    if e.Guidance.Length > 1 || not fresh then
+                    if teacherWeights.Length > 1 || not fresh then
                         report.Message(sprintf "teacher%s, guidance %g: %s %.4f%s" suffix w metric v (if fresh then "" else " (measured before)"))
                     w, figures[1], v ]
             let curve = bestOf ("teacher" + suffix) [ for (w, _, v) in sampled -> w, nfeOf teacher, v ]

@@ -90,6 +90,11 @@ type Experiment =
       /// counts); true: each row at the best weight for its step count (a method may want guidance at 1 step and none
       /// at 16). Either way the choice is made on the reference the rows are scored on: choose with `Validation`.
       GuidancePerSteps: bool
+      /// Weights chosen elsewhere (on validation digits), by method name and step count ("teacher" for the teacher,
+      /// at any step count): a method or step count found here is sampled at that one weight, not swept, so a run on
+      /// the test digits reports at weights the test digits did not choose. Empty (the default): sweep `Guidance`.
+      /// `Experiment.guidanceFrom results.json` reads them from another comparison's rows.
+      ChosenGuidance: Map<string, Map<int, float>>
       /// float32, or bfloat16 mixed precision for every training step (teachers and students).
       Precision: Precision
       /// The students' network for images: the U-Net (default) or the SiT transformer (`Architecture.Sit`, at

@@ -412,6 +412,23 @@ let tests =
                     Expect.equal x.Guidance best (sprintf "%s at %d steps: the best weight at that step count" c.Method x.Steps)
             Expect.throwsT<ArgumentException> (fun () -> Experiment.run quiet { tinyExperiment (tempDir ()) with GuidancePerSteps = true } |> ignore)
                 "a weight per step count needs a conditional comparison"
+            // Weights chosen by another run (here the per-step run's rows, as a validation run's would be): each row is
+            // sampled at that one weight, no sweep, and the figures are the ones the sweep measured at that weight.
+            Experiment.write rp |> ignore
+            let chosen = Experiment.guidanceFrom (Path.Combine(dir, "per-steps", "results.json"))
+            Expect.equal (chosen |> Map.toList |> List.map fst) [ "independent"; "nfm"; "nfm-from-train-encodings"; "ot"; "ot-label-blind"; "teacher" ] "every method and the teacher"
+            let dirC = Path.Combine(dir, "chosen")
+            // A fresh folder (the plan differs): the same seeds train the same teacher and students again.
+            let rc = Experiment.run quiet { e with OutDir = dirC; GuidancePerSteps = true; ChosenGuidance = chosen }
+            for c in rc.Guidance do
+                Expect.equal (c.Points |> List.length) (if c.Method = "teacher" then 1 else 2) (c.Method + ": one weight per step count, not a sweep")
+            for x in rc.Rows |> List.filter (fun x -> x.Kind = RowKind.Student) do
+                let before = rp.Rows |> List.find (fun y -> y.Method = x.Method && y.Steps = x.Steps)
+                Expect.equal x.Guidance (chosen[x.Method][x.Steps]) (sprintf "%s at %d steps: the chosen weight" x.Method x.Steps)
+                Expect.floatClose Accuracy.high x.Value before.Value (sprintf "%s at %d steps: the figure measured at that weight" x.Method x.Steps)
+            use d = JsonDocument.Parse(File.ReadAllText(Path.Combine(dirC, "experiment.json")))
+            Expect.equal (d.RootElement.GetProperty("chosen_guidance").GetProperty("nfm").GetProperty("4").GetDouble()) (chosen["nfm"][4])
+                "experiment.json records the chosen weights"
         }
 
         test "a comparison with no methods, or two of one name, is refused before any work" {

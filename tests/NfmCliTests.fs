@@ -114,6 +114,15 @@ let tests =
             Expect.notEqual other.Code 0 "a folder made with another budget is refused"
             Expect.stringContains other.Err "other settings" "names the problem"
         }
+        test "compare --guidance-from needs --conditional and a results file that exists" {
+            let dir = tempDir ()
+            let bad = runIn dir 60 [ "compare"; "--data"; "moons"; "--out"; "g"; "--guidance-from"; "r.json" ]
+            Expect.notEqual bad.Code 0 "non-zero exit"
+            Expect.stringContains bad.Err "--guidance-from needs --conditional" "names the problem"
+            let missing = runIn dir 60 [ "compare"; "--data"; "moons"; "--out"; "g"; "--conditional"; "--guidance-from"; "missing.json" ]
+            Expect.notEqual missing.Code 0 "non-zero exit"
+            Expect.stringContains missing.Err "missing.json" "names the file"
+        }
         test "compare --student-steps sets every student's steps and records them; 0 is refused" {
             let dir = tempDir ()
             Nfm.FSharp.Data.writeNpy (Path.Combine(dir, "moons.npy")) (Nfm.FSharp.Data.toy "moons" 1500L 0L).X
