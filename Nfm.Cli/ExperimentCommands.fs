@@ -42,16 +42,28 @@ let sideProcess (names: string list) : Threading.Tasks.Task =
     let log = Path.Combine(Path.GetTempPath(), sprintf "nfm-second-process-%d.log" Environment.ProcessId)
     task {
         use p = Diagnostics.Process.Start psi
-        let out = p.StandardOutput.ReadToEndAsync()
+        // Its bars and messages (Reporter.relay) are replayed on this terminal; anything else goes to the log.
+        let replay = Reporter.replayer Progress.reporter
+        let other = Text.StringBuilder()
+        let out =
+            task {
+                let mutable line = ""
+                let! first = p.StandardOutput.ReadLineAsync()
+                line <- first
+                while not (isNull line) do
+                    if line.StartsWith "nfm-" then replay line else other.AppendLine line |> ignore
+                    let! l = p.StandardOutput.ReadLineAsync()
+                    line <- l
+            }
         let err = p.StandardError.ReadToEndAsync()
         do! p.WaitForExitAsync()
-        let! o = out
+        do! out
         let! e = err
-        File.WriteAllText(log, o + e)
+        let text = other.ToString() + e
         if p.ExitCode <> 0 then
-            let tail = (o + e).Split('\n', StringSplitOptions.RemoveEmptyEntries) |> Array.rev |> Array.truncate 3 |> Array.rev
+            File.WriteAllText(log, text)
+            let tail = text.Split('\n', StringSplitOptions.RemoveEmptyEntries) |> Array.rev |> Array.truncate 3 |> Array.rev
             failwithf "exit code %d: %s (log %s)" p.ExitCode (String.concat " | " tail) log
-        File.Delete log
     } :> Threading.Tasks.Task
 
 /// The command line's run environment: progress on this terminal, Ctrl+C, the command recorded, `workers` workers (with
@@ -60,10 +72,11 @@ let environment (workers: int) (log: Nfm.Training.TensorBoardLog option) : RunEn
     { Workers = workers; SideProcess = (if workers = 2 then Some sideProcess else None); Log = log; Reporter = Progress.reporter
       Cancel = cancellation; Command = commandLine () }
 
-/// The second process's part (`--baselines-only NAMES`): train and evaluate those students, quietly, on one libtorch thread.
+/// The second process's part (`--baselines-only NAMES`): train and evaluate those students on one libtorch thread,
+/// reporting through `Reporter.relay` (the first process shows it).
 let trainBaselines (names: string) (e: Experiment) =
     TorchSharp.torch.set_num_threads 1
-    let env = { RunEnvironment.silent with Cancel = cancellation; Command = commandLine () }
+    let env = { RunEnvironment.silent with Reporter = Reporter.relay; Cancel = cancellation; Command = commandLine () }
     Experiment.runBaselines env e (names.Split(',', StringSplitOptions.RemoveEmptyEntries) |> List.ofArray)
     0
 

@@ -812,7 +812,8 @@ module Experiment =
     /// folder. An MNIST comparison's students are evaluated here only when the feature classifier is already saved
     /// (two processes must not train it at once).
     let runBaselines (env: RunEnvironment) (e: Experiment) (names: string list) =
-        let s = Stage.setup env e
+        // The comparison has said what it compares: the setup's own line would repeat it.
+        let s = { Stage.setup { env with Reporter = { env.Reporter with Message = ignore } } e with Env = env }
         let cache = EvaluationCache.Open(Path.Combine(s.OutDir, secondProcessCache))
         cache.Merge(Path.Combine(s.OutDir, "evaluation-cache.json")) |> ignore
         let s = { s with Cache = cache }

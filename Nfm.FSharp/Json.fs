@@ -56,6 +56,38 @@ module Reporter =
                         eprintfn "%s %d/%d %s %.1f it/s" label current total info rate
           Message = fun m -> eprintfn "%s" m }
 
+    /// Events as lines on stdout for another process to replay onto its own reporter (`replayer`): a comparison's
+    /// second process reports through this, so that its bars and messages show in the first one's terminal.
+    /// Lines: "nfm-stage TAB ID TAB LABEL TAB TOTAL", "nfm-step TAB ID TAB CURRENT TAB INFO", "nfm-message TAB TEXT".
+    let relay : Reporter =
+        let gate = obj ()
+        let mutable next = 0
+        let clean (s: string) = s.Replace('\t', ' ').Replace('\n', ' ')
+        let write (line: string) = lock gate (fun () -> Console.Out.WriteLine line; Console.Out.Flush())
+        { Stage =
+            fun label total ->
+                let id = lock gate (fun () -> next <- next + 1; next)
+                write (sprintf "nfm-stage\t%d\t%s\t%d" id (clean label) total)
+                fun current info -> write (sprintf "nfm-step\t%d\t%d\t%s" id current (clean info))
+          Message = fun m -> write ("nfm-message\t" + clean m) }
+
+    /// Replays lines written by `relay` onto `reporter` (each relayed stage becomes one of its stages); other lines
+    /// are ignored. Call it from one thread.
+    let replayer (reporter: Reporter) : string -> unit =
+        let stages = Collections.Generic.Dictionary<string, int64 -> string -> unit>()
+        fun line ->
+            match line.Split('\t') with
+            | [| "nfm-stage"; id; label; total |] ->
+                match Int64.TryParse total with
+                | true, t -> stages[id] <- reporter.Stage label t
+                | _ -> ()
+            | [| "nfm-step"; id; current; info |] ->
+                match stages.TryGetValue id, Int64.TryParse current with
+                | (true, update), (true, c) -> update c info
+                | _ -> ()
+            | [| "nfm-message"; text |] -> reporter.Message text
+            | _ -> ()
+
     /// The same reporter with every stage named `label` (e.g. a comparison's method name instead of the trainer's own).
     let labelled (label: string) (reporter: Reporter) = { reporter with Stage = fun _ total -> reporter.Stage label total }
 
