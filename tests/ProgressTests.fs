@@ -48,11 +48,12 @@ let tests =
             let dir = tempDir ()
             // 1,500 rows of checkerboard as a user's file (300 held out): the bars are the point, not the W2 figures.
             Nfm.FSharp.Data.writeNpy (Path.Combine(dir, "checkerboard.npy")) (Nfm.FSharp.Data.toy "checkerboard" 1500L 0L).X
-            let code, out = onTerminal dir 300 [ "compare"; "--data"; "checkerboard.npy"; "--budget"; "60"; "--workers"; "2"; "--out"; "c"
-                                                 "--logdir"; "tb" ]
+            // The teacher's 200 steps outlast the second process's start (a few seconds) before its students' 60.
+            let code, out = onTerminal dir 300 [ "compare"; "--data"; "checkerboard.npy"; "--budget"; "200"; "--student-steps"; "60"
+                                                 "--workers"; "2"; "--out"; "c"; "--logdir"; "tb" ]
             Expect.equal code 0 (plain out)
             let text = plain out
-            Expect.isTrue (Regex.IsMatch(text, @"teacher\s+\d+/60[^\n]*\n[^\n]*\n?[^\n]*(independent|ot)\s+\d+/60", RegexOptions.Multiline))
+            Expect.isTrue (Regex.IsMatch(text, @"teacher\s+\d+/200[^\n]*\n[^\n]*\n?[^\n]*(independent|ot)\s+\d+/60", RegexOptions.Multiline))
                 "two bars stacked in the same frame"
             let scalars = TensorBoardTests.scalars (Path.Combine(dir, "tb"))
             let byStep m = scalars |> List.filter (fun (t, _, _) -> t = m + "/w2_by_sampling_steps") |> List.map (fun (_, s, _) -> s)
