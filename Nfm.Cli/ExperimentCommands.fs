@@ -42,6 +42,9 @@ let sideProcess (names: string list) : Threading.Tasks.Task =
     let log = Path.Combine(Path.GetTempPath(), sprintf "nfm-second-process-%d.log" Environment.ProcessId)
     task {
         use p = Diagnostics.Process.Start psi
+        // It does not outlive this process (a failed teacher, an interrupt): killed here, it continues from its
+        // checkpoints when the comparison runs again. Ctrl-C on a terminal reaches both processes already.
+        AppDomain.CurrentDomain.ProcessExit.Add(fun _ -> try (if not p.HasExited then p.Kill true) with _ -> ())
         // Its bars and messages (Reporter.relay) are replayed on this terminal; anything else goes to the log.
         let replay = Reporter.replayer Progress.reporter
         let other = Text.StringBuilder()
